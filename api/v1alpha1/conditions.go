@@ -1,0 +1,62 @@
+package v1alpha1
+
+// Condition types. Ready is the positive summary; Reconciling and Stalled
+// follow kstatus and are present only while True.
+const (
+	// ConditionReady summarizes whether the object does its job.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the controller works towards the spec.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True while the controller cannot make progress
+	// without a change from the user.
+	ConditionStalled = "Stalled"
+	// ConditionSinksReady tells whether every SinkTarget the pipeline names
+	// exists and is fully resolved.
+	ConditionSinksReady = "SinksReady"
+	// ConditionWorkersHealthy tells whether the pipeline's workers run
+	// without leaking goroutines or file descriptors and keep up with the pool.
+	ConditionWorkersHealthy = "WorkersHealthy"
+	// ConditionFlowHealthy tells whether lines flow from the pods to the sinks.
+	ConditionFlowHealthy = "FlowHealthy"
+)
+
+// Condition reasons. Every reason is CamelCase and used with a message that
+// says what was found, with numbers where there are any.
+const (
+	// ReasonWorkersRunning means the pipeline's workers run with the current spec.
+	ReasonWorkersRunning = "WorkersRunning"
+	// ReasonProgressing means the controller is applying a new spec.
+	ReasonProgressing = "Progressing"
+	// ReasonSuspended means spec.suspend is true and no worker runs.
+	ReasonSuspended = "Suspended"
+	// ReasonDeleting means the object is being deleted.
+	ReasonDeleting = "Deleting"
+	// ReasonSinksResolved means every named SinkTarget exists and its
+	// credentials were read.
+	ReasonSinksResolved = "SinksResolved"
+	// ReasonSinkNotFound means a SinkTarget named in spec.sinks does not exist.
+	ReasonSinkNotFound = "SinkNotFound"
+	// ReasonSinkInvalid means a named SinkTarget's spec cannot be used.
+	ReasonSinkInvalid = "SinkInvalid"
+	// ReasonSecretNotFound means a referenced Secret does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretKeyNotFound means a referenced Secret lacks the named key.
+	ReasonSecretKeyNotFound = "SecretKeyNotFound"
+	// ReasonInvalidTLS means a referenced certificate or key cannot be parsed.
+	ReasonInvalidTLS = "InvalidTLS"
+	// ReasonInvalidSpec means the spec passed schema validation but cannot be
+	// used (for example a selector that does not parse).
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonApplyFailed means the workers could not be (re)configured; the
+	// controller retries with backoff.
+	ReasonApplyFailed = "ApplyFailed"
+	// ReasonConfigurationValid means the SinkTarget's configuration and
+	// credentials are complete.
+	ReasonConfigurationValid = "ConfigurationValid"
+	// ReasonWorkersNotRunning means no worker of the pipeline runs, for the
+	// reason the message gives.
+	ReasonWorkersNotRunning = "WorkersNotRunning"
+	// ReasonAwaitingMetrics means the workers have not reported enough
+	// samples yet for a health verdict.
+	ReasonAwaitingMetrics = "AwaitingMetrics"
+)

@@ -1,0 +1,23 @@
+// Package v1alpha1 contains the LogPipeline and SinkTarget API of the
+// logs.capturer.dev group: the types, their defaults and validation rules, and
+// the condition types and reasons the controllers write.
+//
+// +kubebuilder:object:generate=true
+// +groupName=logs.capturer.dev
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of this API.
+	GroupVersion = schema.GroupVersion{Group: "logs.capturer.dev", Version: "v1alpha1"}
+
+	// SchemeBuilder registers the types of this API with a scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the types of this API to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

@@ -1,0 +1,248 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// StartAt tells where capture begins for a container the pipeline sees for the
+// first time.
+// +kubebuilder:validation:Enum=Now;Beginning
+type StartAt string
+
+const (
+	// StartAtNow captures only lines written after the container was first seen.
+	StartAtNow StartAt = "Now"
+	// StartAtBeginning captures everything the kubelet still has for the container.
+	StartAtBeginning StartAt = "Beginning"
+)
+
+// LogPipelineSpec selects pods in the pipeline's own namespace and ships the
+// logs of their containers to SinkTargets of the same namespace.
+// +kubebuilder:validation:XValidation:rule="!has(self.containers) || !has(self.containers.include) || !has(self.containers.exclude) || !self.containers.include.exists(g, g in self.containers.exclude)",message="a container glob must not be both included and excluded"
+type LogPipelineSpec struct {
+	// Selector selects the pods of the pipeline's namespace whose containers
+	// are captured. An empty or absent selector selects every pod of the
+	// namespace. A pipeline never reads another namespace.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+
+	// Containers narrows the selected pods to containers by name.
+	// +optional
+	Containers ContainerFilter `json:"containers,omitzero"`
+
+	// Rotation controls how often each container's log stream is closed and
+	// reopened.
+	// +optional
+	// +kubebuilder:default={}
+	Rotation RotationSpec `json:"rotation,omitzero"`
+
+	// StreamPool limits how many log streams the pipeline holds open at once.
+	// +optional
+	// +kubebuilder:default={}
+	StreamPool StreamPoolSpec `json:"streamPool,omitzero"`
+
+	// StartAt tells where capture begins for a container seen for the first time.
+	// +optional
+	// +kubebuilder:default=Now
+	StartAt StartAt `json:"startAt,omitempty"`
+
+	// PodLabels lists pod label keys whose values are attached to every record.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=317
+	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	// +listType=set
+	PodLabels []string `json:"podLabels,omitempty"`
+
+	// Sinks names the SinkTargets, in this namespace, that receive every line.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:XValidation:rule="self.all(x, self.exists_one(y, y == x))",message="sink names must be unique"
+	Sinks []SinkName `json:"sinks"`
+
+	// Health sets the thresholds the workers' health is judged by.
+	// +optional
+	// +kubebuilder:default={}
+	Health HealthSpec `json:"health,omitzero"`
+
+	// Suspend stops the pipeline's workers without deleting the pipeline.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// SinkName is the name of a SinkTarget in the pipeline's namespace.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=253
+// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+type SinkName string
+
+// ContainerGlob matches container names. `*` matches any run of characters
+// and `?` one character; everything else matches itself.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:XValidation:rule="self.matches('^[-a-z0-9*?]+$')",message="a container glob may contain only lowercase letters, digits, '-', '*' and '?'"
+type ContainerGlob string
+
+// ContainerFilter selects containers of the selected pods by name.
+type ContainerFilter struct {
+	// Include lists globs of container names to capture; empty captures all.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	Include []ContainerGlob `json:"include,omitempty"`
+
+	// Exclude lists globs of container names never to capture; it wins over Include.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	Exclude []ContainerGlob `json:"exclude,omitempty"`
+}
+
+// RotationSpec controls log stream rotation.
+type RotationSpec struct {
+	// Interval is how often each log stream is closed and reopened, exactly
+	// where it stopped. Between 1s and 24h.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="rotation.interval must be between 1s and 24h"
+	Interval metav1.Duration `json:"interval,omitzero"`
+}
+
+// StreamPoolSpec limits concurrent log streams.
+type StreamPoolSpec struct {
+	// MaxStreams is the most log streams the pipeline holds open at once.
+	// When more containers are selected, they take turns at each rotation.
+	// +optional
+	// +kubebuilder:default=50
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MaxStreams int32 `json:"maxStreams,omitempty"`
+}
+
+// HealthSpec holds the thresholds the pipeline's health conditions use. The
+// defaults come from the reference system this project replaces.
+type HealthSpec struct {
+	// MaxGoroutineGrowthPerMinute is the growth of goroutines not explained by
+	// open streams, per minute over the window, from which on the workers
+	// are reported as leaking goroutines.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MaxGoroutineGrowthPerMinute int32 `json:"maxGoroutineGrowthPerMinute,omitempty"`
+
+	// MaxFDGrowthPer10Minutes is the growth of open file descriptors per ten
+	// minutes over the window from which on the workers are reported as
+	// leaking file descriptors.
+	// +optional
+	// +kubebuilder:default=50
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	MaxFDGrowthPer10Minutes int32 `json:"maxFDGrowthPer10Minutes,omitempty"`
+
+	// Window is the sliding window growth is measured over. Between 1m and 24h.
+	// +optional
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('24h')",message="health.window must be between 1m and 24h"
+	Window metav1.Duration `json:"window,omitzero"`
+
+	// NoDeliveryTimeout is how long lines may be read without any being
+	// delivered before flow is reported unhealthy. Between 10s and 24h.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="health.noDeliveryTimeout must be between 10s and 24h"
+	NoDeliveryTimeout metav1.Duration `json:"noDeliveryTimeout,omitzero"`
+}
+
+// WorkerStatus holds the numbers the pipeline's workers report about
+// themselves. Counts are exact: the code that owns a goroutine or stream
+// counts it.
+type WorkerStatus struct {
+	// SelectedContainers is how many containers the pipeline selects.
+	// +optional
+	SelectedContainers int32 `json:"selectedContainers"`
+	// ActiveStreams is how many log streams are open now.
+	// +optional
+	ActiveStreams int32 `json:"activeStreams"`
+	// WaitingStreams is how many selected containers wait for a stream slot.
+	// +optional
+	WaitingStreams int32 `json:"waitingStreams"`
+	// Rotations is how many stream rotations happened since the workers started.
+	// +optional
+	Rotations int64 `json:"rotations"`
+	// Goroutines is how many goroutines the pipeline's workers own.
+	// +optional
+	Goroutines int32 `json:"goroutines"`
+	// OpenFDs is the operator process's open file descriptors.
+	// +optional
+	OpenFDs int32 `json:"openFDs"`
+	// LinesTotal is how many lines the workers read.
+	// +optional
+	LinesTotal int64 `json:"linesTotal"`
+	// BytesTotal is how many bytes of log lines the workers read.
+	// +optional
+	BytesTotal int64 `json:"bytesTotal"`
+}
+
+// LogPipelineStatus is the observed state of a LogPipeline.
+type LogPipelineStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, SinksReady, WorkersHealthy, FlowHealthy, and
+	// Reconciling or Stalled while they are True.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// Workers holds the numbers the workers report.
+	// +optional
+	Workers *WorkerStatus `json:"workers,omitempty"`
+}
+
+// LogPipeline captures the logs of selected pods' containers and ships every
+// line to its sinks.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=lp,categories=logging
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Streams",type=integer,JSONPath=`.status.workers.activeStreams`
+// +kubebuilder:printcolumn:name="Goroutines",type=integer,JSONPath=`.status.workers.goroutines`
+// +kubebuilder:printcolumn:name="FDs",type=integer,JSONPath=`.status.workers.openFDs`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LogPipeline struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   LogPipelineSpec   `json:"spec"`
+	Status LogPipelineStatus `json:"status,omitempty"`
+}
+
+// GetConditions returns the pipeline's status conditions.
+func (p *LogPipeline) GetConditions() []metav1.Condition { return p.Status.Conditions }
+
+// SetConditions replaces the pipeline's status conditions.
+func (p *LogPipeline) SetConditions(c []metav1.Condition) { p.Status.Conditions = c }
+
+// LogPipelineList is a list of LogPipelines.
+// +kubebuilder:object:root=true
+type LogPipelineList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LogPipeline `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&LogPipeline{}, &LogPipelineList{})
+}

@@ -1,0 +1,378 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SinkType names the kind of a SinkTarget; status.type reports it.
+type SinkType string
+
+const (
+	// SinkTypeLoki pushes to Grafana Loki.
+	SinkTypeLoki SinkType = "Loki"
+	// SinkTypeFile writes files under the operator's file sink root.
+	SinkTypeFile SinkType = "File"
+	// SinkTypeHTTP posts NDJSON to an HTTP endpoint.
+	SinkTypeHTTP SinkType = "HTTP"
+	// SinkTypeStdout writes to the operator's standard output.
+	SinkTypeStdout SinkType = "Stdout"
+)
+
+// WhenFull is what a sink does when its buffer is full.
+// +kubebuilder:validation:Enum=Block;DropOldest;DropNewest
+type WhenFull string
+
+const (
+	// WhenFullBlock stops the pipeline's reading until there is room again; no line is lost.
+	WhenFullBlock WhenFull = "Block"
+	// WhenFullDropOldest drops the oldest buffered lines and counts them.
+	WhenFullDropOldest WhenFull = "DropOldest"
+	// WhenFullDropNewest drops incoming lines and counts them.
+	WhenFullDropNewest WhenFull = "DropNewest"
+)
+
+// RecordFormat is how File and Stdout sinks write a record.
+// +kubebuilder:validation:Enum=JSON;Raw
+type RecordFormat string
+
+const (
+	// RecordFormatJSON writes one JSON object per line with the record's metadata.
+	RecordFormatJSON RecordFormat = "JSON"
+	// RecordFormatRaw writes the log line alone.
+	RecordFormatRaw RecordFormat = "Raw"
+)
+
+// LokiEncoding is the body encoding of Loki pushes.
+// +kubebuilder:validation:Enum=Protobuf;JSON
+type LokiEncoding string
+
+const (
+	// LokiEncodingProtobuf sends snappy-compressed protobuf, Loki's native format.
+	LokiEncodingProtobuf LokiEncoding = "Protobuf"
+	// LokiEncodingJSON sends Loki's JSON push format.
+	LokiEncodingJSON LokiEncoding = "JSON"
+)
+
+// MetadataLabel is Kubernetes metadata that can become a Loki stream label.
+// +kubebuilder:validation:Enum=namespace;pod;container;node
+type MetadataLabel string
+
+// HTTPCompression is the body compression of HTTP sinks.
+// +kubebuilder:validation:Enum=None;Gzip
+type HTTPCompression string
+
+const (
+	// HTTPCompressionNone sends bodies as they are.
+	HTTPCompressionNone HTTPCompression = "None"
+	// HTTPCompressionGzip sends gzip-compressed bodies.
+	HTTPCompressionGzip HTTPCompression = "Gzip"
+)
+
+// SinkTargetSpec configures one destination for log lines. Exactly one of
+// loki, file, http and stdout is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout)].filter(x, x).size() == 1",message="exactly one of loki, file, http or stdout must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.batch.maxBytes) || !has(self.buffer) || !has(self.buffer.maxBytes) || quantity(string(self.batch.maxBytes)).compareTo(quantity(string(self.buffer.maxBytes))) <= 0",message="batch.maxBytes must not exceed buffer.maxBytes"
+type SinkTargetSpec struct {
+	// Loki pushes to a Loki-compatible endpoint.
+	// +optional
+	Loki *LokiSink `json:"loki,omitempty"`
+	// File writes files under the operator's file sink root.
+	// +optional
+	File *FileSink `json:"file,omitempty"`
+	// HTTP posts NDJSON to an HTTP endpoint.
+	// +optional
+	HTTP *HTTPSink `json:"http,omitempty"`
+	// Stdout writes to the operator's standard output, for debugging.
+	// +optional
+	Stdout *StdoutSink `json:"stdout,omitempty"`
+
+	// Batch controls how lines are grouped into one send.
+	// +optional
+	// +kubebuilder:default={maxBytes:"1Mi",maxWait:"1s"}
+	Batch BatchSpec `json:"batch,omitzero"`
+	// Retry controls the backoff between failed sends.
+	// +optional
+	// +kubebuilder:default={minBackoff:"500ms",maxBackoff:"5m"}
+	Retry RetrySpec `json:"retry,omitzero"`
+	// Buffer bounds what is queued for this sink per pipeline.
+	// +optional
+	// +kubebuilder:default={maxBytes:"8Mi",whenFull:"Block"}
+	Buffer BufferSpec `json:"buffer,omitzero"`
+}
+
+// URL is an absolute http or https URL.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=2048
+// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",message="must be an absolute http or https URL"
+type URL string
+
+// LokiSink pushes to Loki's /loki/api/v1/push.
+type LokiSink struct {
+	// URL is the Loki base URL, for example http://loki.monitoring:3100.
+	URL URL `json:"url"`
+	// TenantID is sent as X-Scope-OrgID.
+	// +optional
+	// +kubebuilder:validation:MaxLength=150
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9!._*'()-]+$`
+	TenantID string `json:"tenantID,omitempty"`
+	// Encoding of the push body.
+	// +optional
+	// +kubebuilder:default=Protobuf
+	Encoding LokiEncoding `json:"encoding,omitempty"`
+	// StaticLabels are added to every stream.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$'))",message="static label names must match [a-zA-Z_][a-zA-Z0-9_]*"
+	StaticLabels map[string]string `json:"staticLabels,omitempty"`
+	// MetadataLabels are Kubernetes metadata that become stream labels. Pod
+	// and node go to structured metadata unless listed here (cardinality).
+	// +optional
+	// +kubebuilder:default={namespace,container}
+	// +kubebuilder:validation:MaxItems=4
+	// +listType=set
+	MetadataLabels []MetadataLabel `json:"metadataLabels,omitempty"`
+	// PodLabelsAsLabels lists pod label keys that become stream labels.
+	// +optional
+	// +kubebuilder:default={app}
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	PodLabelsAsLabels []string `json:"podLabelsAsLabels,omitempty"`
+	// Auth authenticates to Loki.
+	// +optional
+	Auth *AuthSpec `json:"auth,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// FileSink writes log records to files under the operator's --file-sink-root.
+type FileSink struct {
+	// Path is relative to the operator's file sink root and may not leave it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="path must be relative to the operator's file sink root"
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(s, s == '..')",message="path must not contain '..'"
+	Path string `json:"path"`
+	// Format of each written line.
+	// +optional
+	// +kubebuilder:default=JSON
+	Format RecordFormat `json:"format,omitempty"`
+	// MaxSize is the size at which the file is rotated.
+	// +optional
+	// +kubebuilder:default="100Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0",message="maxSize must be at least 1Ki"
+	MaxSize resource.Quantity `json:"maxSize,omitzero"`
+	// MaxFiles is how many rotated files are kept.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxFiles int32 `json:"maxFiles,omitempty"`
+	// Compress gzips rotated files.
+	// +optional
+	// +kubebuilder:default=true
+	Compress *bool `json:"compress,omitempty"`
+}
+
+// HTTPSink posts NDJSON records to an HTTP endpoint.
+type HTTPSink struct {
+	// URL receives the POSTs.
+	URL URL `json:"url"`
+	// Headers are added to every request.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	Headers []HTTPHeader `json:"headers,omitempty"`
+	// Compression of the request body.
+	// +optional
+	// +kubebuilder:default=Gzip
+	Compression HTTPCompression `json:"compression,omitempty"`
+	// Auth authenticates to the endpoint.
+	// +optional
+	Auth *AuthSpec `json:"auth,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// HTTPHeader is one request header; its value is literal or from a Secret.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="a header needs exactly one of value or valueFrom"
+type HTTPHeader struct {
+	// Name of the header.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`
+	Name string `json:"name"`
+	// Value is the literal header value.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Value *string `json:"value,omitempty"`
+	// ValueFrom reads the value from a Secret.
+	// +optional
+	ValueFrom *SecretKeySelector `json:"valueFrom,omitempty"`
+}
+
+// StdoutSink writes records to the operator's standard output.
+type StdoutSink struct {
+	// Format of each written line.
+	// +optional
+	// +kubebuilder:default=JSON
+	Format RecordFormat `json:"format,omitempty"`
+}
+
+// AuthSpec authenticates with basic auth or a bearer token, from Secrets.
+// +kubebuilder:validation:XValidation:rule="has(self.basic) != has(self.bearerToken)",message="auth needs exactly one of basic or bearerToken"
+type AuthSpec struct {
+	// Basic authentication.
+	// +optional
+	Basic *BasicAuth `json:"basic,omitempty"`
+	// BearerToken is sent as "Authorization: Bearer <token>".
+	// +optional
+	BearerToken *SecretKeySelector `json:"bearerToken,omitempty"`
+}
+
+// BasicAuth holds references to a username and password.
+type BasicAuth struct {
+	// Username is read from a Secret.
+	Username SecretKeySelector `json:"username"`
+	// Password is read from a Secret.
+	Password SecretKeySelector `json:"password"`
+}
+
+// TLSSpec configures TLS to a sink.
+// +kubebuilder:validation:XValidation:rule="has(self.cert) == has(self.key)",message="tls.cert and tls.key must be set together"
+type TLSSpec struct {
+	// CA is a PEM bundle of certificate authorities to trust instead of the system's.
+	// +optional
+	CA *SecretKeySelector `json:"ca,omitempty"`
+	// Cert is a PEM client certificate.
+	// +optional
+	Cert *SecretKeySelector `json:"cert,omitempty"`
+	// Key is the PEM private key of Cert.
+	// +optional
+	Key *SecretKeySelector `json:"key,omitempty"`
+	// ServerName overrides the name the server certificate is checked against.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify disables certificate verification. Only for tests.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// BatchSpec controls batching.
+type BatchSpec struct {
+	// MaxBytes is the largest batch, in bytes of log lines.
+	// +optional
+	// +kubebuilder:default="1Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0 && quantity(string(self)).compareTo(quantity('64Mi')) <= 0",message="batch.maxBytes must be between 1Ki and 64Mi"
+	MaxBytes resource.Quantity `json:"maxBytes,omitzero"`
+	// MaxWait is the longest a line waits for its batch to fill.
+	// +optional
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1m')",message="batch.maxWait must be between 10ms and 1m"
+	MaxWait metav1.Duration `json:"maxWait,omitzero"`
+}
+
+// RetrySpec controls exponential backoff with jitter between failed sends.
+// +kubebuilder:validation:XValidation:rule="!has(self.minBackoff) || !has(self.maxBackoff) || duration(self.minBackoff) <= duration(self.maxBackoff)",message="retry.minBackoff must not exceed retry.maxBackoff"
+type RetrySpec struct {
+	// MinBackoff is the first wait after a failure.
+	// +optional
+	// +kubebuilder:default="500ms"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1h')",message="retry.minBackoff must be between 10ms and 1h"
+	MinBackoff metav1.Duration `json:"minBackoff,omitzero"`
+	// MaxBackoff caps the wait between retries.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1h')",message="retry.maxBackoff must be between 10ms and 1h"
+	MaxBackoff metav1.Duration `json:"maxBackoff,omitzero"`
+}
+
+// BufferSpec bounds the per-pipeline queue of a sink.
+type BufferSpec struct {
+	// MaxBytes is the most bytes of log lines queued for this sink per pipeline.
+	// +optional
+	// +kubebuilder:default="8Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0 && quantity(string(self)).compareTo(quantity('1Gi')) <= 0",message="buffer.maxBytes must be between 1Ki and 1Gi"
+	MaxBytes resource.Quantity `json:"maxBytes,omitzero"`
+	// WhenFull is what happens when the buffer is full.
+	// +optional
+	// +kubebuilder:default=Block
+	WhenFull WhenFull `json:"whenFull,omitempty"`
+}
+
+// SinkTargetStatus is the observed state of a SinkTarget.
+type SinkTargetStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Type is the kind of sink: Loki, File, HTTP or Stdout.
+	// +optional
+	Type SinkType `json:"type,omitempty"`
+	// Conditions: Ready, and Reconciling or Stalled while they are True.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+}
+
+// SinkTarget is a destination for log lines that LogPipelines of the same
+// namespace name in spec.sinks.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=st,categories=logging
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.status.type`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type SinkTarget struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   SinkTargetSpec   `json:"spec"`
+	Status SinkTargetStatus `json:"status,omitempty"`
+}
+
+// GetConditions returns the sink's status conditions.
+func (s *SinkTarget) GetConditions() []metav1.Condition { return s.Status.Conditions }
+
+// SetConditions replaces the sink's status conditions.
+func (s *SinkTarget) SetConditions(c []metav1.Condition) { s.Status.Conditions = c }
+
+// Type tells which kind of sink the spec configures, or "" when none is set.
+func (s *SinkTargetSpec) Type() SinkType {
+	switch {
+	case s.Loki != nil:
+		return SinkTypeLoki
+	case s.File != nil:
+		return SinkTypeFile
+	case s.HTTP != nil:
+		return SinkTypeHTTP
+	case s.Stdout != nil:
+		return SinkTypeStdout
+	}
+	return ""
+}
+
+// SinkTargetList is a list of SinkTargets.
+// +kubebuilder:object:root=true
+type SinkTargetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []SinkTarget `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&SinkTarget{}, &SinkTargetList{})
+}

@@ -1,0 +1,257 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/internal/conditions"
+	"github.com/log-capturer/log-capturer/internal/patch"
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
+)
+
+// Finalizer keeps a LogPipeline until its workers are stopped.
+const Finalizer = "logs.capturer.dev/finalizer"
+
+// Workers is the capture runtime as the LogPipeline controller uses it.
+type Workers interface {
+	// Apply (re)configures a pipeline's workers; idempotent by config hash.
+	Apply(ctx context.Context, key types.NamespacedName, cfg lcruntime.PipelineConfig) (bool, error)
+	// Remove stops a pipeline's workers.
+	Remove(ctx context.Context, key types.NamespacedName) error
+	// Snapshot reports a pipeline's worker numbers.
+	Snapshot(key types.NamespacedName) (lcruntime.Snapshot, bool)
+}
+
+// LogPipelineReconciler turns LogPipelines into running capture workers.
+type LogPipelineReconciler struct {
+	client.Client
+	// APIReader reads Secrets uncached, so that the operator never holds
+	// every Secret of the cluster in memory.
+	APIReader client.Reader
+	Recorder  record.EventRecorder
+	Workers   Workers
+}
+
+// +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines/finalizers,verbs=update
+// +kubebuilder:rbac:groups=logs.capturer.dev,resources=sinktargets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one LogPipeline's workers and status in line with its spec.
+func (r *LogPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	obj := &logsv1alpha1.LogPipeline{}
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	helper := patch.NewHelper(obj, r.Client)
+	oldReady := conditions.Get(obj, logsv1alpha1.ConditionReady).DeepCopy()
+	defer func() {
+		obj.Status.ObservedGeneration = obj.Generation
+		r.recordReadyTransition(obj, oldReady)
+		if err := helper.Patch(ctx, obj); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, err})
+		}
+	}()
+
+	if !obj.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+	}
+	controllerutil.AddFinalizer(obj, Finalizer)
+	if obj.Spec.Suspend {
+		return ctrl.Result{}, r.reconcileSuspend(ctx, obj)
+	}
+	return ctrl.Result{}, r.reconcileNormal(ctx, obj)
+}
+
+func (r *LogPipelineReconciler) reconcileDelete(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
+	if err := r.Workers.Remove(ctx, client.ObjectKeyFromObject(obj)); err != nil {
+		return fmt.Errorf("stopping workers of deleted pipeline: %w", err)
+	}
+	controllerutil.RemoveFinalizer(obj, Finalizer)
+	return nil
+}
+
+func (r *LogPipelineReconciler) reconcileSuspend(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
+	if err := r.Workers.Remove(ctx, client.ObjectKeyFromObject(obj)); err != nil {
+		return fmt.Errorf("stopping workers of suspended pipeline: %w", err)
+	}
+	obj.Status.Workers = nil
+	msg := "The pipeline is suspended (spec.suspend is true); no worker runs."
+	conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonSuspended, "%s", msg)
+	conditions.MarkUnknown(obj, logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ReasonSuspended, "%s", msg)
+	conditions.MarkUnknown(obj, logsv1alpha1.ConditionFlowHealthy, logsv1alpha1.ReasonSuspended, "%s", msg)
+	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
+	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
+	return nil
+}
+
+func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
+	key := client.ObjectKeyFromObject(obj)
+	if err := validateSelector(obj); err != nil {
+		return r.markStalled(ctx, obj, err)
+	}
+	sinks, err := r.resolveSinks(ctx, obj)
+	if err != nil {
+		return r.markStalled(ctx, obj, err)
+	}
+	conditions.MarkTrue(obj, logsv1alpha1.ConditionSinksReady, logsv1alpha1.ReasonSinksResolved,
+		"All %d SinkTargets exist and their credentials are resolved.", len(sinks))
+
+	if _, err := r.Workers.Apply(ctx, key, pipelineConfig(obj, sinks)); err != nil {
+		msg := fmt.Sprintf("Applying the worker configuration failed and is retried: %v.", err)
+		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonApplyFailed, "%s", msg)
+		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, logsv1alpha1.ReasonApplyFailed, "%s", msg)
+		conditions.Delete(obj, logsv1alpha1.ConditionStalled)
+		return fmt.Errorf("applying workers of %s: %w", key, err)
+	}
+
+	snap, _ := r.Workers.Snapshot(key)
+	obj.Status.Workers = workerStatus(snap)
+	conditions.MarkTrue(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonWorkersRunning,
+		"Workers are configured with %d sinks; %d of %d selected containers are streaming.",
+		len(sinks), snap.ActiveStreams, snap.SelectedContainers)
+	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy} {
+		if c := conditions.Get(obj, t); c == nil || c.Reason == logsv1alpha1.ReasonSuspended {
+			conditions.MarkUnknown(obj, t, logsv1alpha1.ReasonAwaitingMetrics, "No health samples of the workers yet.")
+		}
+	}
+	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
+	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
+	return nil
+}
+
+// markStalled stops the pipeline's workers and records why. A stallError is
+// the user's to fix and ends the reconcile; any other error is returned so
+// that the reconcile is retried with backoff.
+func (r *LogPipelineReconciler) markStalled(ctx context.Context, obj *logsv1alpha1.LogPipeline, cause error) error {
+	var se *stallError
+	if !errors.As(cause, &se) {
+		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, logsv1alpha1.ReasonProgressing,
+			"Resolving the pipeline's sinks failed and is retried: %v.", cause)
+		return cause
+	}
+	if err := r.Workers.Remove(ctx, client.ObjectKeyFromObject(obj)); err != nil {
+		return fmt.Errorf("stopping workers of stalled pipeline: %w", err)
+	}
+	obj.Status.Workers = nil
+	if se.reason != logsv1alpha1.ReasonInvalidSpec {
+		conditions.MarkFalse(obj, logsv1alpha1.ConditionSinksReady, se.reason, "%s", se.message)
+	}
+	conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, se.reason, "%s", se.message)
+	conditions.MarkTrue(obj, logsv1alpha1.ConditionStalled, se.reason, "%s", se.message)
+	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
+	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy} {
+		conditions.MarkUnknown(obj, t, logsv1alpha1.ReasonWorkersNotRunning, "No worker runs: %s", se.message)
+	}
+	return nil
+}
+
+// resolveSinks reads every SinkTarget the pipeline names, in order.
+func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]lcruntime.SinkConfig, error) {
+	secrets := newSecretReader(r.APIReader, obj.Namespace)
+	out := make([]lcruntime.SinkConfig, 0, len(obj.Spec.Sinks))
+	var missing []string
+	for _, name := range obj.Spec.Sinks {
+		st := &logsv1alpha1.SinkTarget{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: string(name)}, st)
+		if apierrors.IsNotFound(err) {
+			missing = append(missing, string(name))
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading SinkTarget %s/%s: %w", obj.Namespace, name, err)
+		}
+		cfg, err := resolveSink(ctx, secrets, st)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cfg)
+	}
+	if len(missing) > 0 {
+		return nil, stall(logsv1alpha1.ReasonSinkNotFound, "%d of %d SinkTargets do not exist in namespace %q: %q.",
+			len(missing), len(obj.Spec.Sinks), obj.Namespace, missing)
+	}
+	return out, nil
+}
+
+func workerStatus(s lcruntime.Snapshot) *logsv1alpha1.WorkerStatus {
+	return &logsv1alpha1.WorkerStatus{
+		SelectedContainers: int32(s.SelectedContainers), //nolint:gosec // bounded by the pod count of a namespace
+		ActiveStreams:      int32(s.ActiveStreams),      //nolint:gosec // bounded by maxStreams
+		WaitingStreams:     int32(s.WaitingStreams),     //nolint:gosec // bounded by the pod count of a namespace
+		Rotations:          s.Rotations,
+		Goroutines:         int32(s.Goroutines), //nolint:gosec // bounded by the process
+		OpenFDs:            int32(s.OpenFDs),    //nolint:gosec // bounded by the process's rlimit
+		LinesTotal:         s.LinesTotal,
+		BytesTotal:         s.BytesTotal,
+	}
+}
+
+// recordReadyTransition emits an Event when Ready changes status or reason.
+func (r *LogPipelineReconciler) recordReadyTransition(obj *logsv1alpha1.LogPipeline, old *metav1.Condition) {
+	recordTransition(r.Recorder, obj, old)
+}
+
+func recordTransition(rec record.EventRecorder, obj conditions.Setter, old *metav1.Condition) {
+	cur := conditions.Get(obj, logsv1alpha1.ConditionReady)
+	if rec == nil || cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
+		return
+	}
+	eventType := corev1.EventTypeNormal
+	if cur.Status != metav1.ConditionTrue {
+		eventType = corev1.EventTypeWarning
+	}
+	rec.Event(obj, eventType, cur.Reason, cur.Message)
+}
+
+// SetupWithManager registers the controller and its watches; SetupIndexes
+// must have run on mgr.
+func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&logsv1alpha1.LogPipeline{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, deletingPredicate()))).
+		Watches(&logsv1alpha1.SinkTarget{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSink)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
+		Complete(r)
+}
+
+// pipelinesForSink maps a SinkTarget to the pipelines naming it.
+func (r *LogPipelineReconciler) pipelinesForSink(ctx context.Context, o client.Object) []reconcile.Request {
+	return pipelinesNaming(ctx, r.Client, o.GetNamespace(), []string{o.GetName()})
+}
+
+// pipelinesForSecret maps a Secret to the pipelines whose sinks reference it.
+func (r *LogPipelineReconciler) pipelinesForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	sinks := &logsv1alpha1.SinkTargetList{}
+	if err := r.List(ctx, sinks, client.InNamespace(o.GetNamespace()),
+		client.MatchingFields{IndexSinkTargetSecret: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing SinkTargets for a Secret", "secret", client.ObjectKeyFromObject(o))
+		return nil
+	}
+	names := make([]string, 0, len(sinks.Items))
+	for i := range sinks.Items {
+		names = append(names, sinks.Items[i].Name)
+	}
+	return pipelinesNaming(ctx, r.Client, o.GetNamespace(), names)
+}

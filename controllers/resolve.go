@@ -1,0 +1,295 @@
+package controllers
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
+)
+
+// stallError is a problem only a change by the user can fix. It stalls the
+// object with its reason and message instead of being retried.
+type stallError struct {
+	reason  string
+	message string
+}
+
+func (e *stallError) Error() string { return e.message }
+
+func stall(reason, format string, args ...any) error {
+	return &stallError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// secretReader reads Secrets of one namespace, each at most once per reconcile.
+type secretReader struct {
+	reader    client.Reader
+	namespace string
+	secrets   map[string]*corev1.Secret
+}
+
+func newSecretReader(r client.Reader, namespace string) *secretReader {
+	return &secretReader{reader: r, namespace: namespace, secrets: map[string]*corev1.Secret{}}
+}
+
+// value returns one key of a Secret. field names the referring spec field for
+// the error message; the value itself never appears in an error.
+func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySelector, sink, field string) ([]byte, error) {
+	sec, ok := s.secrets[ref.Name]
+	if !ok {
+		sec = &corev1.Secret{}
+		err := s.reader.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: ref.Name}, sec)
+		if apierrors.IsNotFound(err) {
+			return nil, stall(logsv1alpha1.ReasonSecretNotFound,
+				"Secret %q referenced by SinkTarget %q in %s does not exist.", ref.Name, sink, field)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %s/%s: %w", s.namespace, ref.Name, err)
+		}
+		s.secrets[ref.Name] = sec
+	}
+	v, ok := sec.Data[ref.Key]
+	if !ok {
+		return nil, stall(logsv1alpha1.ReasonSecretKeyNotFound,
+			"Secret %q has no key %q, which SinkTarget %q references in %s.", ref.Name, ref.Key, sink, field)
+	}
+	return v, nil
+}
+
+// resolveSink turns a SinkTarget into the runtime's configuration, reading
+// every Secret it references and checking TLS material.
+func resolveSink(ctx context.Context, secrets *secretReader, st *logsv1alpha1.SinkTarget) (lcruntime.SinkConfig, error) {
+	spec := &st.Spec
+	cfg := lcruntime.SinkConfig{
+		Name:           st.Name,
+		Generation:     st.Generation,
+		BatchMaxBytes:  spec.Batch.MaxBytes.Value(),
+		BatchMaxWait:   spec.Batch.MaxWait.Duration,
+		MinBackoff:     spec.Retry.MinBackoff.Duration,
+		MaxBackoff:     spec.Retry.MaxBackoff.Duration,
+		BufferMaxBytes: spec.Buffer.MaxBytes.Value(),
+		WhenFull:       string(spec.Buffer.WhenFull),
+	}
+	var err error
+	switch spec.Type() {
+	case logsv1alpha1.SinkTypeLoki:
+		cfg.Kind = lcruntime.SinkLoki
+		cfg.Loki, err = resolveLoki(ctx, secrets, st.Name, spec.Loki)
+	case logsv1alpha1.SinkTypeFile:
+		cfg.Kind = lcruntime.SinkFile
+		f := spec.File
+		cfg.File = &lcruntime.FileConfig{
+			Path:     f.Path,
+			Raw:      f.Format == logsv1alpha1.RecordFormatRaw,
+			MaxSize:  f.MaxSize.Value(),
+			MaxFiles: int(f.MaxFiles),
+			Compress: f.Compress == nil || *f.Compress,
+		}
+	case logsv1alpha1.SinkTypeHTTP:
+		cfg.Kind = lcruntime.SinkHTTP
+		cfg.HTTP, err = resolveHTTP(ctx, secrets, st.Name, spec.HTTP)
+	case logsv1alpha1.SinkTypeStdout:
+		cfg.Kind = lcruntime.SinkStdout
+		cfg.Stdout = &lcruntime.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
+	default:
+		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http or stdout.", st.Name)
+	}
+	return cfg, err
+}
+
+func resolveLoki(ctx context.Context, secrets *secretReader, sink string, l *logsv1alpha1.LokiSink) (*lcruntime.LokiConfig, error) {
+	out := &lcruntime.LokiConfig{
+		URL:               string(l.URL),
+		TenantID:          l.TenantID,
+		JSON:              l.Encoding == logsv1alpha1.LokiEncodingJSON,
+		StaticLabels:      l.StaticLabels,
+		PodLabelsAsLabels: l.PodLabelsAsLabels,
+	}
+	for _, m := range l.MetadataLabels {
+		out.MetadataLabels = append(out.MetadataLabels, string(m))
+	}
+	var err error
+	if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.loki.auth", l.Auth); err != nil {
+		return nil, err
+	}
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.loki.tls", l.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveHTTP(ctx context.Context, secrets *secretReader, sink string, h *logsv1alpha1.HTTPSink) (*lcruntime.HTTPConfig, error) {
+	out := &lcruntime.HTTPConfig{
+		URL:  string(h.URL),
+		Gzip: h.Compression != logsv1alpha1.HTTPCompressionNone,
+	}
+	for i, hd := range h.Headers {
+		if out.Headers == nil {
+			out.Headers = map[string]string{}
+		}
+		if hd.Value != nil {
+			out.Headers[hd.Name] = *hd.Value
+			continue
+		}
+		v, err := secrets.value(ctx, hd.ValueFrom, sink, fmt.Sprintf("spec.http.headers[%d].valueFrom", i))
+		if err != nil {
+			return nil, err
+		}
+		out.Headers[hd.Name] = string(v)
+	}
+	var err error
+	if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.http.auth", h.Auth); err != nil {
+		return nil, err
+	}
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.http.tls", h.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveAuth(ctx context.Context, secrets *secretReader, sink, field string, a *logsv1alpha1.AuthSpec) (lcruntime.Credentials, error) {
+	var c lcruntime.Credentials
+	if a == nil {
+		return c, nil
+	}
+	if a.BearerToken != nil {
+		v, err := secrets.value(ctx, a.BearerToken, sink, field+".bearerToken")
+		if err != nil {
+			return c, err
+		}
+		c.BearerToken = string(v)
+	}
+	if a.Basic != nil {
+		u, err := secrets.value(ctx, &a.Basic.Username, sink, field+".basic.username")
+		if err != nil {
+			return c, err
+		}
+		p, err := secrets.value(ctx, &a.Basic.Password, sink, field+".basic.password")
+		if err != nil {
+			return c, err
+		}
+		c.Username, c.Password = string(u), string(p)
+	}
+	return c, nil
+}
+
+func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, t *logsv1alpha1.TLSSpec) (*lcruntime.TLSConfig, error) {
+	if t == nil {
+		return nil, nil
+	}
+	out := &lcruntime.TLSConfig{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	var err error
+	if t.CA != nil {
+		if out.CAPEM, err = secrets.value(ctx, t.CA, sink, field+".ca"); err != nil {
+			return nil, err
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(out.CAPEM) {
+			return nil, stall(logsv1alpha1.ReasonInvalidTLS,
+				"%s.ca of SinkTarget %q (Secret %q key %q) holds no PEM certificate.", field, sink, t.CA.Name, t.CA.Key)
+		}
+	}
+	if t.Cert != nil && t.Key != nil {
+		if out.CertPEM, err = secrets.value(ctx, t.Cert, sink, field+".cert"); err != nil {
+			return nil, err
+		}
+		if out.KeyPEM, err = secrets.value(ctx, t.Key, sink, field+".key"); err != nil {
+			return nil, err
+		}
+		if _, err := tls.X509KeyPair(out.CertPEM, out.KeyPEM); err != nil {
+			return nil, stall(logsv1alpha1.ReasonInvalidTLS,
+				"%s.cert and %s.key of SinkTarget %q are not a valid PEM certificate and key pair: %v.", field, field, sink, err)
+		}
+	}
+	return out, nil
+}
+
+// secretNames lists every Secret a SinkTarget references, sorted and unique.
+// It backs the SinkTarget index that maps a Secret change to its users.
+func secretNames(st *logsv1alpha1.SinkTarget) []string {
+	set := map[string]struct{}{}
+	addAuth := func(a *logsv1alpha1.AuthSpec) {
+		if a == nil {
+			return
+		}
+		if a.BearerToken != nil {
+			set[a.BearerToken.Name] = struct{}{}
+		}
+		if a.Basic != nil {
+			set[a.Basic.Username.Name] = struct{}{}
+			set[a.Basic.Password.Name] = struct{}{}
+		}
+	}
+	addTLS := func(t *logsv1alpha1.TLSSpec) {
+		if t == nil {
+			return
+		}
+		for _, ref := range []*logsv1alpha1.SecretKeySelector{t.CA, t.Cert, t.Key} {
+			if ref != nil {
+				set[ref.Name] = struct{}{}
+			}
+		}
+	}
+	if l := st.Spec.Loki; l != nil {
+		addAuth(l.Auth)
+		addTLS(l.TLS)
+	}
+	if h := st.Spec.HTTP; h != nil {
+		addAuth(h.Auth)
+		addTLS(h.TLS)
+		for _, hd := range h.Headers {
+			if hd.ValueFrom != nil {
+				set[hd.ValueFrom.Name] = struct{}{}
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// pipelineConfig builds the runtime configuration of a pipeline from its spec
+// and its resolved sinks.
+func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []lcruntime.SinkConfig) lcruntime.PipelineConfig {
+	cfg := lcruntime.PipelineConfig{
+		Namespace:          p.Namespace,
+		Name:               p.Name,
+		RotationInterval:   p.Spec.Rotation.Interval.Duration,
+		MaxStreams:         int(p.Spec.StreamPool.MaxStreams),
+		StartFromBeginning: p.Spec.StartAt == logsv1alpha1.StartAtBeginning,
+		PodLabels:          p.Spec.PodLabels,
+		Sinks:              sinks,
+	}
+	if p.Spec.Selector != nil {
+		cfg.Selector = p.Spec.Selector.DeepCopy()
+	}
+	for _, g := range p.Spec.Containers.Include {
+		cfg.Include = append(cfg.Include, string(g))
+	}
+	for _, g := range p.Spec.Containers.Exclude {
+		cfg.Exclude = append(cfg.Exclude, string(g))
+	}
+	return cfg
+}
+
+// validateSelector checks what the schema cannot: that the selector parses.
+func validateSelector(p *logsv1alpha1.LogPipeline) error {
+	if p.Spec.Selector == nil {
+		return nil
+	}
+	if _, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err != nil {
+		return stall(logsv1alpha1.ReasonInvalidSpec, "spec.selector is not a valid label selector: %v.", err)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+// Package cmd implements the subcommands of the log-capturer binary.
+package cmd
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/controllers"
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
+)
+
+// LeaderElectionID is the Lease the operator's replicas compete for.
+const LeaderElectionID = "log-capturer.logs.capturer.dev"
+
+// OperatorOptions are the operator's settings.
+type OperatorOptions struct {
+	Kubeconfig            string
+	MetricsBindAddress    string
+	HealthProbeBindAddr   string
+	LeaderElect           bool
+	LeaderElectionNS      string
+	FileSinkRoot          string
+	Zap                   zap.Options
+	// RestConfig, when set, is used instead of --kubeconfig.
+	RestConfig *rest.Config
+}
+
+// BindFlags registers the operator's flags on fs.
+func (o *OperatorOptions) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG when empty.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to; 0 disables them.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader among replicas; only the leader runs controllers and workers.")
+	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; the operator's own namespace when empty.")
+	fs.StringVar(&o.FileSinkRoot, "file-sink-root", "/var/lib/log-capturer/files", "The only directory under which File sinks may write.")
+	o.Zap.BindFlags(fs)
+}
+
+// NewScheme returns the scheme with the Kubernetes and log-capturer types.
+func NewScheme() (*k8sruntime.Scheme, error) {
+	s := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding Kubernetes types to scheme: %w", err)
+	}
+	if err := logsv1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding log-capturer types to scheme: %w", err)
+	}
+	return s, nil
+}
+
+// Operator parses the operator's flags and runs it until ctx ends or a
+// termination signal arrives.
+func Operator(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("operator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o OperatorOptions
+	o.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err //nolint:wrapcheck // flag errors are already user-facing
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	o.Zap.DestWriter = stderr
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
+	return RunOperator(ctrl.SetupSignalHandler(), o)
+}
+
+// RunOperator builds the manager with the controllers and the worker runtime
+// and runs it until ctx ends.
+func RunOperator(ctx context.Context, o OperatorOptions) error {
+	root, err := filepath.Abs(o.FileSinkRoot)
+	if err != nil {
+		return fmt.Errorf("resolving --file-sink-root: %w", err)
+	}
+	o.FileSinkRoot = root
+	cfg := o.RestConfig
+	switch {
+	case cfg != nil:
+	case o.Kubeconfig != "":
+		if cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig); err != nil {
+			return fmt.Errorf("loading kubeconfig %s: %w", o.Kubeconfig, err)
+		}
+	default:
+		if cfg, err = config.GetConfig(); err != nil {
+			return fmt.Errorf("loading Kubernetes client configuration: %w", err)
+		}
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:        o.HealthProbeBindAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Secrets are read on demand and watched as metadata only.
+			DisableFor: []client.Object{&corev1.Secret{}},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	workers := lcruntime.NewManager()
+	if err := mgr.Add(workers); err != nil {
+		return fmt.Errorf("adding worker runtime: %w", err)
+	}
+	if err := controllers.Setup(ctx, mgr, workers); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).Info("starting operator", "fileSinkRoot", o.FileSinkRoot, "leaderElection", o.LeaderElect)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+// Command log-capturer is the log-capturer operator: it reconciles LogPipeline
+// and SinkTarget resources into capture workers that run in the same process.
+//
+// Usage:
+//
+//	log-capturer operator [flags]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/log-capturer/log-capturer/internal/cmd"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "log-capturer:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return errors.New("a subcommand is required")
+	}
+	switch args[0] {
+	case "operator":
+		return cmd.Operator(ctx, args[1:], stderr)
+	case "help", "-h", "--help":
+		usage(stdout)
+		return nil
+	default:
+		usage(stderr)
+		return fmt.Errorf("unknown subcommand %q", args[0])
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `log-capturer captures Kubernetes pod logs into sinks.
+
+Usage:
+  log-capturer operator [flags]   run the controllers and capture workers
+  log-capturer help               show this help
+
+Run "log-capturer operator -h" for the operator's flags.
+`)
+}

@@ -1,0 +1,104 @@
+// Package builders builds LogPipeline, SinkTarget and Secret objects for tests.
+package builders
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+)
+
+// PipelineBuilder builds a LogPipeline.
+type PipelineBuilder struct{ obj *logsv1alpha1.LogPipeline }
+
+// Pipeline starts a LogPipeline with the given sinks.
+func Pipeline(namespace, name string, sinks ...string) *PipelineBuilder {
+	p := &logsv1alpha1.LogPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	for _, s := range sinks {
+		p.Spec.Sinks = append(p.Spec.Sinks, logsv1alpha1.SinkName(s))
+	}
+	return &PipelineBuilder{obj: p}
+}
+
+// WithSelector selects pods with these labels.
+func (b *PipelineBuilder) WithSelector(labels map[string]string) *PipelineBuilder {
+	b.obj.Spec.Selector = &metav1.LabelSelector{MatchLabels: labels}
+	return b
+}
+
+// WithSuspend sets spec.suspend.
+func (b *PipelineBuilder) WithSuspend(s bool) *PipelineBuilder {
+	b.obj.Spec.Suspend = s
+	return b
+}
+
+// With applies any change to the object.
+func (b *PipelineBuilder) With(f func(*logsv1alpha1.LogPipeline)) *PipelineBuilder {
+	f(b.obj)
+	return b
+}
+
+// Build returns the LogPipeline.
+func (b *PipelineBuilder) Build() *logsv1alpha1.LogPipeline { return b.obj.DeepCopy() }
+
+// SinkBuilder builds a SinkTarget.
+type SinkBuilder struct{ obj *logsv1alpha1.SinkTarget }
+
+// Sink starts a SinkTarget with no sink type set.
+func Sink(namespace, name string) *SinkBuilder {
+	return &SinkBuilder{obj: &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}}
+}
+
+// Loki makes it a Loki sink.
+func (b *SinkBuilder) Loki(url string) *SinkBuilder {
+	b.obj.Spec.Loki = &logsv1alpha1.LokiSink{URL: logsv1alpha1.URL(url)}
+	return b
+}
+
+// File makes it a File sink.
+func (b *SinkBuilder) File(path string) *SinkBuilder {
+	b.obj.Spec.File = &logsv1alpha1.FileSink{Path: path}
+	return b
+}
+
+// HTTP makes it an HTTP sink.
+func (b *SinkBuilder) HTTP(url string) *SinkBuilder {
+	b.obj.Spec.HTTP = &logsv1alpha1.HTTPSink{URL: logsv1alpha1.URL(url)}
+	return b
+}
+
+// Stdout makes it a Stdout sink.
+func (b *SinkBuilder) Stdout() *SinkBuilder {
+	b.obj.Spec.Stdout = &logsv1alpha1.StdoutSink{}
+	return b
+}
+
+// WithBearerToken authenticates a Loki or HTTP sink with a token from a Secret.
+func (b *SinkBuilder) WithBearerToken(secret, key string) *SinkBuilder {
+	auth := &logsv1alpha1.AuthSpec{BearerToken: &logsv1alpha1.SecretKeySelector{Name: secret, Key: key}}
+	if b.obj.Spec.Loki != nil {
+		b.obj.Spec.Loki.Auth = auth
+	}
+	if b.obj.Spec.HTTP != nil {
+		b.obj.Spec.HTTP.Auth = auth
+	}
+	return b
+}
+
+// With applies any change to the object.
+func (b *SinkBuilder) With(f func(*logsv1alpha1.SinkTarget)) *SinkBuilder {
+	f(b.obj)
+	return b
+}
+
+// Build returns the SinkTarget.
+func (b *SinkBuilder) Build() *logsv1alpha1.SinkTarget { return b.obj.DeepCopy() }
+
+// Secret returns an Opaque Secret with string data.
+func Secret(namespace, name string, data map[string]string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}, Data: map[string][]byte{}}
+	for k, v := range data {
+		s.Data[k] = []byte(v)
+	}
+	return s
+}

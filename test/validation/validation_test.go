@@ -1,0 +1,195 @@
+package validation_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/test/envtestutil"
+)
+
+// object parses one YAML manifest into an unstructured object, as kubectl would send it.
+func object(manifest string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	ExpectWithOffset(1, yaml.Unmarshal([]byte(manifest), &u.Object)).To(Succeed())
+	return u
+}
+
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "validation-"}}
+	Expect(k8sClient.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+const pipelineHead = `apiVersion: logs.capturer.dev/v1alpha1
+kind: LogPipeline
+metadata:
+  name: p
+spec:
+`
+
+const sinkHead = `apiVersion: logs.capturer.dev/v1alpha1
+kind: SinkTarget
+metadata:
+  name: s
+spec:
+`
+
+var _ = Describe("Invalid manifests", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	DescribeTable("are rejected with a readable message",
+		func(manifest, want string) {
+			u := object(manifest)
+			u.SetNamespace(ns)
+			err := k8sClient.Create(ctx, u)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring(want))
+		},
+		Entry("pipeline without sinks", pipelineHead+"  selector: {}\n", "spec.sinks: Required value"),
+		Entry("pipeline with an empty sink list", pipelineHead+"  sinks: []\n", "should have at least 1 items"),
+		Entry("pipeline with nine sinks", pipelineHead+"  sinks: [a, b, c, d, e, f, g, h, i]\n", "must have at most 8 items"),
+		Entry("pipeline naming a sink twice", pipelineHead+"  sinks: [loki, file, loki]\n", "sink names must be unique"),
+		Entry("pipeline with an invalid sink name", pipelineHead+"  sinks: [Bad_Name]\n", "spec.sinks[0]: Invalid value"),
+		Entry("rotation under one second", pipelineHead+"  sinks: [a]\n  rotation: {interval: 500ms}\n", "rotation.interval must be between 1s and 24h"),
+		Entry("rotation that is not a duration", pipelineHead+"  sinks: [a]\n  rotation: {interval: soon}\n", "spec.rotation.interval: Invalid value"),
+		Entry("stream pool of zero", pipelineHead+"  sinks: [a]\n  streamPool: {maxStreams: 0}\n", "should be greater than or equal to 1"),
+		Entry("stream pool over 10000", pipelineHead+"  sinks: [a]\n  streamPool: {maxStreams: 10001}\n", "should be less than or equal to 10000"),
+		Entry("unknown startAt", pipelineHead+"  sinks: [a]\n  startAt: Yesterday\n", `Unsupported value: "Yesterday"`),
+		Entry("container glob with invalid characters", pipelineHead+"  sinks: [a]\n  containers: {include: ['Web_*']}\n", "a container glob may contain only lowercase letters, digits, '-', '*' and '?'"),
+		Entry("container both included and excluded", pipelineHead+"  sinks: [a]\n  containers: {include: [web, 'side*'], exclude: ['side*']}\n", "a container glob must not be both included and excluded"),
+		Entry("health window under a minute", pipelineHead+"  sinks: [a]\n  health: {window: 10s}\n", "health.window must be between 1m and 24h"),
+		Entry("goroutine threshold of zero", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 0}\n", "should be greater than or equal to 1"),
+		Entry("float in the API", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 1.5}\n", "spec.health.maxGoroutineGrowthPerMinute"),
+		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http or stdout must be set"),
+		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http or stdout must be set"),
+		Entry("loki URL without scheme", sinkHead+"  loki: {url: 'loki:3100'}\n", "must be an absolute http or https URL"),
+		Entry("loki URL with another scheme", sinkHead+"  loki: {url: 'ftp://loki:3100'}\n", "must be an absolute http or https URL"),
+		Entry("relative http URL", sinkHead+"  http: {url: '/push'}\n", "must be an absolute http or https URL"),
+		Entry("file path escaping the root", sinkHead+"  file: {path: 'logs/../../etc/passwd'}\n", "path must not contain '..'"),
+		Entry("absolute file path", sinkHead+"  file: {path: /etc/passwd}\n", "path must be relative to the operator's file sink root"),
+		Entry("file size that is not a quantity", sinkHead+"  file: {path: a.log, maxSize: lots}\n", "spec.file.maxSize"),
+		Entry("file size under 1Ki", sinkHead+"  file: {path: a.log, maxSize: 10}\n", "maxSize must be at least 1Ki"),
+		Entry("unknown whenFull", sinkHead+"  stdout: {}\n  buffer: {whenFull: Explode}\n", `Unsupported value: "Explode"`),
+		Entry("min backoff over max backoff", sinkHead+"  stdout: {}\n  retry: {minBackoff: 10m, maxBackoff: 1m}\n", "retry.minBackoff must not exceed retry.maxBackoff"),
+		Entry("batch over 64Mi", sinkHead+"  stdout: {}\n  batch: {maxBytes: 100Mi}\n", "batch.maxBytes must be between 1Ki and 64Mi"),
+		Entry("batch larger than buffer", sinkHead+"  stdout: {}\n  batch: {maxBytes: 4Mi}\n  buffer: {maxBytes: 2Mi}\n", "batch.maxBytes must not exceed buffer.maxBytes"),
+		Entry("header with value and valueFrom", sinkHead+"  http:\n    url: https://x.example\n    headers: [{name: X-Key, value: a, valueFrom: {name: s, key: k}}]\n", "a header needs exactly one of value or valueFrom"),
+		Entry("both basic auth and bearer token", sinkHead+"  loki:\n    url: https://x.example\n    auth: {bearerToken: {name: s, key: t}, basic: {username: {name: s, key: u}, password: {name: s, key: p}}}\n", "auth needs exactly one of basic or bearerToken"),
+		Entry("client cert without key", sinkHead+"  loki:\n    url: https://x.example\n    tls: {cert: {name: s, key: tls.crt}}\n", "tls.cert and tls.key must be set together"),
+		Entry("invalid static label name", sinkHead+"  loki:\n    url: https://x.example\n    staticLabels: {bad-name: x}\n", "static label names must match"),
+		Entry("unknown metadata label", sinkHead+"  loki:\n    url: https://x.example\n    metadataLabels: [cluster]\n", `Unsupported value: "cluster"`),
+	)
+})
+
+var _ = Describe("Defaults", func() {
+	It("fills every optional field of a minimal LogPipeline", func() {
+		ns := newNamespace()
+		p := &logsv1alpha1.LogPipeline{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "minimal"},
+			Spec:       logsv1alpha1.LogPipelineSpec{Sinks: []logsv1alpha1.SinkName{"out"}},
+		}
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		got := &logsv1alpha1.LogPipeline{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(p), got)).To(Succeed())
+		Expect(got.Spec.Rotation.Interval.Duration).To(Equal(5 * time.Minute))
+		Expect(got.Spec.StreamPool.MaxStreams).To(Equal(int32(50)))
+		Expect(got.Spec.StartAt).To(Equal(logsv1alpha1.StartAtNow))
+		Expect(got.Spec.Health.MaxGoroutineGrowthPerMinute).To(Equal(int32(2)))
+		Expect(got.Spec.Health.MaxFDGrowthPer10Minutes).To(Equal(int32(50)))
+		Expect(got.Spec.Health.Window.Duration).To(Equal(10 * time.Minute))
+		Expect(got.Spec.Health.NoDeliveryTimeout.Duration).To(Equal(5 * time.Minute))
+		Expect(got.Spec.Suspend).To(BeFalse())
+	})
+
+	It("fills every optional field of a minimal Loki SinkTarget", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loki"},
+			Spec:       logsv1alpha1.SinkTargetSpec{Loki: &logsv1alpha1.LokiSink{URL: "http://loki:3100"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.Loki.Encoding).To(Equal(logsv1alpha1.LokiEncodingProtobuf))
+		Expect(got.Spec.Loki.MetadataLabels).To(Equal([]logsv1alpha1.MetadataLabel{"namespace", "container"}))
+		Expect(got.Spec.Loki.PodLabelsAsLabels).To(Equal([]string{"app"}))
+		Expect(got.Spec.Batch.MaxBytes.Equal(resource.MustParse("1Mi"))).To(BeTrue())
+		Expect(got.Spec.Batch.MaxWait.Duration).To(Equal(time.Second))
+		Expect(got.Spec.Retry.MinBackoff.Duration).To(Equal(500 * time.Millisecond))
+		Expect(got.Spec.Retry.MaxBackoff.Duration).To(Equal(5 * time.Minute))
+		Expect(got.Spec.Buffer.MaxBytes.Equal(resource.MustParse("8Mi"))).To(BeTrue())
+		Expect(got.Spec.Buffer.WhenFull).To(Equal(logsv1alpha1.WhenFullBlock))
+	})
+
+	It("fills the File sink's rotation defaults", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "file"},
+			Spec:       logsv1alpha1.SinkTargetSpec{File: &logsv1alpha1.FileSink{Path: "app/out.log"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.File.Format).To(Equal(logsv1alpha1.RecordFormatJSON))
+		Expect(got.Spec.File.MaxSize.Equal(resource.MustParse("100Mi"))).To(BeTrue())
+		Expect(got.Spec.File.MaxFiles).To(Equal(int32(5)))
+		Expect(got.Spec.File.Compress).To(HaveValue(BeTrue()))
+	})
+})
+
+var _ = Describe("Samples", func() {
+	It("apply to the API server", func() {
+		ns := newNamespace()
+		root, err := envtestutil.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		files, err := filepath.Glob(filepath.Join(root, "config", "samples", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		created := 0
+		for _, f := range files {
+			if filepath.Base(f) == "kustomization.yaml" {
+				continue
+			}
+			for _, u := range readManifests(f) {
+				u.SetNamespace(ns)
+				Expect(k8sClient.Create(ctx, u)).To(Succeed(), "creating %s %s from %s", u.GetKind(), u.GetName(), f)
+				created++
+			}
+		}
+		Expect(created).To(BeNumerically(">=", 6), "the samples hold a pipeline, one SinkTarget per type and their Secrets")
+	})
+})
+
+func readManifests(path string) []*unstructured.Unstructured {
+	b, err := os.ReadFile(path)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		err := dec.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		ExpectWithOffset(1, err).NotTo(HaveOccurred(), "decoding %s", path)
+		if len(u.Object) > 0 && strings.TrimSpace(u.GetKind()) != "" {
+			out = append(out, u)
+		}
+	}
+}
