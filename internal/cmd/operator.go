@@ -30,13 +30,13 @@ const LeaderElectionID = "log-capturer.logs.capturer.dev"
 
 // OperatorOptions are the operator's settings.
 type OperatorOptions struct {
-	Kubeconfig            string
-	MetricsBindAddress    string
-	HealthProbeBindAddr   string
-	LeaderElect           bool
-	LeaderElectionNS      string
-	FileSinkRoot          string
-	Zap                   zap.Options
+	Kubeconfig          string
+	MetricsBindAddress  string
+	HealthProbeBindAddr string
+	LeaderElect         bool
+	LeaderElectionNS    string
+	FileSinkRoot        string
+	Zap                 zap.Options
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
 }
