@@ -104,7 +104,7 @@ type SinkTargetSpec struct {
 // URL is an absolute http or https URL.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=2048
-// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ”",message="must be an absolute http or https URL"
+// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && size(url(self).getHost()) > 0",message="must be an absolute http or https URL"
 type URL string
 
 // LokiSink pushes to Loki's /loki/api/v1/push.
