@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,7 +44,7 @@ type LogPipelineReconciler struct {
 	// APIReader reads Secrets uncached, so that the operator never holds
 	// every Secret of the cluster in memory.
 	APIReader client.Reader
-	Recorder  record.EventRecorder
+	Recorder  events.EventRecorder
 	Workers   Workers
 }
 
@@ -55,7 +55,6 @@ type LogPipelineReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one LogPipeline's workers and status in line with its spec.
@@ -132,7 +131,8 @@ func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1
 		"Workers are configured with %d sinks; %d of %d selected containers are streaming.",
 		len(sinks), snap.ActiveStreams, snap.SelectedContainers)
 	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy} {
-		if c := conditions.Get(obj, t); c == nil || c.Reason == logsv1alpha1.ReasonSuspended {
+		if c := conditions.Get(obj, t); c == nil || c.Reason == logsv1alpha1.ReasonSuspended ||
+			c.Reason == logsv1alpha1.ReasonWorkersNotRunning {
 			conditions.MarkUnknown(obj, t, logsv1alpha1.ReasonAwaitingMetrics, "No health samples of the workers yet.")
 		}
 	}
@@ -213,7 +213,7 @@ func (r *LogPipelineReconciler) recordReadyTransition(obj *logsv1alpha1.LogPipel
 	recordTransition(r.Recorder, obj, old)
 }
 
-func recordTransition(rec record.EventRecorder, obj conditions.Setter, old *metav1.Condition) {
+func recordTransition(rec events.EventRecorder, obj conditions.Setter, old *metav1.Condition) {
 	cur := conditions.Get(obj, logsv1alpha1.ConditionReady)
 	if rec == nil || cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
 		return
@@ -222,7 +222,7 @@ func recordTransition(rec record.EventRecorder, obj conditions.Setter, old *meta
 	if cur.Status != metav1.ConditionTrue {
 		eventType = corev1.EventTypeWarning
 	}
-	rec.Event(obj, eventType, cur.Reason, cur.Message)
+	rec.Eventf(obj, nil, eventType, cur.Reason, "Reconcile", "%s", cur.Message)
 }
 
 // SetupWithManager registers the controller and its watches; SetupIndexes

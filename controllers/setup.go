@@ -18,7 +18,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers) error {
 	if err := (&LogPipelineReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorderFor("logpipeline-controller"),
+		Recorder:  mgr.GetEventRecorder("logpipeline-controller"),
 		Workers:   workers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
@@ -26,7 +26,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers) error {
 	if err := (&SinkTargetReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorderFor("sinktarget-controller"),
+		Recorder:  mgr.GetEventRecorder("sinktarget-controller"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up SinkTarget controller: %w", err)
 	}

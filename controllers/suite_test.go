@@ -1,0 +1,176 @@
+package controllers_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/log-capturer/log-capturer/controllers"
+	"github.com/log-capturer/log-capturer/internal/cmd"
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/test/envtestutil"
+)
+
+var (
+	testEnv   *envtest.Environment
+	cfg       *rest.Config
+	k8sClient client.Client
+	ctx       context.Context
+	cancel    context.CancelFunc
+	workers   *fakeWorkers
+	writes    *writeCounter
+	mgrDone   = make(chan struct{})
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controllers suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	ctx, cancel = context.WithCancel(context.Background())
+	var err error
+	testEnv, err = envtestutil.NewEnvironment()
+	Expect(err).NotTo(HaveOccurred())
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	scheme, err := cmd.NewScheme()
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	writes = &writeCounter{counts: map[types.NamespacedName]int{}}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		NewClient: func(c *rest.Config, o client.Options) (client.Client, error) {
+			inner, err := client.NewWithWatch(c, o)
+			if err != nil {
+				return nil, err
+			}
+			return interceptor.NewClient(inner, interceptor.Funcs{SubResourcePatch: writes.patch}), nil
+		},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	workers = newFakeWorkers()
+	Expect(controllers.Setup(ctx, mgr, workers)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		defer close(mgrDone)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+})
+
+var _ = AfterSuite(func() {
+	cancel()
+	<-mgrDone
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// writeCounter counts status patches per object.
+type writeCounter struct {
+	mu     sync.Mutex
+	counts map[types.NamespacedName]int
+}
+
+func (w *writeCounter) patch(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+	if sub == "status" {
+		w.mu.Lock()
+		w.counts[client.ObjectKeyFromObject(obj)]++
+		w.mu.Unlock()
+	}
+	return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+}
+
+func (w *writeCounter) get(key types.NamespacedName) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.counts[key]
+}
+
+// fakeWorkers records what the controller asks of the runtime.
+type fakeWorkers struct {
+	mu       sync.Mutex
+	configs  map[types.NamespacedName]lcruntime.PipelineConfig
+	applies  map[types.NamespacedName]int
+	removes  map[types.NamespacedName]int
+	failWith map[types.NamespacedName]error
+}
+
+func newFakeWorkers() *fakeWorkers {
+	return &fakeWorkers{
+		configs:  map[types.NamespacedName]lcruntime.PipelineConfig{},
+		applies:  map[types.NamespacedName]int{},
+		removes:  map[types.NamespacedName]int{},
+		failWith: map[types.NamespacedName]error{},
+	}
+}
+
+func (f *fakeWorkers) Apply(_ context.Context, key types.NamespacedName, c lcruntime.PipelineConfig) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applies[key]++
+	if err := f.failWith[key]; err != nil {
+		return false, err
+	}
+	f.configs[key] = c
+	return true, nil
+}
+
+func (f *fakeWorkers) Remove(_ context.Context, key types.NamespacedName) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removes[key]++
+	delete(f.configs, key)
+	return nil
+}
+
+func (f *fakeWorkers) Snapshot(key types.NamespacedName) (lcruntime.Snapshot, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.configs[key]; !ok {
+		return lcruntime.Snapshot{}, false
+	}
+	return lcruntime.Snapshot{Running: true, SelectedContainers: 3, ActiveStreams: 2, WaitingStreams: 1, Goroutines: 4, OpenFDs: 12}, true
+}
+
+func (f *fakeWorkers) config(key types.NamespacedName) (lcruntime.PipelineConfig, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.configs[key]
+	return c, ok
+}
+
+func (f *fakeWorkers) counts(key types.NamespacedName) (applies, removes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applies[key], f.removes[key]
+}
+
+func (f *fakeWorkers) fail(key types.NamespacedName, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.failWith, key)
+		return
+	}
+	f.failWith[key] = err
+}
+
+var errApply = errors.New("injected apply failure")
