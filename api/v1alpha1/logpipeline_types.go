@@ -242,7 +242,3 @@ type LogPipelineList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []LogPipeline `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&LogPipeline{}, &LogPipelineList{})
-}

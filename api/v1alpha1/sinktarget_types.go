@@ -372,7 +372,3 @@ type SinkTargetList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []SinkTarget `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&SinkTarget{}, &SinkTargetList{})
-}

@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	corev1 "k8s.io/api/core/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -79,7 +82,9 @@ func Operator(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	o.Zap.DestWriter = stderr
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
-	return RunOperator(ctrl.SetupSignalHandler(), o)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return RunOperator(ctx, o)
 }
 
 // RunOperator builds the manager with the controllers and the worker runtime

@@ -9,7 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -52,11 +52,11 @@ func (h *Helper) Patch(ctx context.Context, obj client.Object) error {
 }
 
 func statusChanged(before, after client.Object) (bool, error) {
-	b, err := runtime.DefaultUnstructuredConverter.ToUnstructured(before)
+	b, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(before)
 	if err != nil {
 		return false, fmt.Errorf("converting object: %w", err)
 	}
-	a, err := runtime.DefaultUnstructuredConverter.ToUnstructured(after)
+	a, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(after)
 	if err != nil {
 		return false, fmt.Errorf("converting object: %w", err)
 	}
