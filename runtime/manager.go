@@ -2,31 +2,72 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	goruntime "runtime"
 	"sync"
+	"time"
 
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Snapshot is what the workers of one pipeline report about themselves.
 type Snapshot struct {
 	// ConfigHash identifies the configuration the workers run with.
 	ConfigHash string
-	// Running is true once the runtime has started the pipeline's workers.
+	// Running is true while the pipeline's workers run.
 	Running bool
-	// SelectedContainers, ActiveStreams and WaitingStreams describe the pool.
+	// SelectedContainers, ActiveStreams and WaitingStreams describe the pool:
+	// waiting containers are due for a stream but every slot is taken.
 	SelectedContainers int
 	ActiveStreams      int
 	WaitingStreams     int
-	// Rotations counts stream rotations since the workers started.
+	// OpenStreams is how many response bodies are open now.
+	OpenStreams int
+	// Rotations counts streams closed and reopened on the rotation interval.
 	Rotations int64
+	// Reconnects counts streams reopened after EOF or an error.
+	Reconnects int64
+	// StreamErrors counts errors opening or reading streams.
+	StreamErrors int64
 	// Goroutines counts the goroutines the pipeline's workers own.
 	Goroutines int
-	// OpenFDs is the process's open file descriptors.
-	OpenFDs int
+	// ProcessGoroutines and OpenFDs are the whole process's.
+	ProcessGoroutines int
+	OpenFDs           int
 	// LinesTotal and BytesTotal count what the workers read.
 	LinesTotal int64
 	BytesTotal int64
+	// LastDelivery is when the sinks last took a record.
+	LastDelivery time.Time
+}
+
+// PodCache is the shared informer cache the workers select pods from.
+type PodCache interface {
+	client.Reader
+	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
+}
+
+// Options are what the Manager needs from its surroundings.
+type Options struct {
+	// Clientset opens the pods/log streams.
+	Clientset kubernetes.Interface
+	// Pods is the informer cache pods are selected from.
+	Pods PodCache
+	// Sinks builds the sinks of a pipeline.
+	Sinks SinkFactory
+	// Metrics receives the workers' numbers.
+	Metrics *Metrics
+	// DrainTimeout bounds how long a stopping pipeline waits for its sinks.
+	DrainTimeout time.Duration
+	// Log is the workers' logger.
+	Log logr.Logger
 }
 
 // Manager owns the capture workers of every pipeline. It is a
@@ -34,43 +75,103 @@ type Snapshot struct {
 // runs workers. Apply may be called before Start; pipelines applied then start
 // with it.
 type Manager struct {
+	opts      Options
+	metrics   *Metrics
+	log       logr.Logger
+	positions *positionStore
+
 	mu        sync.Mutex
+	root      *group
 	pipelines map[types.NamespacedName]*pipelineEntry
-	started   bool
 }
 
 type pipelineEntry struct {
 	hash string
-	cfg  PipelineConfig
+	p    *pipeline
 }
 
 // NewManager returns a Manager with no pipelines.
-func NewManager() *Manager {
-	return &Manager{pipelines: map[types.NamespacedName]*pipelineEntry{}}
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Clientset == nil || opts.Pods == nil || opts.Sinks == nil || opts.Metrics == nil {
+		return nil, errors.New("runtime manager needs a clientset, a pod cache, a sink factory and metrics")
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logr.Discard()
+	}
+	return &Manager{
+		opts:      opts,
+		metrics:   opts.Metrics,
+		log:       opts.Log,
+		positions: newPositionStore(),
+		pipelines: map[types.NamespacedName]*pipelineEntry{},
+	}, nil
 }
 
 // Apply (re)configures the workers of a pipeline. It is idempotent: a config
-// whose hash is already running changes nothing and reports false.
+// whose hash already runs changes nothing and reports false. A new config
+// replaces the workers; containers resume where the old ones stopped.
 func (m *Manager) Apply(_ context.Context, key types.NamespacedName, cfg PipelineConfig) (bool, error) {
 	hash, err := cfg.Hash()
 	if err != nil {
 		return false, fmt.Errorf("applying pipeline %s: %w", key, err)
 	}
+	if cfg.MaxStreams < 1 || cfg.RotationInterval <= 0 {
+		return false, fmt.Errorf("applying pipeline %s: maxStreams and rotation interval must be positive", key)
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e, ok := m.pipelines[key]; ok && e.hash == hash {
+	old := m.pipelines[key]
+	m.mu.Unlock()
+	if old != nil && old.hash == hash {
 		return false, nil
 	}
-	m.pipelines[key] = &pipelineEntry{hash: hash, cfg: cfg}
+	sinks, err := m.buildSinks(key.String(), cfg.Sinks)
+	if err != nil {
+		return false, fmt.Errorf("applying pipeline %s: %w", key, err)
+	}
+	if old != nil {
+		old.p.stop(m.opts.DrainTimeout)
+	}
+	p, err := newPipeline(m, cfg, sinks, m.positions)
+	if err != nil {
+		closeSinks(sinks, m.opts.DrainTimeout)
+		return false, fmt.Errorf("applying pipeline %s: %w", key, err)
+	}
+	m.mu.Lock()
+	m.pipelines[key] = &pipelineEntry{hash: hash, p: p}
+	if m.root != nil {
+		p.start(m.root)
+	}
+	m.mu.Unlock()
 	return true, nil
 }
 
-// Remove stops the workers of a pipeline and forgets it. Removing an unknown
-// pipeline is not an error.
+func (m *Manager) buildSinks(pipeline string, cfgs []SinkConfig) ([]Sink, error) {
+	sinks := make([]Sink, 0, len(cfgs))
+	for _, c := range cfgs {
+		s, err := m.opts.Sinks(pipeline, c)
+		if err != nil {
+			closeSinks(sinks, m.opts.DrainTimeout)
+			return nil, fmt.Errorf("building sink %s: %w", c.Name, err)
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
+}
+
+// Remove stops the workers of a pipeline and forgets it, its positions
+// included. Removing an unknown pipeline is not an error.
 func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	e := m.pipelines[key]
 	delete(m.pipelines, key)
+	m.mu.Unlock()
+	if e != nil {
+		e.p.stop(m.opts.DrainTimeout)
+	}
+	m.positions.forget(key.String())
 	return nil
 }
 
@@ -78,25 +179,78 @@ func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
 // pipeline is unknown.
 func (m *Manager) Snapshot(key types.NamespacedName) (Snapshot, bool) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.pipelines[key]
-	if !ok {
+	e := m.pipelines[key]
+	m.mu.Unlock()
+	if e == nil {
 		return Snapshot{}, false
 	}
-	return Snapshot{ConfigHash: e.hash, Running: m.started}, true
+	s := e.p.snapshot()
+	s.ConfigHash = e.hash
+	s.ProcessGoroutines = goruntime.NumGoroutine()
+	s.OpenFDs = OpenFDs()
+	return s, true
 }
 
-// Start runs until ctx ends, then stops every pipeline.
+// Start runs the workers until ctx ends, then stops every pipeline and waits
+// for all their goroutines.
 func (m *Manager) Start(ctx context.Context) error {
+	inf, err := m.opts.Pods.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("getting the pod informer: %w", err)
+	}
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    m.podEvent,
+		UpdateFunc: func(_, obj any) { m.podEvent(obj) },
+		DeleteFunc: m.podEvent,
+	})
+	if err != nil {
+		return fmt.Errorf("watching pods: %w", err)
+	}
+	defer func() { _ = inf.RemoveEventHandler(reg) }()
+
 	m.mu.Lock()
-	m.started = true
+	m.root = newGroup(ctx)
+	for _, e := range m.pipelines {
+		e.p.start(m.root)
+	}
+	m.metrics.componentHealth.WithLabelValues("workers").Set(1)
 	m.mu.Unlock()
+
 	<-ctx.Done()
+
+	m.mu.Lock()
+	entries := make([]*pipelineEntry, 0, len(m.pipelines))
+	for _, e := range m.pipelines {
+		entries = append(entries, e)
+	}
+	m.pipelines = map[types.NamespacedName]*pipelineEntry{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		wg.Go(func() { e.p.stop(m.opts.DrainTimeout) })
+	}
+	wg.Wait()
+	m.root.Stop()
+	m.metrics.componentHealth.WithLabelValues("workers").Set(0)
+	return nil
+}
+
+// podEvent wakes the pipelines of the pod's namespace.
+func (m *Manager) podEvent(obj any) {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.started = false
-	clear(m.pipelines)
-	return nil
+	for k, e := range m.pipelines {
+		if k.Namespace == pod.Namespace {
+			e.p.notify()
+		}
+	}
 }
 
 // NeedLeaderElection makes only the elected leader run workers.

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -21,11 +22,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/controllers"
 	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/runtime/sinks"
 )
 
 // LeaderElectionID is the Lease the operator's replicas compete for.
@@ -127,7 +130,24 @@ func RunOperator(ctx context.Context, o OperatorOptions) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	workers := lcruntime.NewManager()
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating clientset: %w", err)
+	}
+	metrics, err := lcruntime.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	workers, err := lcruntime.NewManager(lcruntime.Options{
+		Clientset: clientset,
+		Pods:      mgr.GetCache(),
+		Sinks:     sinks.Factory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot}),
+		Metrics:   metrics,
+		Log:       ctrl.Log.WithName("workers"),
+	})
+	if err != nil {
+		return fmt.Errorf("creating worker runtime: %w", err)
+	}
 	if err := mgr.Add(workers); err != nil {
 		return fmt.Errorf("adding worker runtime: %w", err)
 	}

@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"os"
+	goruntime "runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the workers' Prometheus metrics. Per-pipeline series carry the
+// label pipeline="<namespace>/<name>" and are deleted with the pipeline.
+type Metrics struct {
+	activeStreams   *prometheus.GaugeVec
+	waitingStreams  *prometheus.GaugeVec
+	rotations       *prometheus.CounterVec
+	reconnects      *prometheus.CounterVec
+	streamErrors    *prometheus.CounterVec
+	logsProcessed   *prometheus.CounterVec
+	bytesProcessed  *prometheus.CounterVec
+	pipelineGorout  *prometheus.GaugeVec
+	openStreams     *prometheus.GaugeVec
+	selected        *prometheus.GaugeVec
+	goroutines      prometheus.GaugeFunc
+	openFDs         prometheus.GaugeFunc
+	componentHealth *prometheus.GaugeVec
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	pl := []string{"pipeline"}
+	m := &Metrics{
+		activeStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_active_streams",
+			Help: "Log streams of the pipeline that are open now."}, pl),
+		waitingStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_waiting_streams",
+			Help: "Selected containers of the pipeline waiting for a stream slot."}, pl),
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_container_stream_rotations_total",
+			Help: "Log streams closed and reopened because their rotation interval passed."}, pl),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_stream_reconnects_total",
+			Help: "Log streams reopened after the server ended them or an error."}, pl),
+		streamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_stream_errors_total",
+			Help: "Errors opening or reading log streams."}, pl),
+		logsProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_logs_processed_total",
+			Help: "Log lines read and handed to the pipeline's sinks."}, pl),
+		bytesProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_bytes_processed_total",
+			Help: "Bytes of log lines read and handed to the pipeline's sinks."}, pl),
+		pipelineGorout: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_pipeline_goroutines",
+			Help: "Goroutines the pipeline's workers own, counted by the code that starts them."}, pl),
+		openStreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_pipeline_open_streams",
+			Help: "HTTP response bodies of log streams the pipeline holds open."}, pl),
+		selected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_selected_containers",
+			Help: "Containers the pipeline selects."}, pl),
+		goroutines: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "log_capturer_goroutines",
+			Help: "Goroutines of the operator process."}, func() float64 { return float64(goruntime.NumGoroutine()) }),
+		openFDs: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "log_capturer_open_fds",
+			Help: "Open file descriptors of the operator process, from /proc/self/fd."}, func() float64 { return float64(OpenFDs()) }),
+		componentHealth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_component_health",
+			Help: "1 when a component of the operator is healthy, 0 when not."}, []string{"component"}),
+	}
+	for _, c := range []prometheus.Collector{m.activeStreams, m.waitingStreams, m.rotations, m.reconnects,
+		m.streamErrors, m.logsProcessed, m.bytesProcessed, m.pipelineGorout, m.openStreams, m.selected,
+		m.goroutines, m.openFDs, m.componentHealth} {
+		if err := reg.Register(c); err != nil {
+			return nil, err //nolint:wrapcheck // registration errors name the metric
+		}
+	}
+	return m, nil
+}
+
+// forget deletes a pipeline's series.
+func (m *Metrics) forget(pipeline string) {
+	for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.activeStreams, m.waitingStreams,
+		m.rotations, m.reconnects, m.streamErrors, m.logsProcessed, m.bytesProcessed, m.pipelineGorout,
+		m.openStreams, m.selected} {
+		v.DeleteLabelValues(pipeline)
+	}
+}
+
+// OpenFDs counts the process's open file descriptors, or -1 when
+// /proc/self/fd cannot be read.
+func OpenFDs() int {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return -1
+	}
+	return len(names) - 1 // the directory itself
+}

@@ -1,0 +1,609 @@
+package runtime
+
+import (
+	"context"
+	"math/rand/v2"
+	"path"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 30 * time.Second
+	// resyncPeriod is a safety net; pod events normally trigger resyncs.
+	resyncPeriod = 30 * time.Second
+	// recordBuffer bounds the records between the streams and the sinks.
+	recordBuffer = 512
+)
+
+// containerKey identifies one container of one pod instance.
+type containerKey struct {
+	uid  types.UID
+	name string
+}
+
+func (k containerKey) String() string { return string(k.uid) + "/" + k.name }
+
+// container is the loop's bookkeeping for one selected container. Only the
+// pipeline loop touches it; a running slice works on a copy of what it needs.
+type container struct {
+	key       containerKey
+	namespace string
+	pod       string
+	name      string
+	node      string
+	labels    map[string]string
+	pos       Position
+	backoff   time.Duration
+	notBefore time.Time
+	selected  bool
+	running   bool
+	cancel    context.CancelFunc
+}
+
+// outcome is how a stream slice ended.
+type outcome int
+
+const (
+	outcomeRotated  outcome = iota // the rotation interval passed
+	outcomeEnded                   // the server ended the stream (EOF)
+	outcomeNotFound                // the pod or container is gone
+	outcomeFailed                  // an error opening or reading
+	outcomeStopped                 // the pipeline or the container's selection ended
+	outcomeReplaced                // the log was replaced; resume the new one from its start
+)
+
+type sliceResult struct {
+	key     containerKey
+	pos     Position
+	outcome outcome
+	lines   int64
+	err     error
+}
+
+// pipelineStats are the pipeline's numbers, read by Snapshot at any time.
+type pipelineStats struct {
+	selected, active, waiting              atomic.Int64
+	rotations, reconnects, errors          atomic.Int64
+	lines, bytes, openStreams              atomic.Int64
+	lastDeliveryUnixNano, lastReadUnixNano atomic.Int64
+}
+
+// pipelineMetrics are the pipeline's Prometheus series, looked up once.
+type pipelineMetrics struct {
+	active, waiting, goroutines, open, selected prometheus.Gauge
+	rotations, reconnects, errors, lines, bytes prometheus.Counter
+}
+
+// pipeline runs the capture workers of one LogPipeline: a loop that selects
+// containers and schedules stream slices on a bounded pool, one goroutine
+// per open stream, and a fan-out goroutine that hands records to the sinks.
+type pipeline struct {
+	key       string
+	cfg       PipelineConfig
+	selector  labels.Selector
+	mgr       *Manager
+	sinks     []Sink
+	positions *positionStore
+	log       logr.Logger
+
+	g           *group
+	records     chan *Record
+	results     chan sliceResult
+	podsChanged chan struct{}
+	sinkCtx     context.Context
+	sinkCancel  context.CancelFunc
+	fanoutDone  chan struct{}
+	startOnce   sync.Once
+	started     atomic.Bool
+
+	// owned by the loop goroutine
+	containers map[containerKey]*container
+	ready      []*container
+	active     int
+	synced     bool
+	finished   map[containerKey]bool
+
+	stats pipelineStats
+	m     pipelineMetrics
+}
+
+func newPipeline(mgr *Manager, cfg PipelineConfig, sinks []Sink, positions *positionStore) (*pipeline, error) {
+	sel := labels.Everything()
+	if cfg.Selector != nil {
+		s, err := metav1.LabelSelectorAsSelector(cfg.Selector)
+		if err != nil {
+			return nil, err //nolint:wrapcheck // the caller adds the pipeline
+		}
+		sel = s
+	}
+	key := cfg.Namespace + "/" + cfg.Name
+	mx := mgr.metrics
+	p := &pipeline{
+		key:         key,
+		cfg:         cfg,
+		selector:    sel,
+		mgr:         mgr,
+		sinks:       sinks,
+		positions:   positions,
+		log:         mgr.log.WithValues("pipeline", key),
+		records:     make(chan *Record, recordBuffer),
+		results:     make(chan sliceResult, max(cfg.MaxStreams, 1)),
+		podsChanged: make(chan struct{}, 1),
+		fanoutDone:  make(chan struct{}),
+		containers:  map[containerKey]*container{},
+		finished:    map[containerKey]bool{},
+		m: pipelineMetrics{
+			active:     mx.activeStreams.WithLabelValues(key),
+			waiting:    mx.waitingStreams.WithLabelValues(key),
+			goroutines: mx.pipelineGorout.WithLabelValues(key),
+			open:       mx.openStreams.WithLabelValues(key),
+			selected:   mx.selected.WithLabelValues(key),
+			rotations:  mx.rotations.WithLabelValues(key),
+			reconnects: mx.reconnects.WithLabelValues(key),
+			errors:     mx.streamErrors.WithLabelValues(key),
+			lines:      mx.logsProcessed.WithLabelValues(key),
+			bytes:      mx.bytesProcessed.WithLabelValues(key),
+		},
+	}
+	return p, nil
+}
+
+// start runs the pipeline's goroutines in a child group of parent.
+func (p *pipeline) start(parent *group) {
+	p.startOnce.Do(func() {
+		p.g = parent.child()
+		p.sinkCtx, p.sinkCancel = context.WithCancel(context.WithoutCancel(p.g.ctx))
+		p.started.Store(true)
+		p.g.Go(p.fanout)
+		p.g.Go(p.loop)
+	})
+}
+
+// stop ends the streams, lets the sinks take what was read within
+// drainTimeout, closes the sinks and waits for every goroutine.
+func (p *pipeline) stop(drainTimeout time.Duration) {
+	if !p.started.Load() {
+		p.startOnce.Do(func() {}) // never start later
+		closeSinks(p.sinks, drainTimeout)
+		p.mgr.metrics.forget(p.key)
+		return
+	}
+	p.g.cancel()
+	select {
+	case <-p.fanoutDone:
+	case <-time.After(drainTimeout):
+		p.sinkCancel()
+	}
+	p.g.Wait()
+	p.sinkCancel()
+	p.mgr.metrics.forget(p.key)
+}
+
+func closeSinks(sinks []Sink, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for _, s := range sinks {
+		_ = s.Close(ctx)
+	}
+}
+
+// notify asks the loop to resync its containers; it never blocks.
+func (p *pipeline) notify() {
+	select {
+	case p.podsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// fanout hands every record to every sink, in order, until the loop closes
+// the record channel; then it closes the sinks.
+func (p *pipeline) fanout(context.Context) {
+	defer close(p.fanoutDone)
+	for r := range p.records {
+		for _, s := range p.sinks {
+			if err := s.Write(p.sinkCtx, r); err != nil && p.sinkCtx.Err() == nil {
+				p.log.Error(err, "sink write failed")
+			}
+		}
+		p.stats.lastDeliveryUnixNano.Store(time.Now().UnixNano())
+	}
+	ctx, cancel := context.WithTimeout(p.sinkCtx, p.mgr.opts.DrainTimeout)
+	defer cancel()
+	for _, s := range p.sinks {
+		if err := s.Close(ctx); err != nil {
+			p.log.Error(err, "closing sink")
+		}
+	}
+}
+
+// loop owns the container set and the pool. It is the only goroutine that
+// starts stream slices, so at most MaxStreams are open at any instant.
+func (p *pipeline) loop(ctx context.Context) {
+	defer p.shutdown()
+	resync := time.NewTicker(resyncPeriod)
+	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	p.resync(ctx)
+	for {
+		wait := p.schedule(ctx)
+		p.publish()
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-p.results:
+			p.handle(ctx, r)
+		case <-p.podsChanged:
+			p.resync(ctx)
+		case <-resync.C:
+			p.resync(ctx)
+		case <-timer.C:
+		}
+	}
+}
+
+// shutdown waits for the running slices, then closes the record channel so
+// that the fan-out drains it.
+func (p *pipeline) shutdown() {
+	for _, c := range p.containers {
+		if c.cancel != nil {
+			c.cancel()
+		}
+	}
+	for p.active > 0 {
+		r := <-p.results
+		p.active--
+		if c := p.containers[r.key]; c != nil {
+			c.pos = r.pos
+			p.positions.set(p.key, r.key, r.pos)
+		}
+	}
+	close(p.records)
+	p.publish()
+}
+
+// schedule starts slices for ready containers while slots are free, in FIFO
+// order, and returns how long until the next delayed container is due.
+func (p *pipeline) schedule(ctx context.Context) time.Duration {
+	now := time.Now()
+	wait := time.Hour
+	kept := p.ready[:0]
+	var waiting int64
+	for _, c := range p.ready {
+		switch {
+		case c.notBefore.After(now):
+			wait = min(wait, c.notBefore.Sub(now))
+			kept = append(kept, c)
+		case p.active < p.cfg.MaxStreams:
+			p.startSlice(ctx, c)
+		default:
+			waiting++
+			kept = append(kept, c)
+		}
+	}
+	clear(p.ready[len(kept):])
+	p.ready = kept
+	p.stats.waiting.Store(waiting)
+	return wait
+}
+
+func (p *pipeline) startSlice(ctx context.Context, c *container) {
+	sctx, cancel := context.WithCancel(ctx)
+	c.running, c.cancel = true, cancel
+	p.active++
+	in := *c // the slice works on a copy
+	p.g.Go(func(context.Context) {
+		r := p.runSlice(sctx, &in)
+		cancel()
+		p.results <- r
+	})
+}
+
+// handle takes a finished slice back and decides what comes next for its container.
+func (p *pipeline) handle(ctx context.Context, r sliceResult) {
+	p.active--
+	c := p.containers[r.key]
+	if c == nil {
+		return
+	}
+	c.running, c.cancel = false, nil
+	c.pos = r.pos
+	if !c.selected {
+		p.drop(c, false)
+		return
+	}
+	p.positions.set(p.key, c.key, c.pos)
+	switch r.outcome {
+	case outcomeRotated:
+		p.stats.rotations.Add(1)
+		p.m.rotations.Inc()
+		c.backoff = 0
+		p.enqueue(c, time.Time{})
+	case outcomeEnded:
+		p.stats.reconnects.Add(1)
+		p.m.reconnects.Inc()
+		if p.containerFinished(ctx, c) {
+			p.drop(c, true)
+			return
+		}
+		if r.lines > 0 {
+			c.backoff = 0
+		}
+		p.enqueue(c, p.backoffFor(c, r.lines > 0))
+	case outcomeNotFound:
+		if !p.containerExists(ctx, c) {
+			p.drop(c, false)
+			return
+		}
+		p.countError()
+		p.enqueue(c, p.backoffFor(c, false))
+	case outcomeFailed:
+		p.countError()
+		p.log.V(1).Info("log stream failed", "pod", c.pod, "container", c.name, "error", r.err)
+		p.enqueue(c, p.backoffFor(c, false))
+	case outcomeReplaced:
+		p.stats.reconnects.Add(1)
+		p.m.reconnects.Inc()
+		c.backoff = 0
+		p.enqueue(c, time.Time{})
+	case outcomeStopped:
+		if ctx.Err() == nil {
+			p.enqueue(c, time.Time{})
+		}
+	}
+}
+
+func (p *pipeline) countError() {
+	p.stats.errors.Add(1)
+	p.m.errors.Inc()
+	p.stats.reconnects.Add(1)
+	p.m.reconnects.Inc()
+}
+
+// backoffFor returns when a container may reopen: right away after progress,
+// else after an exponential backoff with jitter.
+func (p *pipeline) backoffFor(c *container, progress bool) time.Time {
+	if progress {
+		c.backoff = 0
+		return time.Time{}
+	}
+	if c.backoff == 0 {
+		c.backoff = minBackoff
+	} else {
+		c.backoff = min(2*c.backoff, maxBackoff)
+	}
+	jitter := time.Duration(rand.Int64N(int64(c.backoff)/5 + 1))
+	return time.Now().Add(c.backoff - c.backoff/10 + jitter)
+}
+
+func (p *pipeline) enqueue(c *container, notBefore time.Time) {
+	c.notBefore = notBefore
+	p.ready = append(p.ready, c)
+}
+
+// drop forgets a container; finished ones are remembered so that a resync
+// does not select them again while their pod exists.
+func (p *pipeline) drop(c *container, finished bool) {
+	delete(p.containers, c.key)
+	for i, r := range p.ready {
+		if r == c {
+			p.ready = append(p.ready[:i], p.ready[i+1:]...)
+			break
+		}
+	}
+	if finished {
+		p.finished[c.key] = true
+	}
+	p.positions.remove(p.key, c.key)
+}
+
+// resync compares the selected containers of the informer cache with the
+// pipeline's and adds or retires containers.
+func (p *pipeline) resync(ctx context.Context) {
+	pods := &corev1.PodList{}
+	if err := p.mgr.opts.Pods.List(ctx, pods, client.InNamespace(p.cfg.Namespace),
+		client.MatchingLabelsSelector{Selector: p.selector}); err != nil {
+		if ctx.Err() == nil {
+			p.log.Error(err, "listing pods")
+		}
+		return
+	}
+	first := !p.synced
+	p.synced = true
+	seen := map[containerKey]bool{}
+	seenPods := map[types.UID]bool{}
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		seenPods[pod.UID] = true
+		if pod.Spec.NodeName == "" {
+			continue
+		}
+		for _, ct := range pod.Spec.Containers {
+			if !p.wants(ct.Name) {
+				continue
+			}
+			k := containerKey{uid: pod.UID, name: ct.Name}
+			if p.finished[k] {
+				continue
+			}
+			seen[k] = true
+			if c, ok := p.containers[k]; ok {
+				c.labels = p.recordLabels(pod)
+				continue
+			}
+			c := &container{key: k, namespace: pod.Namespace, pod: pod.Name, name: ct.Name,
+				node: pod.Spec.NodeName, labels: p.recordLabels(pod), selected: true}
+			if pos, ok := p.positions.get(p.key, k); ok {
+				c.pos = pos
+			} else if first && !p.cfg.StartFromBeginning {
+				c.pos = Position{Since: time.Now().Truncate(time.Second)}
+			}
+			p.containers[k] = c
+			p.enqueue(c, time.Time{})
+		}
+	}
+	for k := range p.finished {
+		if !seenPods[k.uid] {
+			delete(p.finished, k)
+		}
+	}
+	for k, c := range p.containers {
+		if seen[k] {
+			continue
+		}
+		c.selected = false
+		if !c.running {
+			p.drop(c, false)
+			continue
+		}
+		// A pod that still exists was deselected: stop now. A deleted
+		// pod's stream runs to its end, so that its last lines arrive.
+		if c.cancel != nil && seenPods[k.uid] {
+			c.cancel()
+		}
+	}
+	p.stats.selected.Store(int64(len(p.containers)))
+}
+
+func (p *pipeline) wants(name string) bool {
+	if len(p.cfg.Include) > 0 && !matchAny(p.cfg.Include, name) {
+		return false
+	}
+	return !matchAny(p.cfg.Exclude, name)
+}
+
+func matchAny(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pipeline) recordLabels(pod *corev1.Pod) map[string]string {
+	if len(p.cfg.PodLabels) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(p.cfg.PodLabels))
+	for _, k := range p.cfg.PodLabels {
+		if v, ok := pod.Labels[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// containerExists tells whether the container's pod instance is still in the cache.
+func (p *pipeline) containerExists(ctx context.Context, c *container) bool {
+	pod := &corev1.Pod{}
+	if err := p.mgr.opts.Pods.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: c.pod}, pod); err != nil {
+		return false
+	}
+	return pod.UID == c.key.uid
+}
+
+// containerFinished tells whether a stream that ended at EOF will never
+// have more lines: the pod is gone, or the container terminated for good.
+func (p *pipeline) containerFinished(ctx context.Context, c *container) bool {
+	pod := &corev1.Pod{}
+	if err := p.mgr.opts.Pods.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: c.pod}, pod); err != nil {
+		return true
+	}
+	if pod.UID != c.key.uid {
+		return true
+	}
+	if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {
+		return false
+	}
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.Name == c.name {
+			return s.State.Terminated != nil
+		}
+	}
+	return false
+}
+
+// publish copies the loop's numbers into the metrics.
+func (p *pipeline) publish() {
+	p.stats.active.Store(int64(p.active))
+	p.m.active.Set(float64(p.active))
+	p.m.waiting.Set(float64(p.stats.waiting.Load()))
+	p.m.selected.Set(float64(len(p.containers)))
+	p.m.goroutines.Set(float64(p.g.Count()))
+	p.m.open.Set(float64(p.stats.openStreams.Load()))
+}
+
+// snapshot reports the pipeline's numbers.
+func (p *pipeline) snapshot() Snapshot {
+	s := Snapshot{
+		Running:            p.started.Load(),
+		SelectedContainers: int(p.stats.selected.Load()),
+		ActiveStreams:      int(p.stats.active.Load()),
+		WaitingStreams:     int(p.stats.waiting.Load()),
+		Rotations:          p.stats.rotations.Load(),
+		Reconnects:         p.stats.reconnects.Load(),
+		StreamErrors:       p.stats.errors.Load(),
+		OpenStreams:        int(p.stats.openStreams.Load()),
+		LinesTotal:         p.stats.lines.Load(),
+		BytesTotal:         p.stats.bytes.Load(),
+	}
+	if p.g != nil {
+		s.Goroutines = p.g.Count()
+	}
+	if t := p.stats.lastDeliveryUnixNano.Load(); t != 0 {
+		s.LastDelivery = time.Unix(0, t)
+	}
+	return s
+}
+
+// positionStore keeps every pipeline's container positions across restarts
+// of its workers (a new config), until the pipeline is removed.
+type positionStore struct {
+	mu sync.Mutex
+	m  map[string]map[containerKey]Position
+}
+
+func newPositionStore() *positionStore {
+	return &positionStore{m: map[string]map[containerKey]Position{}}
+}
+
+func (s *positionStore) get(pipeline string, k containerKey) (Position, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.m[pipeline][k]
+	return p, ok
+}
+
+func (s *positionStore) set(pipeline string, k containerKey, p Position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[pipeline] == nil {
+		s.m[pipeline] = map[containerKey]Position{}
+	}
+	s.m[pipeline][k] = p
+}
+
+func (s *positionStore) remove(pipeline string, k containerKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m[pipeline], k)
+}
+
+func (s *positionStore) forget(pipeline string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, pipeline)
+}

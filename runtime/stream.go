@@ -1,0 +1,165 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// readerPool reuses the line readers of stream slices.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+// runSlice follows one container's log for one rotation interval: it opens
+// the stream at the container's position, hands every new complete line to
+// the pipeline, and closes the stream before it returns. It runs in exactly
+// one goroutine, which is the only reader of the stream.
+func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
+	res := sliceResult{key: c.key, pos: c.pos}
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.RotationInterval)
+	defer cancel()
+
+	opts := &corev1.PodLogOptions{Container: c.name, Follow: true, Timestamps: true}
+	if !c.pos.Since.IsZero() {
+		opts.SinceTime = &metav1.Time{Time: c.pos.Since}
+	}
+	body, err := p.mgr.opts.Clientset.CoreV1().Pods(c.namespace).GetLogs(c.pod, opts).Stream(rctx)
+	if err != nil {
+		res.outcome, res.err = classify(ctx, rctx, err)
+		return res
+	}
+	p.stats.openStreams.Add(1)
+	err = p.read(ctx, body, c, &res, true)
+	closeErr := body.Close()
+	p.stats.openStreams.Add(-1)
+	if errors.Is(err, errLogReplaced) {
+		return p.readPrevious(ctx, rctx, c, res)
+	}
+	if err == nil && closeErr != nil && rctx.Err() == nil {
+		err = fmt.Errorf("closing log stream: %w", closeErr)
+	}
+	if err == nil && rctx.Err() == nil {
+		res.outcome = outcomeEnded
+		return res
+	}
+	res.outcome, res.err = classify(ctx, rctx, err)
+	return res
+}
+
+// errLogReplaced ends a stream whose lines are not the log the position counted.
+var errLogReplaced = errors.New("the container's log was replaced")
+
+// readPrevious runs when the followed log is not the one the position
+// counted, because the container restarted while no stream was open: it reads
+// what the previous instance wrote after the position, then lets the next
+// slice follow the new instance from its start.
+func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sliceResult) sliceResult {
+	opts := &corev1.PodLogOptions{Container: c.name, Previous: true, Timestamps: true}
+	if !res.pos.Since.IsZero() {
+		opts.SinceTime = &metav1.Time{Time: res.pos.Since}
+	}
+	body, err := p.mgr.opts.Clientset.CoreV1().Pods(c.namespace).GetLogs(c.pod, opts).Stream(rctx)
+	if err == nil {
+		p.stats.openStreams.Add(1)
+		err = p.read(ctx, body, c, &res, false)
+		_ = body.Close()
+		p.stats.openStreams.Add(-1)
+	}
+	if ctx.Err() != nil || rctx.Err() != nil {
+		res.outcome, res.err = classify(ctx, rctx, err)
+		return res
+	}
+	// With or without a previous instance (the kubelet answers 400 when there
+	// is none), the current log starts after everything counted.
+	res.pos.Count, res.pos.First = 0, time.Time{}
+	res.outcome = outcomeReplaced
+	return res
+}
+
+// classify tells why a stream ended from its contexts and error.
+func classify(ctx, rctx context.Context, err error) (outcome, error) {
+	switch {
+	case ctx.Err() != nil:
+		return outcomeStopped, nil
+	case rctx.Err() != nil:
+		return outcomeRotated, nil
+	case apierrors.IsNotFound(err):
+		return outcomeNotFound, err
+	}
+	return outcomeFailed, err
+}
+
+// read consumes the stream until it ends. A line counts only with its
+// newline: a fragment at the end of a cut stream is dropped and read again,
+// whole, after the resume. Records are sent with the slice's context, not
+// the rotation deadline, so a full pipeline holds the stream (backpressure)
+// instead of reopening it.
+//
+// When stopOnReplaced is set and the stream is not the counted log, read
+// returns errLogReplaced before delivering anything of it.
+func (p *pipeline) read(ctx context.Context, body io.Reader, c *container, res *sliceResult, stopOnReplaced bool) error {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() {
+		br.Reset(nil)
+		readerPool.Put(br)
+	}()
+	skip := newResumer(res.pos)
+	var (
+		long []byte
+		last = res.pos.Last
+	)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, chunk...)
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err //nolint:wrapcheck // classified by the caller
+		}
+		line := chunk
+		if len(long) > 0 {
+			long = append(long, chunk...)
+			line = long
+		}
+		line = line[:len(line)-1]
+		ts, text, ok := splitTimestamp(line)
+		if !ok {
+			ts = last // a line without timestamp belongs with the one before
+		}
+		last = ts
+		if skip.delivered(ts) {
+			long = long[:0]
+			continue
+		}
+		if skip.replaced && stopOnReplaced {
+			return errLogReplaced
+		}
+		r := &Record{Time: ts, Line: string(text), Namespace: c.namespace, Pod: c.pod,
+			Container: c.name, Node: c.node, Labels: c.labels}
+		select {
+		case p.records <- r:
+		case <-ctx.Done():
+			return ctx.Err() //nolint:wrapcheck // classified by the caller
+		}
+		res.pos.advance(ts)
+		res.lines++
+		p.stats.lines.Add(1)
+		p.stats.bytes.Add(int64(len(text)))
+		p.stats.lastReadUnixNano.Store(time.Now().UnixNano())
+		p.m.lines.Inc()
+		p.m.bytes.Add(float64(len(text)))
+		long = long[:0]
+	}
+}
