@@ -52,6 +52,16 @@ vet: ## Run go vet.
 test: envtest ## Run every test against the source-built envtest control plane.
 	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" go test $(TEST_FLAGS) $(TEST_PKGS)
 
+SOAK_DURATION ?= 10m
+
+.PHONY: soak
+soak: envtest ## Soak the capture workers (SOAK_DURATION, default 10m) and print rotations, loss, duplicates and slopes.
+	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -timeout 0 ./runtime/ -run TestRuntime -v -args -ginkgo.label-filter=soak -ginkgo.v | grep -E '^soak |Passed|FAIL|ok '
+
+.PHONY: bench
+bench: envtest ## Run the benchmarks and print their numbers.
+	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" go test -count=1 -run '^$$' -bench . -benchmem ./...
+
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint with the repository's configuration.
 	$(GOLANGCI_LINT) run ./...

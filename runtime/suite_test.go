@@ -47,7 +47,10 @@ func TestRuntime(t *testing.T) {
 	RunSpecs(t, "Capture runtime suite")
 }
 
-var _ = BeforeSuite(func() {
+var _ = BeforeSuite(startEnv)
+
+// startEnv starts the control plane, the simulated kubelet and the pod cache.
+func startEnv() {
 	ctx, cancel = context.WithCancel(context.Background())
 	var err error
 	testEnv, err = envtestutil.NewEnvironment()
@@ -72,7 +75,7 @@ var _ = BeforeSuite(func() {
 		_ = podCache.Start(ctx)
 	}()
 	Expect(podCache.WaitForCacheSync(ctx)).To(BeTrue())
-})
+}
 
 var _ = AfterSuite(func() {
 	cancel()

@@ -1,0 +1,85 @@
+package runtime_test
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/types"
+
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
+)
+
+var benchOnce sync.Once
+
+// TestMain stops the control plane a benchmark started; the Ginkgo suite
+// starts and stops its own.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchStarted {
+		AfterSuiteStop()
+	}
+	os.Exit(code)
+}
+
+var benchStarted bool
+
+// AfterSuiteStop stops what startEnv started outside the Ginkgo suite.
+func AfterSuiteStop() {
+	cancel()
+	<-cacheDone
+	_ = kubelet.Close()
+	_ = testEnv.Stop()
+}
+
+// BenchmarkCapture measures lines per second from the simulated kubelet
+// through the real API server's pods/log proxy into a sink, with 1, 10 and
+// 100 concurrent streams. b.N is the number of lines.
+func BenchmarkCapture(b *testing.B) {
+	benchOnce.Do(func() {
+		gomega.RegisterFailHandler(func(message string, _ ...int) { panic(message) })
+		startEnv()
+		benchStarted = true
+	})
+	for _, streams := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
+			ns := newNamespace()
+			pods := createPods(ns, streams)
+			per := b.N/streams + 1
+			ts := time.Now().Add(-time.Minute)
+			for _, p := range pods {
+				c := kubelet.Container(ns, p, "main")
+				for i := range per {
+					c.Write(ts.Add(time.Duration(i)*time.Microsecond), fmt.Sprintf("%s seq=%d %0120d", p, i, i))
+				}
+			}
+			want := per * streams
+			sink := newSeqSink()
+			h := startHarness()
+			h.factory = func(string, lcruntime.SinkConfig) lcruntime.Sink { return sink }
+			key := types.NamespacedName{Namespace: ns, Name: "bench"}
+			b.ResetTimer()
+			start := time.Now()
+			if _, err := h.mgr.Apply(ctx, key, pipelineConfig(ns, "bench", streams, time.Minute)); err != nil {
+				b.Fatal(err)
+			}
+			for {
+				if d, _, _ := sink.counts(); d >= int64(want) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(want)/elapsed.Seconds(), "lines/s")
+			_, dup, lost := sink.counts()
+			if dup != 0 || lost != 0 {
+				b.Fatalf("lost %d, duplicated %d", lost, dup)
+			}
+			h.stop()
+		})
+	}
+}

@@ -1,0 +1,61 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// BenchmarkReadPath measures the per-line cost of turning a pods/log stream
+// into records: reading, timestamp parsing, resume bookkeeping and metrics.
+func BenchmarkReadPath(b *testing.B) {
+	for _, size := range []int{150, 1024} {
+		b.Run(fmt.Sprintf("line=%dB", size), func(b *testing.B) {
+			metrics, err := NewMetrics(prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := &Manager{metrics: metrics, log: logr.Discard()}
+			p, err := newPipeline(m, PipelineConfig{Namespace: "ns", Name: "bench", MaxStreams: 1, RotationInterval: time.Minute}, nil, newPositionStore())
+			if err != nil {
+				b.Fatal(err)
+			}
+			const lines = 4096
+			var body bytes.Buffer
+			ts := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
+			payload := bytes.Repeat([]byte("x"), size)
+			for i := range lines {
+				body.WriteString(ts.Add(time.Duration(i) * time.Microsecond).Format(time.RFC3339Nano))
+				body.WriteByte(' ')
+				body.Write(payload)
+				body.WriteByte('\n')
+			}
+			stream := body.Bytes()
+			done := make(chan struct{})
+			go func() {
+				for range p.records {
+				}
+				close(done)
+			}()
+			c := &container{namespace: "ns", pod: "pod", name: "main", node: "node"}
+			b.SetBytes(int64(len(stream)) / lines)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; done += lines {
+				res := sliceResult{}
+				if err := p.read(context.Background(), bytes.NewReader(stream), c, &res, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			close(p.records)
+			<-done
+			// b.N counts lines: allocs/op and ns/op are per line.
+		})
+	}
+}
