@@ -188,6 +188,8 @@ func (g *gatedSink) Write(ctx context.Context, r *lcruntime.Record) error {
 	return nil
 }
 
+func (g *gatedSink) Run(context.Context) {}
+
 func (g *gatedSink) Close(context.Context) error { return nil }
 
 func (g *gatedSink) records() []lcruntime.Record {

@@ -46,6 +46,8 @@ type Snapshot struct {
 	BytesTotal int64
 	// LastDelivery is when the sinks last took a record.
 	LastDelivery time.Time
+	// Sinks are the pipeline's sinks' numbers, in spec order.
+	Sinks []SinkStats
 }
 
 // PodCache is the shared informer cache the workers select pods from.
@@ -68,6 +70,9 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Log is the workers' logger.
 	Log logr.Logger
+	// ForgetPipeline, when set, is called when a pipeline is removed, so that
+	// the sinks can delete its metric series.
+	ForgetPipeline func(pipeline string)
 }
 
 // Manager owns the capture workers of every pipeline. It is a
@@ -172,6 +177,10 @@ func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
 		e.p.stop(m.opts.DrainTimeout)
 	}
 	m.positions.forget(key.String())
+	m.metrics.forget(key.String())
+	if m.opts.ForgetPipeline != nil {
+		m.opts.ForgetPipeline(key.String())
+	}
 	return nil
 }
 

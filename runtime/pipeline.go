@@ -165,6 +165,9 @@ func (p *pipeline) start(parent *group) {
 		p.g = parent.child()
 		p.sinkCtx, p.sinkCancel = context.WithCancel(context.WithoutCancel(p.g.ctx))
 		p.started.Store(true)
+		for _, s := range p.sinks {
+			p.g.Go(func(context.Context) { s.Run(p.sinkCtx) })
+		}
 		p.g.Go(p.fanout)
 		p.g.Go(p.loop)
 	})
@@ -176,7 +179,6 @@ func (p *pipeline) stop(drainTimeout time.Duration) {
 	if !p.started.Load() {
 		p.startOnce.Do(func() {}) // never start later
 		closeSinks(p.sinks, drainTimeout)
-		p.mgr.metrics.forget(p.key)
 		return
 	}
 	p.g.cancel()
@@ -187,7 +189,6 @@ func (p *pipeline) stop(drainTimeout time.Duration) {
 	}
 	p.g.Wait()
 	p.sinkCancel()
-	p.mgr.metrics.forget(p.key)
 }
 
 func closeSinks(sinks []Sink, timeout time.Duration) {
@@ -565,6 +566,11 @@ func (p *pipeline) snapshot() Snapshot {
 	}
 	if t := p.stats.lastDeliveryUnixNano.Load(); t != 0 {
 		s.LastDelivery = time.Unix(0, t)
+	}
+	for _, sk := range p.sinks {
+		if r, ok := sk.(StatsReporter); ok {
+			s.Sinks = append(s.Sinks, r.Stats())
+		}
 	}
 	return s
 }

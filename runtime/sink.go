@@ -3,15 +3,41 @@ package runtime
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Sink receives every record of a pipeline, in order per container. Write
 // blocks while the sink cannot take more (backpressure) and returns the
-// context's error when ctx ends first. Close flushes and releases the sink;
-// it is called once, after the last Write.
+// context's error when ctx ends first. Run is the sink's sender: the
+// pipeline runs it in a goroutine it owns, and it returns once Close has
+// drained it or ctx ended (a sink without a sender returns at once). Close
+// flushes and releases the sink; it is called once, after the last Write.
 type Sink interface {
 	Write(ctx context.Context, r *Record) error
+	Run(ctx context.Context)
 	Close(ctx context.Context) error
+}
+
+// SinkStats are what a sink reports about its deliveries.
+type SinkStats struct {
+	Name          string
+	SentLines     int64
+	SentBytes     int64
+	FailedBatches int64
+	Retries       int64
+	DroppedLines  int64
+	QueueBytes    int64
+	QueueMaxBytes int64
+	LastSuccess   time.Time
+	// FailingSince is when the current run of failed sends began, zero
+	// while the sink delivers.
+	FailingSince time.Time
+	LastError    string
+}
+
+// StatsReporter is a Sink that reports SinkStats.
+type StatsReporter interface {
+	Stats() SinkStats
 }
 
 // SinkFactory builds the sink of one pipeline for one SinkConfig.
@@ -32,6 +58,9 @@ func (s *MemorySink) Write(_ context.Context, r *Record) error {
 	s.mu.Unlock()
 	return nil
 }
+
+// Run returns at once: a MemorySink has no sender.
+func (s *MemorySink) Run(context.Context) {}
 
 // Close records that the sink was closed.
 func (s *MemorySink) Close(context.Context) error {

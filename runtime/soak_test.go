@@ -56,6 +56,8 @@ func (s *seqSink) Write(_ context.Context, r *lcruntime.Record) error {
 	return nil
 }
 
+func (s *seqSink) Run(context.Context) {}
+
 func (s *seqSink) Close(context.Context) error { return nil }
 
 // missing is how many generated lines have not arrived yet.

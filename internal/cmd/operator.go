@@ -138,12 +138,20 @@ func RunOperator(ctx context.Context, o OperatorOptions) error {
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
+	sinkMetrics, err := sinks.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return fmt.Errorf("registering sink metrics: %w", err)
+	}
+	rejects := controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"))
+	factory := sinks.NewFactory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot,
+		Metrics: sinkMetrics, OnReject: rejects.Record})
 	workers, err := lcruntime.NewManager(lcruntime.Options{
-		Clientset: clientset,
-		Pods:      mgr.GetCache(),
-		Sinks:     sinks.Factory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot}),
-		Metrics:   metrics,
-		Log:       ctrl.Log.WithName("workers"),
+		Clientset:      clientset,
+		Pods:           mgr.GetCache(),
+		Sinks:          factory.New,
+		Metrics:        metrics,
+		Log:            ctrl.Log.WithName("workers"),
+		ForgetPipeline: sinkMetrics.ForgetPipeline,
 	})
 	if err != nil {
 		return fmt.Errorf("creating worker runtime: %w", err)

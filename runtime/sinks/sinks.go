@@ -1,9 +1,11 @@
-// Package sinks implements the sinks log records are delivered to.
+// Package sinks delivers log records to Loki, files, HTTP endpoints and
+// standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
+// batcher and one sender goroutine with retries, so a slow or dead
+// destination only ever affects its own queue.
 package sinks
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sync"
@@ -18,22 +20,62 @@ type Options struct {
 	Stdout io.Writer
 	// FileRoot is the only directory File sinks may write under.
 	FileRoot string
+	// Metrics receives the sinks' numbers.
+	Metrics *Metrics
+	// RequestTimeout bounds one HTTP send, so that a hanging server is
+	// retried; 30s when zero.
+	RequestTimeout time.Duration
+	// OnReject is told when a destination refuses a batch for good, with
+	// the pipeline, the SinkTarget's name and the server's message.
+	OnReject func(pipeline, sink, message string)
 }
 
-// Factory returns the SinkFactory for the operator.
-func Factory(o Options) lcruntime.SinkFactory {
-	stdout := &lockedWriter{w: o.Stdout}
-	return func(_ string, c lcruntime.SinkConfig) (lcruntime.Sink, error) {
-		switch c.Kind {
-		case lcruntime.SinkStdout:
-			return &writerSink{w: stdout, raw: c.Stdout != nil && c.Stdout.Raw}, nil
-		default:
-			return nil, fmt.Errorf("sink kind %s is not supported by this version", c.Kind)
-		}
+// Factory builds the sinks of pipelines. File sinks naming the same file
+// share one writer.
+type Factory struct {
+	opts   Options
+	stdout *lockedWriter
+	files  *fileRegistry
+}
+
+// NewFactory returns a Factory.
+func NewFactory(o Options) *Factory {
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 30 * time.Second
 	}
+	return &Factory{opts: o, stdout: &lockedWriter{w: o.Stdout}, files: newFileRegistry(o.FileRoot)}
 }
 
-// lockedWriter serializes writes of whole lines from several sinks.
+// New builds the sink of one pipeline for one SinkConfig; it is a
+// runtime.SinkFactory.
+func (f *Factory) New(pipeline string, c lcruntime.SinkConfig) (lcruntime.Sink, error) {
+	var (
+		d   deliverer
+		err error
+	)
+	switch c.Kind {
+	case lcruntime.SinkLoki:
+		d, err = newLokiDeliverer(c.Loki, f.opts.RequestTimeout, f.opts.Metrics.truncated.WithLabelValues(pipeline, c.Name))
+	case lcruntime.SinkHTTP:
+		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout)
+	case lcruntime.SinkFile:
+		d, err = f.files.open(c.File)
+	case lcruntime.SinkStdout:
+		d = &writerDeliverer{w: f.stdout, raw: c.Stdout != nil && c.Stdout.Raw}
+	default:
+		return nil, fmt.Errorf("unknown sink kind %q", c.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: %w", c.Name, err)
+	}
+	var onReject func(string)
+	if f.opts.OnReject != nil {
+		onReject = func(msg string) { f.opts.OnReject(pipeline, c.Name, msg) }
+	}
+	return newQueuedSink(pipeline, c, d, f.opts.Metrics, onReject), nil
+}
+
+// lockedWriter serializes writes of whole batches from several sinks.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -46,50 +88,26 @@ func (l *lockedWriter) write(b []byte) error {
 	return err //nolint:wrapcheck // the caller names the sink
 }
 
-// JSONRecord is the JSON object File, HTTP and Stdout sinks write per record.
-type JSONRecord struct {
-	TS        string            `json:"ts"`
-	Namespace string            `json:"namespace"`
-	Pod       string            `json:"pod"`
-	Container string            `json:"container"`
-	Node      string            `json:"node,omitempty"`
-	Line      string            `json:"line"`
-	Labels    map[string]string `json:"labels,omitempty"`
-}
-
-// AppendJSON appends r as one JSON line. Invalid UTF-8 in the line is
-// replaced by U+FFFD, as encoding/json does, so the output stays valid JSON.
-func AppendJSON(buf []byte, r *lcruntime.Record) ([]byte, error) {
-	b, err := json.Marshal(JSONRecord{TS: r.Time.UTC().Format(time.RFC3339Nano), Namespace: r.Namespace, Pod: r.Pod,
-		Container: r.Container, Node: r.Node, Line: r.Line, Labels: r.Labels})
-	if err != nil {
-		return buf, fmt.Errorf("encoding record: %w", err)
-	}
-	buf = append(buf, b...)
-	return append(buf, '\n'), nil
-}
-
-// writerSink writes each record as a line to a shared writer.
-type writerSink struct {
+// writerDeliverer writes batches as lines to a shared writer (Stdout).
+type writerDeliverer struct {
 	w   *lockedWriter
 	raw bool
 	buf []byte
 }
 
-func (s *writerSink) Write(_ context.Context, r *lcruntime.Record) error {
-	s.buf = s.buf[:0]
-	if s.raw {
-		s.buf = append(append(s.buf, r.Line...), '\n')
-	} else {
-		var err error
-		if s.buf, err = AppendJSON(s.buf, r); err != nil {
-			return err
+func (d *writerDeliverer) deliver(_ context.Context, batch []*lcruntime.Record) error {
+	d.buf = d.buf[:0]
+	for _, r := range batch {
+		if d.raw {
+			d.buf = appendRaw(d.buf, r)
+		} else {
+			d.buf = appendRecordJSON(d.buf, r)
 		}
 	}
-	if err := s.w.write(s.buf); err != nil {
+	if err := d.w.write(d.buf); err != nil {
 		return fmt.Errorf("writing to stdout: %w", err)
 	}
 	return nil
 }
 
-func (s *writerSink) Close(context.Context) error { return nil }
+func (d *writerDeliverer) close(context.Context) error { return nil }

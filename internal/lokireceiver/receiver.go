@@ -1,0 +1,455 @@
+// Package lokireceiver is a Loki-compatible push receiver for tests, the demo
+// and e2e: it decodes /loki/api/v1/push in protobuf with snappy and in JSON,
+// checks label-set syntax and per-stream ordering, keeps every entry, and
+// can be told to fail (status codes, Retry-After, hangs).
+package lokireceiver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang/snappy"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Entry is one received log line.
+type Entry struct {
+	Labels   map[string]string
+	Time     time.Time
+	Line     string
+	Metadata map[string]string
+	Tenant   string
+}
+
+// Fault is what the next requests get instead of a 204.
+type Fault struct {
+	Status     int
+	RetryAfter string
+	Body       string
+	// Hang holds the request until the client gives up.
+	Hang bool
+}
+
+// Receiver is an http.Handler for Loki pushes.
+type Receiver struct {
+	mu       sync.Mutex
+	entries  []Entry
+	faults   []Fault
+	requests int
+	problems []string
+	headers  []http.Header
+	sticky   *Fault
+	release  chan struct{}
+	closed   bool
+}
+
+// New returns an empty Receiver.
+func New() *Receiver { return &Receiver{release: make(chan struct{})} }
+
+// Close releases every hanging request; later hangs return at once.
+func (r *Receiver) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		close(r.release)
+	}
+}
+
+// FailNext answers the next n pushes with f.
+func (r *Receiver) FailNext(n int, f Fault) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for range n {
+		r.faults = append(r.faults, f)
+	}
+}
+
+// FailAll answers every push with f until Recover.
+func (r *Receiver) FailAll(f Fault) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sticky = &f
+}
+
+// Recover ends FailAll and FailNext.
+func (r *Receiver) Recover() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sticky = nil
+	r.faults = nil
+}
+
+// Entries returns a copy of every accepted entry, in arrival order.
+func (r *Receiver) Entries() []Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Entry(nil), r.entries...)
+}
+
+// Len is how many entries were accepted.
+func (r *Receiver) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.entries)
+}
+
+// Problems lists protocol violations seen: bad label sets, unsorted streams,
+// undecodable bodies.
+func (r *Receiver) Problems() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.problems...)
+}
+
+// Headers returns the headers of every request.
+func (r *Receiver) Headers() []http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]http.Header(nil), r.headers...)
+}
+
+// Requests is how many push requests arrived.
+func (r *Receiver) Requests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requests
+}
+
+func (r *Receiver) fault() *Fault {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests++
+	if r.sticky != nil {
+		f := *r.sticky
+		return &f
+	}
+	if len(r.faults) == 0 {
+		return nil
+	}
+	f := r.faults[0]
+	r.faults = r.faults[1:]
+	return &f
+}
+
+// ServeHTTP handles GET /ready and POST /loki/api/v1/push.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	switch {
+	case req.Method == http.MethodGet && req.URL.Path == "/ready":
+		_, _ = io.WriteString(w, "ready\n")
+		return
+	case req.Method != http.MethodPost || req.URL.Path != "/loki/api/v1/push":
+		http.NotFound(w, req)
+		return
+	}
+	r.mu.Lock()
+	r.headers = append(r.headers, req.Header.Clone())
+	r.mu.Unlock()
+	if f := r.fault(); f != nil {
+		if f.Hang {
+			select {
+			case <-req.Context().Done():
+			case <-r.release:
+				http.Error(w, "receiver closed", http.StatusServiceUnavailable)
+			}
+			return
+		}
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		http.Error(w, f.Body, f.Status)
+		return
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var entries []Entry
+	switch req.Header.Get("Content-Type") {
+	case "application/json":
+		entries, err = decodeJSON(body)
+	default:
+		if req.Header.Get("Content-Encoding") == "snappy" || req.Header.Get("Content-Encoding") == "" {
+			body, err = snappy.Decode(nil, body)
+		}
+		if err == nil {
+			entries, err = decodeProto(body)
+		}
+	}
+	tenant := req.Header.Get("X-Scope-OrgID")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.problems = append(r.problems, "undecodable push: "+err.Error())
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	for i := range entries {
+		entries[i].Tenant = tenant
+	}
+	r.entries = append(r.entries, entries...)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// ParseLabels parses Prometheus label-set text, {a="x", b="y"}.
+func ParseLabels(s string) (map[string]string, error) {
+	if !strings.HasPrefix(s, "{") || !strings.HasSuffix(s, "}") {
+		return nil, fmt.Errorf("label set %q is not in braces", s)
+	}
+	body := s[1 : len(s)-1]
+	out := map[string]string{}
+	for body != "" {
+		eq := strings.IndexByte(body, '=')
+		if eq < 0 {
+			return nil, fmt.Errorf("label set %q: missing '='", s)
+		}
+		name := strings.TrimSpace(body[:eq])
+		if !labelNameRE.MatchString(name) {
+			return nil, fmt.Errorf("label set %q: invalid label name %q", s, name)
+		}
+		rest := body[eq+1:]
+		if !strings.HasPrefix(rest, `"`) {
+			return nil, fmt.Errorf("label set %q: value of %s is not quoted", s, name)
+		}
+		end := 1
+		for ; end < len(rest) && rest[end] != '"'; end++ {
+			if rest[end] == '\\' {
+				end++
+			}
+		}
+		if end >= len(rest) {
+			return nil, fmt.Errorf("label set %q: unterminated value of %s", s, name)
+		}
+		v, err := strconv.Unquote(rest[:end+1])
+		if err != nil {
+			return nil, fmt.Errorf("label set %q: value of %s: %w", s, name, err)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("label set %q: duplicate label %s", s, name)
+		}
+		out[name] = v
+		body = rest[end+1:]
+		if body != "" {
+			if !strings.HasPrefix(body, ",") {
+				return nil, fmt.Errorf("label set %q: expected ',' after %s", s, name)
+			}
+			body = strings.TrimSpace(body[1:])
+		}
+	}
+	return out, nil
+}
+
+func decodeProto(b []byte) ([]Entry, error) {
+	var out []Entry
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num != 1 || typ != protowire.BytesType {
+			return nil, fmt.Errorf("unexpected PushRequest field %d", num)
+		}
+		stream, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		es, err := decodeStream(stream)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, es...)
+	}
+	return out, nil
+}
+
+func decodeStream(b []byte) ([]Entry, error) {
+	var (
+		labels  map[string]string
+		entries []Entry
+	)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return nil, protowire.ParseError(n)
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			l, err := ParseLabels(string(v))
+			if err != nil {
+				return nil, err
+			}
+			labels = l
+		case 2:
+			e, err := decodeEntry(v)
+			if err != nil {
+				return nil, err
+			}
+			entries = append(entries, e)
+		}
+	}
+	if labels == nil {
+		return nil, errors.New("stream without labels")
+	}
+	for i := range entries {
+		entries[i].Labels = labels
+		if i > 0 && entries[i].Time.Before(entries[i-1].Time) {
+			return nil, fmt.Errorf("stream %v: entries out of order", labels)
+		}
+	}
+	return entries, nil
+}
+
+func decodeEntry(b []byte) (Entry, error) {
+	var e Entry
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return e, protowire.ParseError(n)
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if typ != protowire.BytesType || n < 0 {
+			return e, fmt.Errorf("unexpected entry field %d", num)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			ts, err := decodeTimestamp(v)
+			if err != nil {
+				return e, err
+			}
+			e.Time = ts
+		case 2:
+			e.Line = string(v)
+		case 3:
+			name, value, err := decodePair(v)
+			if err != nil {
+				return e, err
+			}
+			if e.Metadata == nil {
+				e.Metadata = map[string]string{}
+			}
+			e.Metadata[name] = value
+		}
+	}
+	return e, nil
+}
+
+func decodeTimestamp(b []byte) (time.Time, error) {
+	var sec, nanos uint64
+	for len(b) > 0 {
+		num, _, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return time.Time{}, protowire.ParseError(n)
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return time.Time{}, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch num {
+		case 1:
+			sec = v
+		case 2:
+			nanos = v
+		}
+	}
+	return time.Unix(int64(sec), int64(nanos)).UTC(), nil //nolint:gosec // protobuf int64 wire form
+}
+
+func decodePair(b []byte) (string, string, error) {
+	var name, value string
+	for len(b) > 0 {
+		num, _, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", "", protowire.ParseError(n)
+		}
+		b = b[n:]
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return "", "", protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == 1 {
+			name = string(v)
+		} else {
+			value = string(v)
+		}
+	}
+	return name, value, nil
+}
+
+type jsonPush struct {
+	Streams []struct {
+		Stream map[string]string `json:"stream"`
+		Values []json.RawMessage `json:"values"`
+	} `json:"streams"`
+}
+
+func decodeJSON(b []byte) ([]Entry, error) {
+	var p jsonPush
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("decoding JSON push: %w", err)
+	}
+	var out []Entry
+	for _, s := range p.Streams {
+		var prev time.Time
+		for _, raw := range s.Values {
+			var v []json.RawMessage
+			if err := json.Unmarshal(raw, &v); err != nil || len(v) < 2 {
+				return nil, fmt.Errorf("invalid value %s", raw)
+			}
+			var tsStr, line string
+			if err := json.Unmarshal(v[0], &tsStr); err != nil {
+				return nil, fmt.Errorf("invalid timestamp %s", v[0])
+			}
+			if err := json.Unmarshal(v[1], &line); err != nil {
+				return nil, fmt.Errorf("invalid line %s", v[1])
+			}
+			ns, err := strconv.ParseInt(tsStr, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("invalid timestamp %q", tsStr)
+			}
+			e := Entry{Labels: s.Stream, Time: time.Unix(0, ns).UTC(), Line: line}
+			if len(v) > 2 {
+				if err := json.Unmarshal(v[2], &e.Metadata); err != nil {
+					return nil, fmt.Errorf("invalid structured metadata %s", v[2])
+				}
+			}
+			if e.Time.Before(prev) {
+				return nil, fmt.Errorf("stream %v: entries out of order", s.Stream)
+			}
+			prev = e.Time
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
