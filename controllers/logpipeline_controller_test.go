@@ -289,3 +289,23 @@ var _ = Describe("LogPipeline controller", func() {
 		Expect(writes.get(key)).To(Equal(statusWrites), "reconciles that change nothing write no status")
 	})
 })
+
+var _ = Describe("SinkTarget controller", func() {
+	It("reports an unreachable endpoint with the probe's error", func() {
+		ns := newNamespace()
+		st := builders.Sink(ns, "loki").Loki("http://unreachable.example:3100").Build()
+		Expect(k8sClient.Create(ctx, st)).To(Succeed())
+		Eventually(func(g Gomega) *logsv1alpha1.SinkTarget {
+			got := &logsv1alpha1.SinkTarget{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(st), got)).To(Succeed())
+			return got
+		}, timeout, interval).Should(And(
+			HaveField("Status.LastError", ContainSubstring("connection refused")),
+			HaveField("Status.Type", logsv1alpha1.SinkTypeLoki),
+			HaveField("Status.Conditions", ContainElement(And(
+				HaveField("Type", logsv1alpha1.ConditionReady),
+				HaveField("Status", metav1.ConditionFalse),
+				HaveField("Reason", logsv1alpha1.ReasonEndpointUnreachable)))),
+		))
+	})
+})

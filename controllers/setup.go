@@ -10,8 +10,16 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
+// Options are optional collaborators of the controllers.
+type Options struct {
+	// Prober probes sink endpoints for SinkTarget status.
+	Prober Prober
+	// Deliveries reports sink delivery numbers for SinkTarget status.
+	Deliveries Deliveries
+}
+
 // Setup registers the field indexes and both controllers on mgr.
-func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers) error {
+func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options) error {
 	if err := SetupIndexes(ctx, mgr); err != nil {
 		return err
 	}
@@ -26,7 +34,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers) error {
 	if err := (&SinkTargetReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("sinktarget-controller"),
+		Recorder:   mgr.GetEventRecorder("sinktarget-controller"),
+		Prober:     opts.Prober,
+		Deliveries: opts.Deliveries,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up SinkTarget controller: %w", err)
 	}

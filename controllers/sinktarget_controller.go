@@ -3,8 +3,10 @@ package controllers
 import (
 	"context"
 	"errors"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,6 +19,7 @@ import (
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/internal/conditions"
 	"github.com/log-capturer/log-capturer/internal/patch"
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
 )
 
 // SinkTargetReconciler validates SinkTargets and resolves their credentials,
@@ -26,6 +29,23 @@ type SinkTargetReconciler struct {
 	// APIReader reads Secrets uncached.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
+	// Prober checks the destination cheaply; nil skips the probe.
+	Prober Prober
+	// Deliveries reports what the pipelines delivered to a sink; nil skips it.
+	Deliveries Deliveries
+	// RefreshInterval is how often a sink is probed and its delivery
+	// numbers refreshed; 30s when zero.
+	RefreshInterval time.Duration
+}
+
+// Prober checks that a sink's destination can take records.
+type Prober interface {
+	Probe(ctx context.Context, c lcruntime.SinkConfig) error
+}
+
+// Deliveries reports a SinkTarget's delivery numbers over all pipelines.
+type Deliveries interface {
+	SinkStats(namespace, name string) (lcruntime.SinkStats, bool)
 }
 
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=sinktargets,verbs=get;list;watch
@@ -51,7 +71,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}()
 
 	obj.Status.Type = obj.Spec.Type()
-	_, err := resolveSink(ctx, newSecretReader(r.APIReader, obj.Namespace), obj)
+	cfg, err := resolveSink(ctx, newSecretReader(r.APIReader, obj.Namespace), obj)
 	var se *stallError
 	switch {
 	case errors.As(err, &se):
@@ -64,12 +84,51 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			"Resolving the sink failed and is retried: %v.", err)
 		return ctrl.Result{}, err
 	}
-	conditions.MarkTrue(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonConfigurationValid,
-		"The %s sink's configuration is valid and its %d referenced Secrets are resolved.",
-		obj.Status.Type, len(secretNames(obj)))
 	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
 	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
-	return ctrl.Result{}, nil
+	r.checkDelivery(ctx, obj, cfg)
+	return ctrl.Result{RequeueAfter: r.refreshInterval()}, nil
+}
+
+func (r *SinkTargetReconciler) refreshInterval() time.Duration {
+	if r.RefreshInterval > 0 {
+		return r.RefreshInterval
+	}
+	return 30 * time.Second
+}
+
+// checkDelivery sets Ready from the probe and the pipelines' delivery
+// numbers, once the configuration is known to be valid.
+func (r *SinkTargetReconciler) checkDelivery(ctx context.Context, obj *logsv1alpha1.SinkTarget, cfg lcruntime.SinkConfig) {
+	var stats lcruntime.SinkStats
+	if r.Deliveries != nil {
+		stats, _ = r.Deliveries.SinkStats(obj.Namespace, obj.Name)
+	}
+	if !stats.LastSuccess.IsZero() {
+		t := metav1.NewTime(stats.LastSuccess.Truncate(time.Second))
+		obj.Status.LastSuccessfulDelivery = &t
+	}
+	if r.Prober != nil {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := r.Prober.Probe(pctx, cfg)
+		cancel()
+		if err != nil {
+			obj.Status.LastError = err.Error()
+			conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonEndpointUnreachable,
+				"The %s sink's configuration is valid but its endpoint is not reachable: %v.", obj.Status.Type, err)
+			return
+		}
+	}
+	if !stats.FailingSince.IsZero() {
+		obj.Status.LastError = stats.LastError
+		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonDeliveryFailing,
+			"Sends to the %s sink fail since %s and are retried (%d failed attempts): %s.",
+			obj.Status.Type, stats.FailingSince.UTC().Format(time.RFC3339), stats.FailedBatches, stats.LastError)
+		return
+	}
+	conditions.MarkTrue(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonConfigurationValid,
+		"The %s sink's configuration is valid, its %d referenced Secrets are resolved and its endpoint answers.",
+		obj.Status.Type, len(secretNames(obj)))
 }
 
 // SetupWithManager registers the controller and its watches; SetupIndexes

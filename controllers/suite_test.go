@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -67,7 +68,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	workers = newFakeWorkers()
-	Expect(controllers.Setup(ctx, mgr, workers)).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: prober})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		defer close(mgrDone)
@@ -174,3 +175,15 @@ func (f *fakeWorkers) fail(key types.NamespacedName, err error) {
 }
 
 var errApply = errors.New("injected apply failure")
+
+// fakeProber fails the probe of sinks whose URL contains "unreachable".
+type fakeProber struct{}
+
+func (fakeProber) Probe(_ context.Context, c lcruntime.SinkConfig) error {
+	if c.Loki != nil && strings.Contains(c.Loki.URL, "unreachable") {
+		return errors.New("dial tcp: connection refused")
+	}
+	return nil
+}
+
+var prober fakeProber

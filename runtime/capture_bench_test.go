@@ -2,15 +2,19 @@ package runtime_test
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/log-capturer/log-capturer/internal/lokireceiver"
 	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/runtime/sinks"
 )
 
 var benchOnce sync.Once
@@ -33,6 +37,61 @@ func AfterSuiteStop() {
 	<-cacheDone
 	_ = kubelet.Close()
 	_ = testEnv.Stop()
+}
+
+// BenchmarkPipelineToLoki measures lines per second from the simulated
+// kubelet through the API server and a Loki sink (protobuf and snappy) into a
+// Loki receiver on loopback, with 10 streams.
+func BenchmarkPipelineToLoki(b *testing.B) {
+	benchOnce.Do(func() {
+		gomega.RegisterFailHandler(func(message string, _ ...int) { panic(message) })
+		startEnv()
+		benchStarted = true
+	})
+	rcv := lokireceiver.New()
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	sm, err := sinks.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	factory := sinks.NewFactory(sinks.Options{Metrics: sm, FileRoot: b.TempDir()})
+	const streams = 10
+	ns := newNamespace()
+	pods := createPods(ns, streams)
+	per := b.N/streams + 1
+	ts := time.Now().Add(-time.Minute)
+	for _, p := range pods {
+		c := kubelet.Container(ns, p, "main")
+		for i := range per {
+			c.Write(ts.Add(time.Duration(i)*time.Microsecond), fmt.Sprintf("%s seq=%d %0120d", p, i, i))
+		}
+	}
+	h := startHarness()
+	h.factory = func(p string, c lcruntime.SinkConfig) lcruntime.Sink {
+		s, err := factory.New(p, c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	cfg := pipelineConfig(ns, "bench", streams, time.Minute)
+	cfg.Sinks = []lcruntime.SinkConfig{{Name: "loki", Kind: lcruntime.SinkLoki, BatchMaxBytes: 1 << 20,
+		BatchMaxWait: 100 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		BufferMaxBytes: 16 << 20, WhenFull: sinks.Block,
+		Loki: &lcruntime.LokiConfig{URL: srv.URL, MetadataLabels: []string{"namespace", "container"}}}}
+	b.ResetTimer()
+	start := time.Now()
+	if _, err := h.mgr.Apply(ctx, types.NamespacedName{Namespace: ns, Name: "bench"}, cfg); err != nil {
+		b.Fatal(err)
+	}
+	for rcv.Len() < per*streams {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(per*streams)/elapsed.Seconds(), "lines/s")
+	h.stop()
 }
 
 // BenchmarkCapture measures lines per second from the simulated kubelet

@@ -200,6 +200,49 @@ func (m *Manager) Snapshot(key types.NamespacedName) (Snapshot, bool) {
 	return s, true
 }
 
+// SinkStats aggregates the stats of a SinkTarget over every pipeline of its
+// namespace that delivers to it; false when none does.
+func (m *Manager) SinkStats(namespace, name string) (SinkStats, bool) {
+	m.mu.Lock()
+	entries := make([]*pipelineEntry, 0, len(m.pipelines))
+	for k, e := range m.pipelines {
+		if k.Namespace == namespace {
+			entries = append(entries, e)
+		}
+	}
+	m.mu.Unlock()
+	out := SinkStats{Name: name}
+	found := false
+	for _, e := range entries {
+		for _, sk := range e.p.sinks {
+			r, ok := sk.(StatsReporter)
+			if !ok {
+				continue
+			}
+			st := r.Stats()
+			if st.Name != name {
+				continue
+			}
+			found = true
+			out.SentLines += st.SentLines
+			out.SentBytes += st.SentBytes
+			out.FailedBatches += st.FailedBatches
+			out.Retries += st.Retries
+			out.DroppedLines += st.DroppedLines
+			out.QueueBytes += st.QueueBytes
+			out.QueueMaxBytes += st.QueueMaxBytes
+			if st.LastSuccess.After(out.LastSuccess) {
+				out.LastSuccess = st.LastSuccess
+			}
+			if !st.FailingSince.IsZero() && (out.FailingSince.IsZero() || st.FailingSince.Before(out.FailingSince)) {
+				out.FailingSince = st.FailingSince
+				out.LastError = st.LastError
+			}
+		}
+	}
+	return out, found
+}
+
 // Start runs the workers until ctx ends, then stops every pipeline and waits
 // for all their goroutines.
 func (m *Manager) Start(ctx context.Context) error {

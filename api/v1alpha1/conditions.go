@@ -56,6 +56,11 @@ const (
 	// ReasonWorkersNotRunning means no worker of the pipeline runs, for the
 	// reason the message gives.
 	ReasonWorkersNotRunning = "WorkersNotRunning"
+	// ReasonEndpointUnreachable means the sink's cheap probe (Loki's /ready,
+	// a File sink's path) failed.
+	ReasonEndpointUnreachable = "EndpointUnreachable"
+	// ReasonDeliveryFailing means the sink's sends fail and are being retried.
+	ReasonDeliveryFailing = "DeliveryFailing"
 	// ReasonAwaitingMetrics means the workers have not reported enough
 	// samples yet for a health verdict.
 	ReasonAwaitingMetrics = "AwaitingMetrics"

@@ -325,6 +325,12 @@ type SinkTargetStatus struct {
 	// +patchStrategy=merge
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+	// LastError is the last delivery or probe error, without credentials.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// LastSuccessfulDelivery is when a pipeline last delivered a batch here.
+	// +optional
+	LastSuccessfulDelivery *metav1.Time `json:"lastSuccessfulDelivery,omitempty"`
 }
 
 // SinkTarget is a destination for log lines that LogPipelines of the same

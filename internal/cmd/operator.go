@@ -142,7 +142,7 @@ func RunOperator(ctx context.Context, o OperatorOptions) error {
 	if err != nil {
 		return fmt.Errorf("registering sink metrics: %w", err)
 	}
-	rejects := controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"))
+	rejects := controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
 	factory := sinks.NewFactory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot,
 		Metrics: sinkMetrics, OnReject: rejects.Record})
 	workers, err := lcruntime.NewManager(lcruntime.Options{
@@ -159,7 +159,7 @@ func RunOperator(ctx context.Context, o OperatorOptions) error {
 	if err := mgr.Add(workers); err != nil {
 		return fmt.Errorf("adding worker runtime: %w", err)
 	}
-	if err := controllers.Setup(ctx, mgr, workers); err != nil {
+	if err := controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: factory, Deliveries: workers}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

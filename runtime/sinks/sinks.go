@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,3 +113,41 @@ func (d *writerDeliverer) deliver(_ context.Context, batch []*lcruntime.Record) 
 }
 
 func (d *writerDeliverer) close(context.Context) error { return nil }
+
+// Probe checks cheaply that a sink's destination can take records: Loki's
+// /ready answers 2xx, a File sink's path resolves under the root. HTTP and
+// Stdout sinks have no probe and always pass.
+func (f *Factory) Probe(ctx context.Context, c lcruntime.SinkConfig) error {
+	switch c.Kind {
+	case lcruntime.SinkLoki:
+		client, tr, err := newHTTPClient(c.Loki.TLS, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer tr.CloseIdleConnections()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.Loki.URL, "/")+"/ready", nil)
+		if err != nil {
+			return fmt.Errorf("probing Loki: %w", err)
+		}
+		h := http.Header{}
+		if c.Loki.TenantID != "" {
+			h.Set("X-Scope-OrgID", c.Loki.TenantID)
+		}
+		authHeader(h, c.Loki.Credentials)
+		req.Header = h
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("probing Loki: %w", err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("probing Loki: GET /ready answered %d", resp.StatusCode)
+		}
+	case lcruntime.SinkFile:
+		if _, err := f.files.resolve(c.File.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
