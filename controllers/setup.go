@@ -32,8 +32,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
 	}
 	if err := (&SinkTargetReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
 		Recorder:   mgr.GetEventRecorder("sinktarget-controller"),
 		Prober:     opts.Prober,
 		Deliveries: opts.Deliveries,

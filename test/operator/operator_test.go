@@ -30,7 +30,9 @@ var _ = Describe("The operator", func() {
 		}
 		Expect(k8sClient.Create(ctx, builders.Secret(ns.Name, "loki-token", map[string]string{"token": "s3cret"}))).To(Succeed())
 		Expect(k8sClient.Create(ctx, builders.Sink(ns.Name, "loki").Loki(lokiURL).WithBearerToken("loki-token", "token").
-			With(func(s *logsv1alpha1.SinkTarget) { s.Spec.Batch.MaxWait = metav1.Duration{Duration: 100 * time.Millisecond} }).Build())).To(Succeed())
+			With(func(s *logsv1alpha1.SinkTarget) {
+				s.Spec.Batch.MaxWait = metav1.Duration{Duration: 100 * time.Millisecond}
+			}).Build())).To(Succeed())
 		p := builders.Pipeline(ns.Name, "web", "loki").WithSelector(map[string]string{"app": "web"}).With(func(p *logsv1alpha1.LogPipeline) {
 			p.Spec.StartAt = logsv1alpha1.StartAtBeginning
 			p.Spec.Rotation.Interval = metav1.Duration{Duration: 2 * time.Second}
