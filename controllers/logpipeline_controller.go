@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +23,7 @@ import (
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/internal/conditions"
+	"github.com/log-capturer/log-capturer/internal/health"
 	"github.com/log-capturer/log-capturer/internal/patch"
 	lcruntime "github.com/log-capturer/log-capturer/runtime"
 )
@@ -46,6 +49,9 @@ type LogPipelineReconciler struct {
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Workers   Workers
+	// SamplePeriod is how often a running pipeline's health is re-judged
+	// and its numbers refreshed; 15s when zero.
+	SamplePeriod time.Duration
 }
 
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines,verbs=get;list;watch;update;patch
@@ -80,7 +86,7 @@ func (r *LogPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if obj.Spec.Suspend {
 		return ctrl.Result{}, r.reconcileSuspend(ctx, obj)
 	}
-	return ctrl.Result{}, r.reconcileNormal(ctx, obj)
+	return r.reconcileNormal(ctx, obj)
 }
 
 func (r *LogPipelineReconciler) reconcileDelete(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
@@ -105,14 +111,14 @@ func (r *LogPipelineReconciler) reconcileSuspend(ctx context.Context, obj *logsv
 	return nil
 }
 
-func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
+func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1alpha1.LogPipeline) (ctrl.Result, error) {
 	key := client.ObjectKeyFromObject(obj)
 	if err := validateSelector(obj); err != nil {
-		return r.markStalled(ctx, obj, err)
+		return ctrl.Result{}, r.markStalled(ctx, obj, err)
 	}
 	sinks, err := r.resolveSinks(ctx, obj)
 	if err != nil {
-		return r.markStalled(ctx, obj, err)
+		return ctrl.Result{}, r.markStalled(ctx, obj, err)
 	}
 	conditions.MarkTrue(obj, logsv1alpha1.ConditionSinksReady, logsv1alpha1.ReasonSinksResolved,
 		"All %d SinkTargets exist and their credentials are resolved.", len(sinks))
@@ -122,23 +128,72 @@ func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1
 		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonApplyFailed, "%s", msg)
 		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, logsv1alpha1.ReasonApplyFailed, "%s", msg)
 		conditions.Delete(obj, logsv1alpha1.ConditionStalled)
-		return fmt.Errorf("applying workers of %s: %w", key, err)
-	}
-
-	snap, _ := r.Workers.Snapshot(key)
-	obj.Status.Workers = workerStatus(snap)
-	conditions.MarkTrue(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonWorkersRunning,
-		"Workers are configured with %d sinks; %d of %d selected containers are streaming.",
-		len(sinks), snap.ActiveStreams, snap.SelectedContainers)
-	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy} {
-		if c := conditions.Get(obj, t); c == nil || c.Reason == logsv1alpha1.ReasonSuspended ||
-			c.Reason == logsv1alpha1.ReasonWorkersNotRunning {
-			conditions.MarkUnknown(obj, t, logsv1alpha1.ReasonAwaitingMetrics, "No health samples of the workers yet.")
-		}
+		return ctrl.Result{}, fmt.Errorf("applying workers of %s: %w", key, err)
 	}
 	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
 	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
-	return nil
+	snap, _ := r.Workers.Snapshot(key)
+	r.summarize(obj, snap, sinks)
+	return ctrl.Result{RequeueAfter: r.samplePeriod()}, nil
+}
+
+func (r *LogPipelineReconciler) samplePeriod() time.Duration {
+	if r.SamplePeriod > 0 {
+		return r.SamplePeriod
+	}
+	return 15 * time.Second
+}
+
+// summarize turns the workers' snapshot into status numbers, the health
+// conditions and Ready.
+func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap lcruntime.Snapshot, sinks []lcruntime.SinkConfig) {
+	moved := false
+	if cur := workerStatus(snap, obj.Spec.Health.Window.Duration, time.Now()); meaningfulChange(obj.Status.Workers, cur) {
+		obj.Status.Workers, moved = cur, true
+	}
+	budgets := make(map[string]time.Duration, len(sinks))
+	for _, s := range sinks {
+		budgets[s.Name] = s.MaxBackoff
+	}
+	h := obj.Spec.Health
+	v := health.Evaluate(snap, health.Thresholds{
+		MaxGoroutineGrowthPerMinute: float64(h.MaxGoroutineGrowthPerMinute),
+		MaxFDGrowthPer10Minutes:     float64(h.MaxFDGrowthPer10Minutes),
+		Window:                      h.Window.Duration,
+		NoDeliveryTimeout:           h.NoDeliveryTimeout.Duration,
+		RotationInterval:            obj.Spec.Rotation.Interval.Duration,
+		RetryBudget:                 budgets,
+	}, time.Now())
+	// A message restates the numbers: it is rewritten with them, or when
+	// the verdict changes, so that noise in a slope causes no write.
+	setVerdict := func(t string, c health.Condition) {
+		if old := conditions.Get(obj, t); moved || old == nil || old.Status != c.Status || old.Reason != c.Reason {
+			conditions.Set(obj, t, c.Status, c.Reason, "%s", c.Message)
+		}
+	}
+	setVerdict(logsv1alpha1.ConditionWorkersHealthy, v.Workers)
+	setVerdict(logsv1alpha1.ConditionFlowHealthy, v.Flow)
+	switch {
+	case v.NotWorking:
+		c := v.Flow
+		if v.Workers.Reason == logsv1alpha1.ReasonWorkersNotRunning {
+			c = v.Workers
+		}
+		setVerdict(logsv1alpha1.ConditionReady, health.Condition{Status: metav1.ConditionFalse, Reason: c.Reason, Message: c.Message})
+	case v.Degraded:
+		var parts []string
+		for _, c := range []health.Condition{v.Workers, v.Flow} {
+			if c.Status == metav1.ConditionFalse {
+				parts = append(parts, c.Reason+": "+c.Message)
+			}
+		}
+		setVerdict(logsv1alpha1.ConditionReady, health.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonDegraded,
+			Message: "The pipeline delivers but is degraded. " + strings.Join(parts, " ")})
+	default:
+		setVerdict(logsv1alpha1.ConditionReady, health.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonWorkersRunning,
+			Message: fmt.Sprintf("Workers run with %d sinks; %d of %d selected containers are streaming, %d waiting for a slot.",
+				len(sinks), snap.ActiveStreams, snap.SelectedContainers, snap.WaitingStreams)})
+	}
 }
 
 // markStalled stops the pipeline's workers and records why. A stallError is
@@ -193,19 +248,6 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 			len(missing), len(obj.Spec.Sinks), obj.Namespace, missing)
 	}
 	return out, nil
-}
-
-func workerStatus(s lcruntime.Snapshot) *logsv1alpha1.WorkerStatus {
-	return &logsv1alpha1.WorkerStatus{
-		SelectedContainers: int32(s.SelectedContainers), //nolint:gosec // bounded by the pod count of a namespace
-		ActiveStreams:      int32(s.ActiveStreams),      //nolint:gosec // bounded by maxStreams
-		WaitingStreams:     int32(s.WaitingStreams),     //nolint:gosec // bounded by the pod count of a namespace
-		Rotations:          s.Rotations,
-		Goroutines:         int32(s.Goroutines), //nolint:gosec // bounded by the process
-		OpenFDs:            int32(s.OpenFDs),    //nolint:gosec // bounded by the process's rlimit
-		LinesTotal:         s.LinesTotal,
-		BytesTotal:         s.BytesTotal,
-	}
 }
 
 // recordReadyTransition emits an Event when Ready changes status or reason.

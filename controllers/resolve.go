@@ -270,6 +270,7 @@ func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []lcruntime.SinkConfig) l
 		StartFromBeginning: p.Spec.StartAt == logsv1alpha1.StartAtBeginning,
 		PodLabels:          p.Spec.PodLabels,
 		Sinks:              sinks,
+		HealthWindow:       p.Spec.Health.Window.Duration,
 	}
 	if p.Spec.Selector != nil {
 		cfg.Selector = p.Spec.Selector.DeepCopy()

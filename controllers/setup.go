@@ -6,6 +6,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 )
@@ -16,6 +17,8 @@ type Options struct {
 	Prober Prober
 	// Deliveries reports sink delivery numbers for SinkTarget status.
 	Deliveries Deliveries
+	// SamplePeriod is how often pipelines' health is re-judged; 15s when zero.
+	SamplePeriod time.Duration
 }
 
 // Setup registers the field indexes and both controllers on mgr.
@@ -24,10 +27,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		return err
 	}
 	if err := (&LogPipelineReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("logpipeline-controller"),
-		Workers:   workers,
+		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
+		Recorder:     mgr.GetEventRecorder("logpipeline-controller"),
+		Workers:      workers,
+		SamplePeriod: opts.SamplePeriod,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
 	}

@@ -35,6 +35,8 @@ type PipelineConfig struct {
 	PodLabels []string `json:"podLabels,omitempty"`
 	// Sinks receive every line, in the order of the pipeline's spec.
 	Sinks []SinkConfig `json:"sinks"`
+	// HealthWindow is how long the health sampler keeps samples.
+	HealthWindow time.Duration `json:"healthWindow,omitempty"`
 }
 
 // SinkKind is the type of a sink.

@@ -48,6 +48,11 @@ type Snapshot struct {
 	LastDelivery time.Time
 	// Sinks are the pipeline's sinks' numbers, in spec order.
 	Sinks []SinkStats
+	// LongestWait is how long the longest-waiting container has been due
+	// for a stream without a free slot.
+	LongestWait time.Duration
+	// Health is what the sampler measured over the health window.
+	Health Health
 }
 
 // PodCache is the shared informer cache the workers select pods from.
@@ -70,6 +75,9 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Log is the workers' logger.
 	Log logr.Logger
+	// SamplePeriod is how often each pipeline's numbers are sampled for
+	// health; 15s when zero.
+	SamplePeriod time.Duration
 	// ForgetPipeline, when set, is called when a pipeline is removed, so that
 	// the sinks can delete its metric series.
 	ForgetPipeline func(pipeline string)
@@ -102,6 +110,9 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.SamplePeriod <= 0 {
+		opts.SamplePeriod = 15 * time.Second
 	}
 	if opts.Log.GetSink() == nil {
 		opts.Log = logr.Discard()
@@ -195,6 +206,7 @@ func (m *Manager) Snapshot(key types.NamespacedName) (Snapshot, bool) {
 	}
 	s := e.p.snapshot()
 	s.ConfigHash = e.hash
+	s.Health = e.p.health.health()
 	s.ProcessGoroutines = goruntime.NumGoroutine()
 	s.OpenFDs = OpenFDs()
 	return s, true

@@ -46,6 +46,7 @@ type container struct {
 	pos       Position
 	backoff   time.Duration
 	notBefore time.Time
+	queuedAt  time.Time
 	selected  bool
 	running   bool
 	cancel    context.CancelFunc
@@ -74,6 +75,7 @@ type sliceResult struct {
 // pipelineStats are the pipeline's numbers, read by Snapshot at any time.
 type pipelineStats struct {
 	selected, active, waiting              atomic.Int64
+	longestWaitNanos                       atomic.Int64
 	rotations, reconnects, errors          atomic.Int64
 	lines, bytes, openStreams              atomic.Int64
 	lastDeliveryUnixNano, lastReadUnixNano atomic.Int64
@@ -114,8 +116,9 @@ type pipeline struct {
 	synced     bool
 	finished   map[containerKey]bool
 
-	stats pipelineStats
-	m     pipelineMetrics
+	stats  pipelineStats
+	m      pipelineMetrics
+	health *sampler
 }
 
 func newPipeline(mgr *Manager, cfg PipelineConfig, sinks []Sink, positions *positionStore) (*pipeline, error) {
@@ -143,6 +146,7 @@ func newPipeline(mgr *Manager, cfg PipelineConfig, sinks []Sink, positions *posi
 		fanoutDone:  make(chan struct{}),
 		containers:  map[containerKey]*container{},
 		finished:    map[containerKey]bool{},
+		health:      &sampler{window: cmpOr(cfg.HealthWindow, 10*time.Minute)},
 		m: pipelineMetrics{
 			active:     mx.activeStreams.WithLabelValues(key),
 			waiting:    mx.waitingStreams.WithLabelValues(key),
@@ -170,6 +174,7 @@ func (p *pipeline) start(parent *group) {
 		}
 		p.g.Go(p.fanout)
 		p.g.Go(p.loop)
+		p.g.Go(p.sample)
 	})
 }
 
@@ -182,13 +187,16 @@ func (p *pipeline) stop(drainTimeout time.Duration) {
 		return
 	}
 	p.g.cancel()
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
 	select {
 	case <-p.fanoutDone:
-	case <-time.After(drainTimeout):
-		p.sinkCancel()
+	case <-t.C:
 	}
-	p.g.Wait()
+	// The fan-out has closed the sinks, each within drainTimeout; a sender
+	// still retrying a dead destination gives up now.
 	p.sinkCancel()
+	p.g.Wait()
 }
 
 func closeSinks(sinks []Sink, timeout time.Duration) {
@@ -281,7 +289,10 @@ func (p *pipeline) schedule(ctx context.Context) time.Duration {
 	now := time.Now()
 	wait := time.Hour
 	kept := p.ready[:0]
-	var waiting int64
+	var (
+		waiting int64
+		longest time.Duration
+	)
 	for _, c := range p.ready {
 		switch {
 		case c.notBefore.After(now):
@@ -291,12 +302,14 @@ func (p *pipeline) schedule(ctx context.Context) time.Duration {
 			p.startSlice(ctx, c)
 		default:
 			waiting++
+			longest = max(longest, now.Sub(c.queuedAt))
 			kept = append(kept, c)
 		}
 	}
 	clear(p.ready[len(kept):])
 	p.ready = kept
 	p.stats.waiting.Store(waiting)
+	p.stats.longestWaitNanos.Store(int64(longest))
 	return wait
 }
 
@@ -391,6 +404,10 @@ func (p *pipeline) backoffFor(c *container, progress bool) time.Time {
 
 func (p *pipeline) enqueue(c *container, notBefore time.Time) {
 	c.notBefore = notBefore
+	c.queuedAt = time.Now()
+	if notBefore.After(c.queuedAt) {
+		c.queuedAt = notBefore
+	}
 	p.ready = append(p.ready, c)
 }
 
@@ -558,6 +575,7 @@ func (p *pipeline) snapshot() Snapshot {
 		Reconnects:         p.stats.reconnects.Load(),
 		StreamErrors:       p.stats.errors.Load(),
 		OpenStreams:        int(p.stats.openStreams.Load()),
+		LongestWait:        time.Duration(p.stats.longestWaitNanos.Load()),
 		LinesTotal:         p.stats.lines.Load(),
 		BytesTotal:         p.stats.bytes.Load(),
 	}
@@ -612,4 +630,11 @@ func (s *positionStore) forget(pipeline string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, pipeline)
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }

@@ -61,6 +61,36 @@ const (
 	ReasonEndpointUnreachable = "EndpointUnreachable"
 	// ReasonDeliveryFailing means the sink's sends fail and are being retried.
 	ReasonDeliveryFailing = "DeliveryFailing"
+	// ReasonHealthy means the measured numbers are within the thresholds.
+	ReasonHealthy = "Healthy"
+	// ReasonDegraded means the pipeline works but a health condition is
+	// False; Ready stays True so GitOps shows it degraded, not failed.
+	ReasonDegraded = "Degraded"
+	// ReasonGoroutineLeak means the workers' goroutines not explained by
+	// open streams grow faster than spec.health.maxGoroutineGrowthPerMinute.
+	ReasonGoroutineLeak = "GoroutineLeak"
+	// ReasonFDLeak means the process's open file descriptors grow faster
+	// than spec.health.maxFDGrowthPer10Minutes.
+	ReasonFDLeak = "FDLeak"
+	// ReasonStreamPoolSaturated means containers wait for a stream slot
+	// longer than one rotation interval.
+	ReasonStreamPoolSaturated = "StreamPoolSaturated"
+	// ReasonNoLogsDelivered means lines were read but no sink delivered any
+	// for spec.health.noDeliveryTimeout.
+	ReasonNoLogsDelivered = "NoLogsDelivered"
+	// ReasonSomeDataDropped means a sink dropped lines within the window.
+	ReasonSomeDataDropped = "SomeDataDropped"
+	// ReasonAllDataDropped means every sink dropped everything it got
+	// within the window.
+	ReasonAllDataDropped = "AllDataDropped"
+	// ReasonBufferFillingUp means a sink's queue is over 80% full.
+	ReasonBufferFillingUp = "BufferFillingUp"
+	// ReasonSinkUnavailable means a sink has failed for longer than its
+	// retry budget (retry.maxBackoff).
+	ReasonSinkUnavailable = "SinkUnavailable"
+	// ReasonIdle means nothing is selected or nothing was written in the
+	// window; this is not an error.
+	ReasonIdle = "Idle"
 	// ReasonAwaitingMetrics means the workers have not reported enough
 	// samples yet for a health verdict.
 	ReasonAwaitingMetrics = "AwaitingMetrics"

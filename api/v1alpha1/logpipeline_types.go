@@ -164,6 +164,10 @@ type HealthSpec struct {
 // themselves. Counts are exact: the code that owns a goroutine or stream
 // counts it.
 type WorkerStatus struct {
+	// ObservedAt is when these numbers were taken. Gauges and rates are
+	// refreshed when they change; running totals at most once a minute.
+	// +optional
+	ObservedAt *metav1.Time `json:"observedAt,omitempty"`
 	// SelectedContainers is how many containers the pipeline selects.
 	// +optional
 	SelectedContainers int32 `json:"selectedContainers"`
@@ -188,6 +192,42 @@ type WorkerStatus struct {
 	// BytesTotal is how many bytes of log lines the workers read.
 	// +optional
 	BytesTotal int64 `json:"bytesTotal"`
+	// LinesPerSecond is the read rate over the health window.
+	// +optional
+	LinesPerSecond int64 `json:"linesPerSecond"`
+	// GoroutineGrowthPerMinute is the least-squares slope of the workers'
+	// goroutines not explained by open streams, as a decimal string.
+	// +optional
+	GoroutineGrowthPerMinute string `json:"goroutineGrowthPerMinute,omitempty"`
+	// FDGrowthPer10Minutes is the least-squares slope of the process's open
+	// file descriptors per ten minutes, as a decimal string.
+	// +optional
+	FDGrowthPer10Minutes string `json:"fdGrowthPer10Minutes,omitempty"`
+	// DroppedLines is how many lines the sinks dropped since the workers started.
+	// +optional
+	DroppedLines int64 `json:"droppedLines"`
+	// LastDeliveryTime is when a sink last delivered a batch.
+	// +optional
+	LastDeliveryTime *metav1.Time `json:"lastDeliveryTime,omitempty"`
+	// Sinks holds each sink's numbers.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Sinks []SinkWorkerStatus `json:"sinks,omitempty"`
+}
+
+// SinkWorkerStatus is one sink's numbers for this pipeline.
+type SinkWorkerStatus struct {
+	// Name of the SinkTarget.
+	Name string `json:"name"`
+	// SentLines is how many lines it delivered.
+	SentLines int64 `json:"sentLines"`
+	// FailedBatches is how many send attempts failed.
+	FailedBatches int64 `json:"failedBatches"`
+	// DroppedLines is how many lines it dropped.
+	DroppedLines int64 `json:"droppedLines"`
+	// QueueFillPercent is how full its queue is.
+	QueueFillPercent int32 `json:"queueFillPercent"`
 }
 
 // LogPipelineStatus is the observed state of a LogPipeline.
@@ -218,6 +258,7 @@ type LogPipelineStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Streams",type=integer,JSONPath=`.status.workers.activeStreams`
+// +kubebuilder:printcolumn:name="Lines/s",type=integer,JSONPath=`.status.workers.linesPerSecond`
 // +kubebuilder:printcolumn:name="Goroutines",type=integer,JSONPath=`.status.workers.goroutines`
 // +kubebuilder:printcolumn:name="FDs",type=integer,JSONPath=`.status.workers.openFDs`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -43,8 +44,11 @@ type OperatorOptions struct {
 	LeaderElectionNS    string
 	FileSinkRoot        string
 	Zap                 zap.Options
+	HealthSamplePeriod  time.Duration
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
+	// OnWorkers, when set, is handed the worker runtime (tests use it).
+	OnWorkers func(*lcruntime.Manager)
 }
 
 // BindFlags registers the operator's flags on fs.
@@ -55,6 +59,7 @@ func (o *OperatorOptions) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader among replicas; only the leader runs controllers and workers.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; the operator's own namespace when empty.")
 	fs.StringVar(&o.FileSinkRoot, "file-sink-root", "/var/lib/log-capturer/files", "The only directory under which File sinks may write.")
+	fs.DurationVar(&o.HealthSamplePeriod, "health-sample-period", 15*time.Second, "How often each pipeline's numbers are sampled and its health re-judged.")
 	o.Zap.BindFlags(fs)
 }
 
@@ -152,14 +157,19 @@ func RunOperator(ctx context.Context, o OperatorOptions) error {
 		Metrics:        metrics,
 		Log:            ctrl.Log.WithName("workers"),
 		ForgetPipeline: sinkMetrics.ForgetPipeline,
+		SamplePeriod:   o.HealthSamplePeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("creating worker runtime: %w", err)
 	}
+	if o.OnWorkers != nil {
+		o.OnWorkers(workers)
+	}
 	if err := mgr.Add(workers); err != nil {
 		return fmt.Errorf("adding worker runtime: %w", err)
 	}
-	if err := controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: factory, Deliveries: workers}); err != nil {
+	if err := controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: factory, Deliveries: workers,
+		SamplePeriod: o.HealthSamplePeriod}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

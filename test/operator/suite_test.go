@@ -7,6 +7,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -17,6 +18,7 @@ import (
 	"github.com/log-capturer/log-capturer/internal/cmd"
 	"github.com/log-capturer/log-capturer/internal/kubeletsim"
 	"github.com/log-capturer/log-capturer/internal/lokireceiver"
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
 
@@ -25,13 +27,14 @@ const nodeName = "sim-node"
 var (
 	testEnv   *envtest.Environment
 	cfg       *rest.Config
-	k8sClient client.Client
+	k8sClient client.WithWatch
 	kubelet   *kubeletsim.Kubelet
 	loki      *lokireceiver.Receiver
 	lokiURL   string
 	ctx       context.Context
 	cancel    context.CancelFunc
 	opDone    = make(chan error, 1)
+	workers   = make(chan *lcruntime.Manager, 1)
 )
 
 func TestOperator(t *testing.T) {
@@ -48,7 +51,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	scheme, err := cmd.NewScheme()
 	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	k8sClient, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
 	kubelet, err = kubeletsim.Start()
@@ -67,6 +70,8 @@ var _ = BeforeSuite(func() {
 			HealthProbeBindAddr: "0",
 			LeaderElect:         false,
 			FileSinkRoot:        GinkgoT().TempDir(),
+			HealthSamplePeriod:  time.Second,
+			OnWorkers:           func(m *lcruntime.Manager) { workers <- m },
 		})
 	}()
 })

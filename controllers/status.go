@@ -1,0 +1,123 @@
+package controllers
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/internal/health"
+	lcruntime "github.com/log-capturer/log-capturer/runtime"
+)
+
+// workerStatus turns a snapshot taken at now into status numbers. Growth
+// slopes are shown once the samples span half the health window.
+func workerStatus(s lcruntime.Snapshot, window time.Duration, now time.Time) *logsv1alpha1.WorkerStatus {
+	at := metav1.NewTime(now.Truncate(time.Second))
+	w := &logsv1alpha1.WorkerStatus{
+		ObservedAt:         &at,
+		SelectedContainers: clamp32(s.SelectedContainers),
+		ActiveStreams:      clamp32(s.ActiveStreams),
+		WaitingStreams:     clamp32(s.WaitingStreams),
+		Rotations:          s.Rotations,
+		Goroutines:         clamp32(s.Goroutines),
+		OpenFDs:            clamp32(s.OpenFDs),
+		LinesTotal:         s.LinesTotal,
+		BytesTotal:         s.BytesTotal,
+		LinesPerSecond:     int64(s.Health.LinesPerSecond + 0.5),
+	}
+	if s.Health.Covered >= window/2 {
+		w.GoroutineGrowthPerMinute = health.Decimal(s.Health.GoroutineGrowthPerMinute)
+		w.FDGrowthPer10Minutes = health.Decimal(s.Health.FDGrowthPer10Minutes)
+	}
+	var last time.Time
+	for _, sk := range s.Sinks {
+		w.DroppedLines += sk.DroppedLines
+		fill := int32(0)
+		if sk.QueueMaxBytes > 0 {
+			fill = clamp32(int(100 * sk.QueueBytes / sk.QueueMaxBytes))
+		}
+		w.Sinks = append(w.Sinks, logsv1alpha1.SinkWorkerStatus{Name: sk.Name, SentLines: sk.SentLines,
+			FailedBatches: sk.FailedBatches, DroppedLines: sk.DroppedLines, QueueFillPercent: fill})
+		if sk.LastSuccess.After(last) {
+			last = sk.LastSuccess
+		}
+	}
+	if !last.IsZero() {
+		t := metav1.NewTime(last.Truncate(time.Second))
+		w.LastDeliveryTime = &t
+	}
+	return w
+}
+
+func clamp32(n int) int32 {
+	switch {
+	case n > 1<<31-1:
+		return 1<<31 - 1
+	case n < -1<<31:
+		return -1 << 31
+	}
+	return int32(n)
+}
+
+// totalsRefresh is how often running totals alone justify a status write.
+const totalsRefresh = time.Minute
+
+// meaningfulChange tells whether new numbers differ enough from old ones to
+// be worth a status write: stream counts, drops, failures starting, queue
+// fill, goroutines or FDs that jumped, or a read rate that moved by 10% at
+// once; running totals and the (noisy) growth slopes once a minute.
+func meaningfulChange(old, cur *logsv1alpha1.WorkerStatus) bool {
+	if old == nil || cur == nil {
+		return old != cur
+	}
+	if old.SelectedContainers != cur.SelectedContainers || old.ActiveStreams != cur.ActiveStreams ||
+		old.WaitingStreams != cur.WaitingStreams || old.DroppedLines != cur.DroppedLines || len(old.Sinks) != len(cur.Sinks) {
+		return true
+	}
+	// A stream being handed over owns a goroutine more for an instant.
+	if absDiff(int64(old.Goroutines), int64(cur.Goroutines)) > 2 {
+		return true
+	}
+	if d := absDiff(int64(old.OpenFDs), int64(cur.OpenFDs)); d > 5 && 10*d > int64(max(old.OpenFDs, cur.OpenFDs)) {
+		return true
+	}
+	if moved(old.LinesPerSecond, cur.LinesPerSecond) {
+		return true
+	}
+	for i := range cur.Sinks {
+		o, c := old.Sinks[i], cur.Sinks[i]
+		if o.Name != c.Name || o.DroppedLines != c.DroppedLines ||
+			absDiff(int64(o.QueueFillPercent), int64(c.QueueFillPercent)) >= 10 || (o.FailedBatches == 0) != (c.FailedBatches == 0) {
+			return true
+		}
+	}
+	if (old.LastDeliveryTime == nil) != (cur.LastDeliveryTime == nil) {
+		return true
+	}
+	due := old.ObservedAt == nil || cur.ObservedAt == nil || cur.ObservedAt.Sub(old.ObservedAt.Time) >= totalsRefresh
+	return due && (old.LinesTotal != cur.LinesTotal || old.Rotations != cur.Rotations || failedBatches(old) != failedBatches(cur) ||
+		old.GoroutineGrowthPerMinute != cur.GoroutineGrowthPerMinute || old.FDGrowthPer10Minutes != cur.FDGrowthPer10Minutes ||
+		old.OpenFDs != cur.OpenFDs || old.Goroutines != cur.Goroutines)
+}
+
+// moved is true when b differs from a by more than 10% (and at least 1).
+func moved(a, b int64) bool {
+	d := absDiff(a, b)
+	return d > 0 && 10*d > max(a, b)
+}
+
+func absDiff(a, b int64) int64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+func failedBatches(w *logsv1alpha1.WorkerStatus) int64 {
+	var n int64
+	for _, s := range w.Sinks {
+		n += s.FailedBatches
+	}
+	return n
+}

@@ -1,0 +1,48 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+)
+
+func TestMeaningfulChange(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { m := metav1.NewTime(t0.Add(d)); return &m }
+	base := func() *logsv1alpha1.WorkerStatus {
+		return &logsv1alpha1.WorkerStatus{ObservedAt: at(0), SelectedContainers: 10, ActiveStreams: 10, Goroutines: 13,
+			OpenFDs: 40, LinesTotal: 1000, LinesPerSecond: 100, GoroutineGrowthPerMinute: "0.10", FDGrowthPer10Minutes: "1.00",
+			Sinks: []logsv1alpha1.SinkWorkerStatus{{Name: "loki", SentLines: 1000, QueueFillPercent: 5}}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*logsv1alpha1.WorkerStatus)
+		want   bool
+	}{
+		{"nothing", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt = at(time.Second) }, false},
+		{"totals within a minute", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.LinesTotal = at(30*time.Second), 5000 }, false},
+		{"totals after a minute", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.LinesTotal = at(time.Minute), 5000 }, true},
+		{"a stream more", func(w *logsv1alpha1.WorkerStatus) { w.ActiveStreams = 11 }, true},
+		{"handover goroutine", func(w *logsv1alpha1.WorkerStatus) { w.Goroutines = 14 }, false},
+		{"goroutines grew", func(w *logsv1alpha1.WorkerStatus) { w.Goroutines = 17 }, true},
+		{"rate by 5%", func(w *logsv1alpha1.WorkerStatus) { w.LinesPerSecond = 105 }, false},
+		{"rate by 20%", func(w *logsv1alpha1.WorkerStatus) { w.LinesPerSecond = 120 }, true},
+		{"slope within a minute", func(w *logsv1alpha1.WorkerStatus) { w.GoroutineGrowthPerMinute = "2.90" }, false},
+		{"slope after a minute", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.GoroutineGrowthPerMinute = at(time.Minute), "2.90" }, true},
+		{"fd jitter", func(w *logsv1alpha1.WorkerStatus) { w.OpenFDs = 43 }, false},
+		{"fds jump", func(w *logsv1alpha1.WorkerStatus) { w.OpenFDs = 60 }, true},
+		{"drops", func(w *logsv1alpha1.WorkerStatus) { w.DroppedLines = 1 }, true},
+		{"queue fills", func(w *logsv1alpha1.WorkerStatus) { w.Sinks[0].QueueFillPercent = 50 }, true},
+		{"first failure", func(w *logsv1alpha1.WorkerStatus) { w.Sinks[0].FailedBatches = 1 }, true},
+	}
+	for _, tc := range tests {
+		cur := base()
+		tc.mutate(cur)
+		if got := meaningfulChange(base(), cur); got != tc.want {
+			t.Errorf("%s: meaningfulChange = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
