@@ -89,3 +89,18 @@ func OpenFDs() int {
 	}
 	return len(names) - 1 // the directory itself
 }
+
+// Touch creates the series of a pipeline at zero, so that they are listed
+// before the pipeline reports anything (dashboards, tests).
+func (m *Metrics) Touch(pipeline string) {
+	for _, v := range []interface {
+		WithLabelValues(...string) prometheus.Gauge
+	}{m.activeStreams, m.waitingStreams,
+		m.pipelineGorout, m.openStreams, m.selected} {
+		v.WithLabelValues(pipeline)
+	}
+	for _, v := range []*prometheus.CounterVec{m.rotations, m.reconnects, m.streamErrors, m.logsProcessed, m.bytesProcessed} {
+		v.WithLabelValues(pipeline)
+	}
+	m.componentHealth.WithLabelValues("workers")
+}

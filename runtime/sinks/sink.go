@@ -286,3 +286,8 @@ func (m *Metrics) ForgetPipeline(pipeline string) {
 		v.DeletePartialMatch(prometheus.Labels{"pipeline": pipeline})
 	}
 }
+
+// Touch creates the series of a (pipeline, sink) at zero.
+func (m *Metrics) Touch(pipeline, sink string) {
+	m.forSink(pipeline, sink).dropped("buffer_full")
+}
