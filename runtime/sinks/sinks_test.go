@@ -398,9 +398,48 @@ func TestBadInputReachesEverySinkIntact(t *testing.T) {
 	js := sinkConfig("json")
 	js.Kind, js.File = lcruntime.SinkFile, &lcruntime.FileConfig{Path: "json.log", MaxSize: 64 << 20, MaxFiles: 2}
 	rawSink, jsonSink := e.start(t, raw), e.start(t, js)
-	for _, s := range []*running{loki, rawSink, jsonSink} {
+	stdout := sinkConfig("stdout")
+	stdout.Kind, stdout.Stdout = lcruntime.SinkStdout, &lcruntime.StdoutConfig{}
+	stdoutSink := e.start(t, stdout)
+	var posted [][]byte
+	var postedMu sync.Mutex
+	hsrv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		postedMu.Lock()
+		posted = append(posted, b)
+		postedMu.Unlock()
+	}))
+	defer hsrv.Close()
+	hc := sinkConfig("http")
+	hc.Kind, hc.HTTP = lcruntime.SinkHTTP, &lcruntime.HTTPConfig{URL: hsrv.URL}
+	httpSink := e.start(t, hc)
+	for _, s := range []*running{loki, rawSink, jsonSink, stdoutSink, httpSink} {
 		write(t, s, recs)
 		s.stop(t)
+	}
+	postedMu.Lock()
+	var ndjson bytes.Buffer
+	for _, b := range posted {
+		ndjson.Write(b)
+	}
+	postedMu.Unlock()
+	for name, out := range map[string][]byte{"stdout": e.stdout.Bytes(), "http": ndjson.Bytes()} {
+		got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+		if len(got) != len(lines) {
+			t.Fatalf("%s: %d lines, want %d", name, len(got), len(lines))
+		}
+		for i, l := range got {
+			var obj struct{ Line string }
+			if err := json.Unmarshal([]byte(l), &obj); err != nil {
+				t.Fatalf("%s line %d is not valid JSON: %v", name, i, err)
+			}
+			var want string
+			ref, _ := json.Marshal(lines[i])
+			_ = json.Unmarshal(ref, &want)
+			if obj.Line != want {
+				t.Errorf("%s line %d = %q..., want %q...", name, i, trunc(obj.Line), trunc(want))
+			}
+		}
 	}
 
 	got := rcv.Entries()
@@ -625,4 +664,11 @@ func TestTLSWithoutTheRightCAIsRetriedNotDelivered(t *testing.T) {
 	s2.stop(t)
 	s.cancel() // the sink that does not trust the server gives up
 	s.stop(t)
+}
+
+func trunc(s string) string {
+	if len(s) > 40 {
+		return s[:40]
+	}
+	return s
 }

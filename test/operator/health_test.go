@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -230,5 +231,43 @@ var _ = Describe("Health from the workers' metrics", func() {
 		Eventually(cond(ns, "quiet", logsv1alpha1.ConditionFlowHealthy), 30*time.Second, 500*time.Millisecond).
 			Should(reason(metav1.ConditionTrue, logsv1alpha1.ReasonIdle))
 		Expect(cond(ns, "quiet", logsv1alpha1.ConditionReady)(Default)).To(HaveField("Status", metav1.ConditionTrue))
+	})
+})
+
+var _ = Describe("Rejected batches", func() {
+	It("become Warning Events on the SinkTarget with the server's message, and are counted as dropped", func() {
+		ns := newNS()
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		rcv := lokireceiver.New()
+		srv := httptest.NewServer(rcv)
+		defer srv.Close()
+		defer rcv.Close()
+		rcv.FailAll(lokireceiver.Fault{Status: 400, Body: "entry for stream has timestamp too old"})
+		st := fastSink(ns, "picky", srv.URL)
+		Expect(k8sClient.Create(ctx, st)).To(Succeed())
+		makePods(ns, 0, 1)
+		writeLines(wctx, ns, 1, 100*time.Millisecond)
+		Expect(k8sClient.Create(ctx, pipeline(ns, "rejected", "picky"))).To(Succeed())
+
+		Eventually(func(g Gomega) []eventsv1.Event {
+			list := &eventsv1.EventList{}
+			g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			var out []eventsv1.Event
+			for _, e := range list.Items {
+				if e.Reason == "BatchRejected" {
+					out = append(out, e)
+				}
+			}
+			return out
+		}, 30*time.Second, 500*time.Millisecond).Should(ContainElement(And(
+			HaveField("Type", corev1.EventTypeWarning),
+			HaveField("Regarding.Kind", "SinkTarget"),
+			HaveField("Regarding.Name", "picky"),
+			HaveField("Regarding.UID", Not(BeEmpty())),
+			HaveField("Note", ContainSubstring("entry for stream has timestamp too old")),
+		)))
+		Eventually(cond(ns, "rejected", logsv1alpha1.ConditionFlowHealthy), 30*time.Second, 500*time.Millisecond).
+			Should(reason(metav1.ConditionFalse, logsv1alpha1.ReasonAllDataDropped))
 	})
 })
