@@ -39,6 +39,21 @@ func AfterSuiteStop() {
 	_ = testEnv.Stop()
 }
 
+// prefill creates a namespace with streams pods whose logs already hold
+// n lines in all (150 B each), and returns it with the lines per pod.
+func prefill(n, streams int) (string, int) {
+	ns := newNamespace()
+	per := n/streams + 1
+	ts := time.Now().Add(-time.Minute)
+	for _, p := range createPods(ns, streams) {
+		c := kubelet.Container(ns, p, "main")
+		for i := range per {
+			c.Write(ts.Add(time.Duration(i)*time.Microsecond), fmt.Sprintf("%s seq=%d %0120d", p, i, i))
+		}
+	}
+	return ns, per
+}
+
 // BenchmarkPipelineToLoki measures lines per second from the simulated
 // kubelet through the API server and a Loki sink (protobuf and snappy) into a
 // Loki receiver on loopback, with 10 streams.
@@ -57,16 +72,7 @@ func BenchmarkPipelineToLoki(b *testing.B) {
 	}
 	factory := sinks.NewFactory(sinks.Options{Metrics: sm, FileRoot: b.TempDir()})
 	const streams = 10
-	ns := newNamespace()
-	pods := createPods(ns, streams)
-	per := b.N/streams + 1
-	ts := time.Now().Add(-time.Minute)
-	for _, p := range pods {
-		c := kubelet.Container(ns, p, "main")
-		for i := range per {
-			c.Write(ts.Add(time.Duration(i)*time.Microsecond), fmt.Sprintf("%s seq=%d %0120d", p, i, i))
-		}
-	}
+	ns, per := prefill(b.N, streams)
 	h := startHarness()
 	h.factory = func(p string, c lcruntime.SinkConfig) lcruntime.Sink {
 		s, err := factory.New(p, c)
@@ -105,16 +111,7 @@ func BenchmarkCapture(b *testing.B) {
 	})
 	for _, streams := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
-			ns := newNamespace()
-			pods := createPods(ns, streams)
-			per := b.N/streams + 1
-			ts := time.Now().Add(-time.Minute)
-			for _, p := range pods {
-				c := kubelet.Container(ns, p, "main")
-				for i := range per {
-					c.Write(ts.Add(time.Duration(i)*time.Microsecond), fmt.Sprintf("%s seq=%d %0120d", p, i, i))
-				}
-			}
+			ns, per := prefill(b.N, streams)
 			want := per * streams
 			sink := newSeqSink()
 			h := startHarness()

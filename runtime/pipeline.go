@@ -343,17 +343,12 @@ func (p *pipeline) handle(ctx context.Context, r sliceResult) {
 	case outcomeRotated:
 		p.stats.rotations.Add(1)
 		p.m.rotations.Inc()
-		c.backoff = 0
-		p.enqueue(c, time.Time{})
+		p.enqueue(c, p.backoffFor(c, true))
 	case outcomeEnded:
-		p.stats.reconnects.Add(1)
-		p.m.reconnects.Inc()
+		p.countReconnect()
 		if p.containerFinished(ctx, c) {
 			p.drop(c, true)
 			return
-		}
-		if r.lines > 0 {
-			c.backoff = 0
 		}
 		p.enqueue(c, p.backoffFor(c, r.lines > 0))
 	case outcomeNotFound:
@@ -368,10 +363,8 @@ func (p *pipeline) handle(ctx context.Context, r sliceResult) {
 		p.log.V(1).Info("log stream failed", "pod", c.pod, "container", c.name, "error", r.err)
 		p.enqueue(c, p.backoffFor(c, false))
 	case outcomeReplaced:
-		p.stats.reconnects.Add(1)
-		p.m.reconnects.Inc()
-		c.backoff = 0
-		p.enqueue(c, time.Time{})
+		p.countReconnect()
+		p.enqueue(c, p.backoffFor(c, true))
 	case outcomeStopped:
 		if ctx.Err() == nil {
 			p.enqueue(c, time.Time{})
@@ -382,6 +375,10 @@ func (p *pipeline) handle(ctx context.Context, r sliceResult) {
 func (p *pipeline) countError() {
 	p.stats.errors.Add(1)
 	p.m.errors.Inc()
+	p.countReconnect()
+}
+
+func (p *pipeline) countReconnect() {
 	p.stats.reconnects.Add(1)
 	p.m.reconnects.Inc()
 }
@@ -524,23 +521,27 @@ func (p *pipeline) recordLabels(pod *corev1.Pod) map[string]string {
 	return out
 }
 
-// containerExists tells whether the container's pod instance is still in the cache.
-func (p *pipeline) containerExists(ctx context.Context, c *container) bool {
+// podOf returns the container's pod instance from the cache, or false when
+// that instance is gone.
+func (p *pipeline) podOf(ctx context.Context, c *container) (*corev1.Pod, bool) {
 	pod := &corev1.Pod{}
 	if err := p.mgr.opts.Pods.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: c.pod}, pod); err != nil {
-		return false
+		return nil, false
 	}
-	return pod.UID == c.key.uid
+	return pod, pod.UID == c.key.uid
+}
+
+// containerExists tells whether the container's pod instance is still in the cache.
+func (p *pipeline) containerExists(ctx context.Context, c *container) bool {
+	_, ok := p.podOf(ctx, c)
+	return ok
 }
 
 // containerFinished tells whether a stream that ended at EOF will never
 // have more lines: the pod is gone, or the container terminated for good.
 func (p *pipeline) containerFinished(ctx context.Context, c *container) bool {
-	pod := &corev1.Pod{}
-	if err := p.mgr.opts.Pods.Get(ctx, client.ObjectKey{Namespace: c.namespace, Name: c.pod}, pod); err != nil {
-		return true
-	}
-	if pod.UID != c.key.uid {
+	pod, ok := p.podOf(ctx, c)
+	if !ok {
 		return true
 	}
 	if pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed {

@@ -246,14 +246,7 @@ type fileDeliverer struct {
 }
 
 func (d *fileDeliverer) deliver(_ context.Context, batch []*lcruntime.Record) error {
-	d.buf = d.buf[:0]
-	for _, r := range batch {
-		if d.raw {
-			d.buf = appendRaw(d.buf, r)
-		} else {
-			d.buf = appendRecordJSON(d.buf, r)
-		}
-	}
+	d.buf = appendBatch(d.buf[:0], batch, d.raw)
 	return d.w.write(d.buf)
 }
 

@@ -184,10 +184,7 @@ func newHTTPDeliverer(c *lcruntime.HTTPConfig, timeout time.Duration) (*httpDeli
 }
 
 func (d *httpDeliverer) deliver(ctx context.Context, batch []*lcruntime.Record) error {
-	d.raw = d.raw[:0]
-	for _, r := range batch {
-		d.raw = appendRecordJSON(d.raw, r)
-	}
+	d.raw = appendBatch(d.raw[:0], batch, false)
 	body := d.raw
 	if d.gzip {
 		d.buf.Reset()

@@ -103,3 +103,15 @@ func appendRaw(b []byte, r *lcruntime.Record) []byte {
 	b = append(b, r.Line...)
 	return append(b, '\n')
 }
+
+// appendBatch appends every record of a batch, raw or as JSON lines.
+func appendBatch(b []byte, batch []*lcruntime.Record, raw bool) []byte {
+	for _, r := range batch {
+		if raw {
+			b = appendRaw(b, r)
+		} else {
+			b = appendRecordJSON(b, r)
+		}
+	}
+	return b
+}

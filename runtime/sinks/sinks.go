@@ -98,14 +98,7 @@ type writerDeliverer struct {
 }
 
 func (d *writerDeliverer) deliver(_ context.Context, batch []*lcruntime.Record) error {
-	d.buf = d.buf[:0]
-	for _, r := range batch {
-		if d.raw {
-			d.buf = appendRaw(d.buf, r)
-		} else {
-			d.buf = appendRecordJSON(d.buf, r)
-		}
-	}
+	d.buf = appendBatch(d.buf[:0], batch, d.raw)
 	if err := d.w.write(d.buf); err != nil {
 		return fmt.Errorf("writing to stdout: %w", err)
 	}

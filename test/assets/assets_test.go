@@ -187,8 +187,8 @@ func TestArgoCDConfigMapEmbedsTheScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for key, file := range map[string]string{
-		"resource.customizations.health.logs.capturer.dev_LogPipeline": "logpipeline-health.lua",
-		"resource.customizations.health.logs.capturer.dev_SinkTarget":  "sinktarget-health.lua",
+		"resource.customizations.health.logs.capturer.dev_LogPipeline": "health.lua",
+		"resource.customizations.health.logs.capturer.dev_SinkTarget":  "health.lua",
 	} {
 		want, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {

@@ -76,7 +76,7 @@ var _ = Describe("Argo CD health scripts", func() {
 
 		fresh := pipeline(ns, "fresh", "loki")
 		fresh.Generation = 1
-		status, _ := argoHealth("logpipeline-health.lua", fresh)
+		status, _ := argoHealth("health.lua", fresh)
 		Expect(status).To(Equal("Progressing"), "no status yet")
 
 		Expect(k8sClient.Create(ctx, pipeline(ns, "healthy", "loki"))).To(Succeed())
@@ -85,26 +85,26 @@ var _ = Describe("Argo CD health scripts", func() {
 		suspended.Spec.Suspend = true
 		Expect(k8sClient.Create(ctx, suspended)).To(Succeed())
 
-		Eventually(func() string { s, _ := argoHealth("logpipeline-health.lua", getPipeline(ns, "healthy")); return s },
+		Eventually(func() string { s, _ := argoHealth("health.lua", getPipeline(ns, "healthy")); return s },
 			20*time.Second, 200*time.Millisecond).Should(Equal("Healthy"))
-		Eventually(func() string { s, _ := argoHealth("logpipeline-health.lua", getPipeline(ns, "stalled")); return s },
+		Eventually(func() string { s, _ := argoHealth("health.lua", getPipeline(ns, "stalled")); return s },
 			20*time.Second, 200*time.Millisecond).Should(Equal("Degraded"))
-		_, msg := argoHealth("logpipeline-health.lua", getPipeline(ns, "stalled"))
+		_, msg := argoHealth("health.lua", getPipeline(ns, "stalled"))
 		Expect(msg).To(ContainSubstring(`["missing"]`))
-		Eventually(func() string { s, _ := argoHealth("logpipeline-health.lua", getPipeline(ns, "suspended")); return s },
+		Eventually(func() string { s, _ := argoHealth("health.lua", getPipeline(ns, "suspended")); return s },
 			20*time.Second, 200*time.Millisecond).Should(Equal("Suspended"))
 
 		st := &logsv1alpha1.SinkTarget{}
 		Eventually(func() string {
 			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "loki"}, st)).To(Succeed())
-			s, _ := argoHealth("sinktarget-health.lua", st)
+			s, _ := argoHealth("health.lua", st)
 			return s
 		}, 20*time.Second, 200*time.Millisecond).Should(Equal("Healthy"))
 		bad := builders.Sink(ns, "nosecret").Loki(lokiURL).WithBearerToken("absent", "token").Build()
 		Expect(k8sClient.Create(ctx, bad)).To(Succeed())
 		Eventually(func() string {
 			Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(bad), st)).To(Succeed())
-			s, _ := argoHealth("sinktarget-health.lua", st)
+			s, _ := argoHealth("health.lua", st)
 			return s
 		}, 20*time.Second, 200*time.Millisecond).Should(Equal("Degraded"))
 	})

@@ -202,14 +202,14 @@ var _ = Describe("Health from the workers' metrics", func() {
 			Should(reason(metav1.ConditionFalse, logsv1alpha1.ReasonSinkUnavailable))
 		Expect(cond(ns, "unavailable", logsv1alpha1.ConditionFlowHealthy)(Default).Message).To(ContainSubstring("ingester unavailable"))
 		Expect(cond(ns, "unavailable", logsv1alpha1.ConditionReady)(Default)).To(HaveField("Status", metav1.ConditionFalse))
-		status, _ := argoHealth("logpipeline-health.lua", getPipeline(ns, "unavailable"))
+		status, _ := argoHealth("health.lua", getPipeline(ns, "unavailable"))
 		Expect(status).To(Equal("Degraded"))
 
 		Eventually(cond(ns, "dropping", logsv1alpha1.ConditionFlowHealthy), 30*time.Second, 500*time.Millisecond).
 			Should(reason(metav1.ConditionFalse, logsv1alpha1.ReasonSomeDataDropped))
 		Expect(cond(ns, "dropping", logsv1alpha1.ConditionFlowHealthy)(Default).Message).To(MatchRegexp(`dropped \d+ of \d+ lines .*dropper: \d+`))
 		Expect(cond(ns, "dropping", logsv1alpha1.ConditionReady)(Default)).To(reason(metav1.ConditionTrue, logsv1alpha1.ReasonDegraded))
-		status, _ = argoHealth("logpipeline-health.lua", getPipeline(ns, "dropping"))
+		status, _ = argoHealth("health.lua", getPipeline(ns, "dropping"))
 		Expect(status).To(Equal("Degraded"), "Argo CD shows a degraded pipeline as Degraded")
 		p := &logsv1alpha1.LogPipeline{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dropping"}, p)).To(Succeed())
@@ -219,7 +219,7 @@ var _ = Describe("Health from the workers' metrics", func() {
 		Eventually(cond(ns, "unavailable", logsv1alpha1.ConditionFlowHealthy), 60*time.Second, 500*time.Millisecond).
 			Should(reason(metav1.ConditionTrue, logsv1alpha1.ReasonHealthy))
 		Eventually(cond(ns, "unavailable", logsv1alpha1.ConditionReady), 10*time.Second).Should(HaveField("Status", metav1.ConditionTrue))
-		status, _ = argoHealth("logpipeline-health.lua", getPipeline(ns, "unavailable"))
+		status, _ = argoHealth("health.lua", getPipeline(ns, "unavailable"))
 		Expect(status).To(Equal("Healthy"))
 	})
 

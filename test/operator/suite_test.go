@@ -63,13 +63,14 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(loki.Close)
 	lokiURL = srv.URL
 
+	fileRoot := GinkgoT().TempDir()
 	go func() {
 		opDone <- cmd.RunOperator(ctx, cmd.OperatorOptions{
 			RestConfig:          cfg,
 			MetricsBindAddress:  "0",
 			HealthProbeBindAddr: "0",
 			LeaderElect:         false,
-			FileSinkRoot:        GinkgoT().TempDir(),
+			FileSinkRoot:        fileRoot,
 			HealthSamplePeriod:  time.Second,
 			OnWorkers:           func(m *lcruntime.Manager) { workers <- m },
 		})

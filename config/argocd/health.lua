@@ -1,6 +1,8 @@
--- Argo CD resource health for logs.capturer.dev SinkTarget: Healthy when
--- Ready=True; Degraded when Stalled=True or Ready=False (a missing Secret, an
--- unreachable endpoint, failing deliveries); Progressing until observed.
+-- Argo CD resource health for logs.capturer.dev LogPipeline and SinkTarget (one
+-- script for both kinds). Healthy: Ready=True. Degraded: Stalled=True,
+-- Ready=False, or Ready=True with reason Degraded (the pipeline delivers with a
+-- problem). Suspended: spec.suspend. Progressing: not yet observed, or
+-- Reconciling=True.
 local hs = {}
 if obj.spec ~= nil and obj.spec.suspend == true then
   hs.status = "Suspended"
