@@ -72,6 +72,12 @@ lint: golangci-lint ## Run golangci-lint with the repository's configuration.
 build: ## Build bin/log-capturer.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/log-capturer .
 
+DEMO_FLAGS ?=
+
+.PHONY: demo
+demo: build envtest ## Run the operator end to end on a local control plane and a simulated node (Ctrl-C stops it).
+	$(LOCALBIN)/log-capturer demo --assets $(ENVTEST_DIR) $(DEMO_FLAGS)
+
 .PHONY: run
 run: ## Run the operator against the cluster of $$KUBECONFIG (install the CRDs first: make install).
 	go run . operator --leader-elect=false --file-sink-root=$(CURDIR)/demo-output

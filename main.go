@@ -4,6 +4,7 @@
 // Usage:
 //
 //	log-capturer operator [flags]
+//	log-capturer demo [flags]
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os"
 
 	"github.com/log-capturer/log-capturer/internal/cmd"
+	"github.com/log-capturer/log-capturer/internal/demo"
 )
 
 func main() {
@@ -34,6 +36,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "operator":
 		return cmd.Operator(ctx, args[1:], stderr)
+	case "demo":
+		return demo.Command(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -48,6 +52,7 @@ func usage(w io.Writer) {
 
 Usage:
   log-capturer operator [flags]   run the controllers and capture workers
+  log-capturer demo [flags]       run everything locally on a simulated node
   log-capturer help               show this help
 
 Run "log-capturer operator -h" for the operator's flags.
