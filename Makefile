@@ -8,10 +8,13 @@ LOCALBIN ?= $(CURDIR)/bin
 ENVTEST_DIR ?= $(LOCALBIN)/k8s
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+KUSTOMIZE_VERSION ?= v5.8.2
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+IMG ?= log-capturer:dev
 
 # Go test flags for `make test`; TEST_PKGS narrows the packages.
 TEST_PKGS ?= ./...
@@ -36,9 +39,13 @@ manifests: controller-gen ## Generate the CRDs and RBAC from the Go markers.
 generate: controller-gen ## Generate the DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: api-docs
+api-docs: manifests ## Regenerate docs/api.md from the CRDs.
+	go run ./hack/apidocs config/crd/bases docs/api.md
+
 .PHONY: verify
-verify: manifests generate ## Fail when generated files are not committed.
-	@git diff --exit-code -- config api || { echo "generated files differ: run 'make manifests generate' and commit"; exit 1; }
+verify: manifests generate api-docs ## Fail when generated files (CRDs, RBAC, DeepCopy, docs/api.md) are not committed.
+	@git diff --exit-code -- config api docs/api.md || { echo "generated files differ: run 'make manifests generate api-docs' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.
@@ -49,7 +56,7 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: envtest ## Run every test against the source-built envtest control plane.
+test: envtest build-installer ## Run every test against the source-built envtest control plane.
 	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" go test $(TEST_FLAGS) $(TEST_PKGS)
 
 SOAK_DURATION ?= 10m
@@ -77,6 +84,20 @@ DEMO_FLAGS ?=
 .PHONY: demo
 demo: build envtest ## Run the operator end to end on a local control plane and a simulated node (Ctrl-C stops it).
 	$(LOCALBIN)/log-capturer demo --assets $(ENVTEST_DIR) $(DEMO_FLAGS)
+
+.PHONY: build-installer
+build-installer: manifests kustomize ## Write dist/install.yaml: CRDs, RBAC and the operator Deployment with image $(IMG).
+	mkdir -p dist
+	rm -rf dist/.kustomize && mkdir -p dist/.kustomize && cp -r config dist/.kustomize/
+	cd dist/.kustomize/config/manager && $(KUSTOMIZE) edit set image log-capturer=$(IMG)
+	$(KUSTOMIZE) build dist/.kustomize/config/default > dist/install.yaml
+	rm -rf dist/.kustomize
+
+.PHONY: image
+image: ## Build an OCI image tarball dist/log-capturer.tar offline (no Docker daemon, no registry).
+	mkdir -p dist
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o dist/log-capturer-linux-amd64 .
+	go run ./hack/image --binary dist/log-capturer-linux-amd64 --tag $(IMG) --out dist/log-capturer.tar
 
 .PHONY: run
 run: ## Run the operator against the cluster of $$KUBECONFIG (install the CRDs first: make install).
@@ -110,6 +131,13 @@ $(CONTROLLER_GEN):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(LOCALBIN)/controller-gen $@
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE)
+$(KUSTOMIZE):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(LOCALBIN)/kustomize $@
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT)

@@ -193,3 +193,50 @@ func readManifests(path string) []*unstructured.Unstructured {
 		}
 	}
 }
+
+var _ = Describe("dist/install.yaml", func() {
+	It("is accepted object by object by the API server (server-side apply, dry run)", func() {
+		root, err := envtestutil.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		path := filepath.Join(root, "dist", "install.yaml")
+		_, err = os.Stat(path)
+		Expect(err).NotTo(HaveOccurred(), "run 'make build-installer' (make test does) to write %s", path)
+		objs := readManifests(path)
+		kinds := map[string]int{}
+		for _, u := range objs {
+			kinds[u.GetKind()]++
+			if u.GetKind() == "Namespace" {
+				// Namespaced objects can only be dry-run into an existing namespace.
+				Expect(k8sClient.Create(ctx, u.DeepCopy())).To(Succeed())
+			}
+		}
+		for _, u := range objs {
+			u.SetManagedFields(nil)
+			Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("install-test"), client.ForceOwnership, client.DryRunAll)).
+				To(Succeed(), "%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+		}
+		Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 2))
+		Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
+		Expect(kinds).To(HaveKey("ClusterRole"))
+		Expect(kinds).To(HaveKey("Service"))
+
+		var dep *unstructured.Unstructured
+		for _, u := range objs {
+			if u.GetKind() == "Deployment" {
+				dep = u
+			}
+		}
+		pod, _, _ := unstructured.NestedMap(dep.Object, "spec", "template", "spec")
+		Expect(pod).To(HaveKeyWithValue("securityContext", And(HaveKeyWithValue("runAsNonRoot", true),
+			HaveKeyWithValue("seccompProfile", HaveKeyWithValue("type", "RuntimeDefault")))))
+		containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+		Expect(containers).To(HaveLen(1))
+		c := containers[0].(map[string]any)
+		Expect(c).To(HaveKeyWithValue("securityContext", And(HaveKeyWithValue("readOnlyRootFilesystem", true),
+			HaveKeyWithValue("allowPrivilegeEscalation", false),
+			HaveKeyWithValue("capabilities", HaveKeyWithValue("drop", ContainElement("ALL"))))))
+		Expect(c).To(HaveKey("livenessProbe"))
+		Expect(c).To(HaveKey("readinessProbe"))
+		Expect(c).To(HaveKeyWithValue("resources", And(HaveKey("requests"), HaveKey("limits"))))
+	})
+})
