@@ -134,14 +134,7 @@ func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1
 	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
 	snap, _ := r.Workers.Snapshot(key)
 	r.summarize(obj, snap, sinks)
-	return ctrl.Result{RequeueAfter: r.samplePeriod()}, nil
-}
-
-func (r *LogPipelineReconciler) samplePeriod() time.Duration {
-	if r.SamplePeriod > 0 {
-		return r.SamplePeriod
-	}
-	return 15 * time.Second
+	return ctrl.Result{RequeueAfter: durationOr(r.SamplePeriod, 15*time.Second)}, nil
 }
 
 // summarize turns the workers' snapshot into status numbers, the health

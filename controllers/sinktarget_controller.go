@@ -87,14 +87,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
 	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
 	r.checkDelivery(ctx, obj, cfg)
-	return ctrl.Result{RequeueAfter: r.refreshInterval()}, nil
-}
-
-func (r *SinkTargetReconciler) refreshInterval() time.Duration {
-	if r.RefreshInterval > 0 {
-		return r.RefreshInterval
-	}
-	return 30 * time.Second
+	return ctrl.Result{RequeueAfter: durationOr(r.RefreshInterval, 30*time.Second)}, nil
 }
 
 // checkDelivery sets Ready from the probe and the pipelines' delivery

@@ -121,3 +121,11 @@ func failedBatches(w *logsv1alpha1.WorkerStatus) int64 {
 	}
 	return n
 }
+
+// durationOr returns d, or def when d is not positive.
+func durationOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
