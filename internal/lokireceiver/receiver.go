@@ -36,6 +36,9 @@ type Fault struct {
 	Body       string
 	// Hang holds the request until the client gives up.
 	Hang bool
+	// StoreThenHang keeps the entries, then hangs: the client cannot know
+	// that the push succeeded, like a server that dies before it answers.
+	StoreThenHang bool
 }
 
 // Receiver is an http.Handler for Loki pushes.
@@ -153,7 +156,8 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.headers = append(r.headers, req.Header.Clone())
 	r.mu.Unlock()
-	if f := r.fault(); f != nil {
+	f := r.fault()
+	if f != nil && !f.StoreThenHang {
 		if f.Hang {
 			select {
 			case <-req.Context().Done():
@@ -197,6 +201,15 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		entries[i].Tenant = tenant
 	}
 	r.entries = append(r.entries, entries...)
+	if f != nil && f.StoreThenHang {
+		r.mu.Unlock()
+		select {
+		case <-req.Context().Done():
+		case <-r.release:
+		}
+		r.mu.Lock()
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,15 +102,23 @@ func (s *queuedSink) drain(ctx context.Context) {
 // backoff and jitter (or the server's Retry-After) until ctx ends.
 func (s *queuedSink) send(ctx context.Context, batch []*lcruntime.Record) {
 	backoff := s.cfg.MinBackoff
+	uncertain := 0
 	for {
 		start := time.Now()
 		err := s.d.deliver(ctx, batch)
 		s.m.duration.Observe(time.Since(start).Seconds())
 		if err == nil {
 			s.succeeded(batch)
+			if uncertain > 0 {
+				// Attempts whose outcome was unknown may have been stored too.
+				s.m.possibleDuplicates.Add(float64(uncertain * len(batch)))
+			}
 			return
 		}
 		s.failed(err)
+		if outcomeUnknown(err) {
+			uncertain++
+		}
 		var se *sendError
 		if errors.As(err, &se) && !se.retryable {
 			s.drop(len(batch), "rejected")
@@ -137,6 +146,22 @@ func (s *queuedSink) send(ctx context.Context, batch []*lcruntime.Record) {
 		s.mu.Unlock()
 		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
+}
+
+// outcomeUnknown tells whether a failed send may nevertheless have been
+// stored: the request went out but no answer came back (a timeout or a
+// connection lost after sending). A refused connection or an HTTP status is
+// a known outcome.
+func outcomeUnknown(err error) bool {
+	var se *sendError
+	if errors.As(err, &se) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return true
 }
 
 // jitter spreads d by ±20%.
@@ -217,6 +242,7 @@ func (s *queuedSink) Close(ctx context.Context) error {
 // Metrics are the sinks' Prometheus metrics, per pipeline and sink.
 type Metrics struct {
 	sentLines, sentBytes, failedBatches, retries, truncated *prometheus.CounterVec
+	possibleDuplicates                                      *prometheus.CounterVec
 	droppedLines                                            *prometheus.CounterVec
 	queueBytes, lastSuccess                                 *prometheus.GaugeVec
 	duration                                                *prometheus.HistogramVec
@@ -234,6 +260,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		failedBatches: counter("log_capturer_sink_failed_batches_total", "Send attempts that failed."),
 		retries:       counter("log_capturer_sink_retries_total", "Send attempts that repeated a failed one."),
 		truncated:     counter("log_capturer_sink_truncated_lines_total", "Lines truncated to the destination's size limit."),
+		possibleDuplicates: counter("log_capturer_sink_possible_duplicate_lines_total",
+			"Lines sent again after an attempt whose outcome was unknown (timeout, connection lost); the destination may hold them twice."),
 		droppedLines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_sink_dropped_lines_total",
 			Help: "Lines dropped, by reason: buffer_full (a Drop policy), rejected (the destination refused them), shutdown."},
 			[]string{"pipeline", "sink", "reason"}),
@@ -245,7 +273,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Duration of send attempts.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, l),
 	}
 	for _, c := range []prometheus.Collector{m.sentLines, m.sentBytes, m.failedBatches, m.retries, m.truncated,
-		m.droppedLines, m.queueBytes, m.lastSuccess, m.duration} {
+		m.possibleDuplicates, m.droppedLines, m.queueBytes, m.lastSuccess, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err //nolint:wrapcheck // registration errors name the metric
 		}
@@ -257,20 +285,22 @@ type sinkMetrics struct {
 	m                                                      *Metrics
 	pipeline, sink                                         string
 	sentLines, sentBytes, failedBatches, retries, truncate prometheus.Counter
+	possibleDuplicates                                     prometheus.Counter
 	queueBytes, lastSuccess                                prometheus.Gauge
 	duration                                               prometheus.Observer
 }
 
 func (m *Metrics) forSink(pipeline, sink string) *sinkMetrics {
 	return &sinkMetrics{m: m, pipeline: pipeline, sink: sink,
-		sentLines:     m.sentLines.WithLabelValues(pipeline, sink),
-		sentBytes:     m.sentBytes.WithLabelValues(pipeline, sink),
-		failedBatches: m.failedBatches.WithLabelValues(pipeline, sink),
-		retries:       m.retries.WithLabelValues(pipeline, sink),
-		truncate:      m.truncated.WithLabelValues(pipeline, sink),
-		queueBytes:    m.queueBytes.WithLabelValues(pipeline, sink),
-		lastSuccess:   m.lastSuccess.WithLabelValues(pipeline, sink),
-		duration:      m.duration.WithLabelValues(pipeline, sink),
+		sentLines:          m.sentLines.WithLabelValues(pipeline, sink),
+		sentBytes:          m.sentBytes.WithLabelValues(pipeline, sink),
+		failedBatches:      m.failedBatches.WithLabelValues(pipeline, sink),
+		retries:            m.retries.WithLabelValues(pipeline, sink),
+		truncate:           m.truncated.WithLabelValues(pipeline, sink),
+		possibleDuplicates: m.possibleDuplicates.WithLabelValues(pipeline, sink),
+		queueBytes:         m.queueBytes.WithLabelValues(pipeline, sink),
+		lastSuccess:        m.lastSuccess.WithLabelValues(pipeline, sink),
+		duration:           m.duration.WithLabelValues(pipeline, sink),
 	}
 }
 
@@ -282,7 +312,8 @@ func (s *sinkMetrics) dropped(reason string) prometheus.Counter {
 func (m *Metrics) ForgetPipeline(pipeline string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.sentLines, m.sentBytes, m.failedBatches, m.retries, m.truncated, m.droppedLines, m.queueBytes, m.lastSuccess, m.duration} {
+	}{m.sentLines, m.sentBytes, m.failedBatches, m.retries, m.truncated, m.possibleDuplicates, m.droppedLines,
+		m.queueBytes, m.lastSuccess, m.duration} {
 		v.DeletePartialMatch(prometheus.Labels{"pipeline": pipeline})
 	}
 }

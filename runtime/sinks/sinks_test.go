@@ -672,3 +672,48 @@ func trunc(s string) string {
 	}
 	return s
 }
+
+func TestUnknownOutcomeDuplicatesAreCounted(t *testing.T) {
+	e := newEnv(t)
+	rcv := lokireceiver.New()
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	defer rcv.Close()
+	// The first push is stored but never answered: the sink times out and
+	// sends it again, so Loki holds that batch twice.
+	rcv.FailNext(1, lokireceiver.Fault{StoreThenHang: true})
+	s := e.start(t, lokiConfig(srv.URL))
+	recs := records(300)
+	write(t, s, recs)
+	eventually(t, "all lines", func() bool { return rcv.Len() > len(recs) })
+	s.stop(t)
+
+	counted := sum(t, e.reg, "log_capturer_sink_possible_duplicate_lines_total")
+	if extra := rcv.Len() - len(recs); extra == 0 || float64(extra) != counted {
+		t.Fatalf("%d duplicate entries arrived, %v counted", extra, counted)
+	}
+	seen := map[string]int{}
+	for _, en := range rcv.Entries() {
+		seen[en.Metadata["pod"]+" "+en.Line]++
+	}
+	for _, r := range recs {
+		if seen[r.Pod+" "+r.Line] == 0 {
+			t.Fatalf("line %q lost", r.Line)
+		}
+	}
+}
+
+func TestKnownFailuresAreNotCountedAsPossibleDuplicates(t *testing.T) {
+	e := newEnv(t)
+	rcv := lokireceiver.New()
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	defer rcv.Close()
+	rcv.FailNext(2, lokireceiver.Fault{Status: 503})
+	s := e.start(t, lokiConfig(srv.URL))
+	write(t, s, records(100))
+	s.stop(t)
+	if n := sum(t, e.reg, "log_capturer_sink_possible_duplicate_lines_total"); n != 0 || rcv.Len() != 100 {
+		t.Fatalf("possible duplicates %v, entries %d", n, rcv.Len())
+	}
+}
