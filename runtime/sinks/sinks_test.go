@@ -94,6 +94,17 @@ func (r *running) stop(t *testing.T) {
 	<-r.done
 }
 
+// newReceiver serves a Loki receiver on loopback until the test ends; hanging
+// requests are released before the server closes.
+func newReceiver(t *testing.T) (*lokireceiver.Receiver, *httptest.Server) {
+	t.Helper()
+	rcv := lokireceiver.New()
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	t.Cleanup(rcv.Close)
+	return rcv, srv
+}
+
 func sinkConfig(name string) lcruntime.SinkConfig {
 	return lcruntime.SinkConfig{Name: name, BatchMaxBytes: 64 << 10, BatchMaxWait: 20 * time.Millisecond,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, BufferMaxBytes: 8 << 20, WhenFull: sinks.Block}
@@ -165,10 +176,7 @@ func TestLokiDeliversEveryLineOnceInEachEncoding(t *testing.T) {
 	for _, enc := range []string{"protobuf", "json"} {
 		t.Run(enc, func(t *testing.T) {
 			e := newEnv(t)
-			rcv := lokireceiver.New()
-			srv := httptest.NewServer(rcv)
-			defer srv.Close()
-			defer rcv.Close()
+			rcv, srv := newReceiver(t)
 			c := lokiConfig(srv.URL)
 			c.Loki.JSON = enc == "json"
 			s := e.start(t, c)
@@ -236,10 +244,7 @@ func TestLokiRecoversFromFaultsWithoutLossOrDuplicates(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			rcv := lokireceiver.New()
-			srv := httptest.NewServer(rcv)
-			defer srv.Close()
-			defer rcv.Close()
+			rcv, srv := newReceiver(t)
 			c := lokiConfig(srv.URL)
 			c.MaxBackoff = 5 * time.Second
 			rcv.FailNext(tc.times, tc.fault)
@@ -266,10 +271,7 @@ func TestLokiRecoversFromFaultsWithoutLossOrDuplicates(t *testing.T) {
 
 func TestLokiRejectedBatchIsCountedAndReported(t *testing.T) {
 	e := newEnv(t)
-	rcv := lokireceiver.New()
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	defer rcv.Close()
+	rcv, srv := newReceiver(t)
 	rcv.FailNext(1, lokireceiver.Fault{Status: 400, Body: "entry too far behind"})
 	s := e.start(t, lokiConfig(srv.URL))
 	first := records(30)
@@ -301,11 +303,8 @@ func TestWhenFullPolicies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.policy, func(t *testing.T) {
 			e := newEnv(t)
-			rcv := lokireceiver.New()
+			rcv, srv := newReceiver(t)
 			rcv.FailAll(lokireceiver.Fault{Status: 500})
-			srv := httptest.NewServer(rcv)
-			defer srv.Close()
-			defer rcv.Close()
 			c := lokiConfig(srv.URL)
 			c.BufferMaxBytes = 16 << 10
 			c.BatchMaxBytes = 4 << 10
@@ -338,12 +337,9 @@ func TestWhenFullPolicies(t *testing.T) {
 
 func TestIsolationOneDeadSinkDoesNotSlowTheOther(t *testing.T) {
 	e := newEnv(t)
-	good, dead := lokireceiver.New(), lokireceiver.New()
+	good, gs := newReceiver(t)
+	dead, ds := newReceiver(t)
 	dead.FailAll(lokireceiver.Fault{Hang: true})
-	gs, ds := httptest.NewServer(good), httptest.NewServer(dead)
-	defer gs.Close()
-	defer ds.Close()
-	defer dead.Close()
 	gc, dc := lokiConfig(gs.URL), lokiConfig(ds.URL)
 	dc.Name, dc.WhenFull, dc.BufferMaxBytes = "dead", sinks.DropNewest, 64<<10
 	a, b := e.start(t, gc), e.start(t, dc)
@@ -388,10 +384,7 @@ func TestBadInputReachesEverySinkIntact(t *testing.T) {
 	}
 	e := newEnv(t)
 
-	rcv := lokireceiver.New()
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	defer rcv.Close()
+	rcv, srv := newReceiver(t)
 	loki := e.start(t, lokiConfig(srv.URL))
 	raw := sinkConfig("raw")
 	raw.Kind, raw.File = lcruntime.SinkFile, &lcruntime.FileConfig{Path: "raw.log", Raw: true, MaxSize: 64 << 20, MaxFiles: 2}
@@ -675,10 +668,7 @@ func trunc(s string) string {
 
 func TestUnknownOutcomeDuplicatesAreCounted(t *testing.T) {
 	e := newEnv(t)
-	rcv := lokireceiver.New()
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	defer rcv.Close()
+	rcv, srv := newReceiver(t)
 	// The first push is stored but never answered: the sink times out and
 	// sends it again, so Loki holds that batch twice.
 	rcv.FailNext(1, lokireceiver.Fault{StoreThenHang: true})
@@ -705,10 +695,7 @@ func TestUnknownOutcomeDuplicatesAreCounted(t *testing.T) {
 
 func TestKnownFailuresAreNotCountedAsPossibleDuplicates(t *testing.T) {
 	e := newEnv(t)
-	rcv := lokireceiver.New()
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	defer rcv.Close()
+	rcv, srv := newReceiver(t)
 	rcv.FailNext(2, lokireceiver.Fault{Status: 503})
 	s := e.start(t, lokiConfig(srv.URL))
 	write(t, s, records(100))
