@@ -74,11 +74,11 @@ type sliceResult struct {
 
 // pipelineStats are the pipeline's numbers, read by Snapshot at any time.
 type pipelineStats struct {
-	selected, active, waiting              atomic.Int64
-	longestWaitNanos                       atomic.Int64
-	rotations, reconnects, errors          atomic.Int64
-	lines, bytes, openStreams              atomic.Int64
-	lastDeliveryUnixNano, lastReadUnixNano atomic.Int64
+	selected, active, waiting     atomic.Int64
+	longestWaitNanos              atomic.Int64
+	rotations, reconnects, errors atomic.Int64
+	lines, bytes, openStreams     atomic.Int64
+	lastDeliveryUnixNano          atomic.Int64
 }
 
 // pipelineMetrics are the pipeline's Prometheus series, looked up once.

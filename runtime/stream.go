@@ -157,7 +157,6 @@ func (p *pipeline) read(ctx context.Context, body io.Reader, c *container, res *
 		res.lines++
 		p.stats.lines.Add(1)
 		p.stats.bytes.Add(int64(len(text)))
-		p.stats.lastReadUnixNano.Store(time.Now().UnixNano())
 		p.m.lines.Inc()
 		p.m.bytes.Add(float64(len(text)))
 		long = long[:0]

@@ -57,8 +57,3 @@ func Delete(obj Setter, condType string) {
 func Get(obj Setter, condType string) *metav1.Condition {
 	return meta.FindStatusCondition(obj.GetConditions(), condType)
 }
-
-// IsTrue tells whether condType is present and True.
-func IsTrue(obj Setter, condType string) bool {
-	return meta.IsStatusConditionTrue(obj.GetConditions(), condType)
-}

@@ -41,7 +41,6 @@ type Kubelet struct {
 
 	active    atomic.Int64
 	maxActive atomic.Int64
-	requests  atomic.Int64
 
 	intervalsMu sync.Mutex
 	intervals   []interval
@@ -186,9 +185,6 @@ func (k *Kubelet) MaxOverlap(handover time.Duration) int {
 	return most
 }
 
-// Requests is how many log requests were received.
-func (k *Kubelet) Requests() int64 { return k.requests.Load() }
-
 func (k *Kubelet) lookup(namespace, pod, name string) *Container {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -225,7 +221,6 @@ func parseQuery(r *http.Request) (query, error) {
 }
 
 func (k *Kubelet) serveLogs(w http.ResponseWriter, r *http.Request) {
-	k.requests.Add(1)
 	c := k.lookup(r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("container"))
 	if c == nil {
 		http.Error(w, "container not found", http.StatusNotFound)
@@ -294,13 +289,6 @@ func (c *Container) Write(ts time.Time, line string) {
 	c.entries = append(c.entries, entry{ts: ts.UTC(), line: line})
 	close(c.changed)
 	c.changed = make(chan struct{})
-}
-
-// Lines is how many lines the current instance wrote.
-func (c *Container) Lines() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
 }
 
 // Terminate ends the container: follow streams end once they sent every line.
