@@ -47,7 +47,11 @@ func TestRuntime(t *testing.T) {
 	RunSpecs(t, "Capture runtime suite")
 }
 
-var _ = BeforeSuite(startEnv)
+var _ = BeforeSuite(func() {
+	startEnv()
+	// Registered here, the control plane stops even when AfterSuite fails.
+	DeferCleanup(testEnv.Stop)
+})
 
 // startEnv starts the control plane, the simulated kubelet and the pod cache.
 func startEnv() {
@@ -82,9 +86,6 @@ var _ = AfterSuite(func() {
 	<-cacheDone
 	if kubelet != nil {
 		Expect(kubelet.Close()).To(Succeed())
-	}
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
 	}
 })
 

@@ -49,6 +49,8 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
+	// Registered here, the control plane stops even when AfterSuite fails.
+	DeferCleanup(testEnv.Stop)
 	scheme, err := cmd.NewScheme()
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
@@ -82,8 +84,5 @@ var _ = AfterSuite(func() {
 	Eventually(opDone, "30s").Should(Receive(Not(HaveOccurred())))
 	if kubelet != nil {
 		Expect(kubelet.Close()).To(Succeed())
-	}
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
 	}
 })
