@@ -61,6 +61,7 @@ type LogPipelineReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one LogPipeline's workers and status in line with its spec.
@@ -106,6 +107,7 @@ func (r *LogPipelineReconciler) reconcileSuspend(ctx context.Context, obj *logsv
 	conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonSuspended, "%s", msg)
 	conditions.MarkUnknown(obj, logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ReasonSuspended, "%s", msg)
 	conditions.MarkUnknown(obj, logsv1alpha1.ConditionFlowHealthy, logsv1alpha1.ReasonSuspended, "%s", msg)
+	conditions.MarkUnknown(obj, logsv1alpha1.ConditionPositionsStored, logsv1alpha1.ReasonSuspended, "%s", msg)
 	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
 	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
 	return nil
@@ -166,6 +168,7 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap lc
 	}
 	setVerdict(logsv1alpha1.ConditionWorkersHealthy, v.Workers)
 	setVerdict(logsv1alpha1.ConditionFlowHealthy, v.Flow)
+	setVerdict(logsv1alpha1.ConditionPositionsStored, v.Positions)
 	switch {
 	case v.NotWorking:
 		c := v.Flow
@@ -175,7 +178,7 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap lc
 		setVerdict(logsv1alpha1.ConditionReady, health.Condition{Status: metav1.ConditionFalse, Reason: c.Reason, Message: c.Message})
 	case v.Degraded:
 		var parts []string
-		for _, c := range []health.Condition{v.Workers, v.Flow} {
+		for _, c := range []health.Condition{v.Workers, v.Flow, v.Positions} {
 			if c.Status == metav1.ConditionFalse {
 				parts = append(parts, c.Reason+": "+c.Message)
 			}
@@ -209,7 +212,7 @@ func (r *LogPipelineReconciler) markStalled(ctx context.Context, obj *logsv1alph
 	conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, se.reason, "%s", se.message)
 	conditions.MarkTrue(obj, logsv1alpha1.ConditionStalled, se.reason, "%s", se.message)
 	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
-	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy} {
+	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy, logsv1alpha1.ConditionPositionsStored} {
 		conditions.MarkUnknown(obj, t, logsv1alpha1.ReasonWorkersNotRunning, "No worker runs: %s", se.message)
 	}
 	return nil

@@ -265,6 +265,9 @@ func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []lcruntime.SinkConfig) l
 	cfg := lcruntime.PipelineConfig{
 		Namespace:          p.Namespace,
 		Name:               p.Name,
+		UID:                string(p.UID),
+		PositionsInterval:  p.Spec.Positions.WriteInterval.Duration,
+		PositionsRetention: p.Spec.Positions.Retention.Duration,
 		RotationInterval:   p.Spec.Rotation.Interval.Duration,
 		MaxStreams:         int(p.Spec.StreamPool.MaxStreams),
 		StartFromBeginning: p.Spec.StartAt == logsv1alpha1.StartAtBeginning,

@@ -20,6 +20,13 @@ type PipelineConfig struct {
 	Namespace string `json:"namespace"`
 	// Name is the pipeline's name.
 	Name string `json:"name"`
+	// UID is the pipeline's UID; the stored positions are owned by it.
+	UID string `json:"uid,omitempty"`
+	// PositionsInterval is how often changed positions are stored (5s when
+	// zero); PositionsRetention how long positions of containers no longer
+	// selected are kept (1h when zero).
+	PositionsInterval  time.Duration `json:"positionsInterval,omitempty"`
+	PositionsRetention time.Duration `json:"positionsRetention,omitempty"`
 	// Selector selects pods; nil selects every pod of the namespace.
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 	// Include and Exclude are container name globs.

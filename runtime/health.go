@@ -19,6 +19,7 @@ type healthSample struct {
 	fds               int
 	active            int
 	lines             int64
+	gaps              int64
 	sinks             []SinkStats
 }
 
@@ -40,6 +41,8 @@ type Health struct {
 	// LinesInWindow and LinesPerSecond describe what was read in the window.
 	LinesInWindow  int64
 	LinesPerSecond float64
+	// GapsInWindow counts stretches of log found gone when capture resumed.
+	GapsInWindow int64
 	// Sinks holds each sink's sent and dropped lines in the window.
 	Sinks []SinkWindow
 }
@@ -96,6 +99,10 @@ func (s *sampler) health() Health {
 	fdPerMin, _ := SlopePerMinute(fds)
 	h.FDGrowthPer10Minutes = 10 * fdPerMin
 	h.LinesInWindow = last.lines - first.lines
+	h.GapsInWindow = last.gaps - first.gaps
+	if len(s.samples) == 1 {
+		h.GapsInWindow = last.gaps
+	}
 	if secs := h.Covered.Seconds(); secs > 0 {
 		h.LinesPerSecond = float64(h.LinesInWindow) / secs
 	}
@@ -118,7 +125,7 @@ func (p *pipeline) sample(ctx context.Context) {
 	for {
 		s := p.snapshot()
 		p.health.add(healthSample{at: time.Now(), goroutines: s.Goroutines, processGoroutines: goruntime.NumGoroutine(),
-			fds: OpenFDs(), active: s.ActiveStreams, lines: s.LinesTotal, sinks: s.Sinks})
+			fds: OpenFDs(), active: s.ActiveStreams, lines: s.LinesTotal, gaps: s.Gaps, sinks: s.Sinks})
 		select {
 		case <-ctx.Done():
 			return

@@ -53,6 +53,16 @@ type Snapshot struct {
 	LongestWait time.Duration
 	// Health is what the sampler measured over the health window.
 	Health Health
+	// Positions tells how the pipeline's positions are stored.
+	Positions PositionsStatus
+	// ResumeDuplicates counts lines sent again after a resume that the
+	// previous workers had handed to the sinks before their positions were
+	// last stored.
+	ResumeDuplicates int64
+	// Gaps counts stretches of log the kubelet no longer had when a
+	// container's capture resumed; LastGap is the latest.
+	Gaps    int64
+	LastGap *Gap
 }
 
 // PodCache is the shared informer cache the workers select pods from.
@@ -78,6 +88,9 @@ type Options struct {
 	// SamplePeriod is how often each pipeline's numbers are sampled for
 	// health; 15s when zero.
 	SamplePeriod time.Duration
+	// Positions stores each pipeline's positions in the cluster; without it
+	// positions live in memory only and do not survive a restart.
+	Positions PositionStore
 	// ForgetPipeline, when set, is called when a pipeline is removed, so that
 	// the sinks can delete its metric series.
 	ForgetPipeline func(pipeline string)
@@ -88,10 +101,11 @@ type Options struct {
 // runs workers. Apply may be called before Start; pipelines applied then start
 // with it.
 type Manager struct {
-	opts      Options
-	metrics   *Metrics
-	log       logr.Logger
-	positions *positionStore
+	opts    Options
+	metrics *Metrics
+	log     logr.Logger
+	// positions outlive a pipeline's workers across configuration changes.
+	positions map[types.NamespacedName]*positions
 
 	mu        sync.Mutex
 	root      *group
@@ -121,7 +135,7 @@ func NewManager(opts Options) (*Manager, error) {
 		opts:      opts,
 		metrics:   opts.Metrics,
 		log:       opts.Log,
-		positions: newPositionStore(),
+		positions: map[types.NamespacedName]*positions{},
 		pipelines: map[types.NamespacedName]*pipelineEntry{},
 	}, nil
 }
@@ -150,7 +164,14 @@ func (m *Manager) Apply(_ context.Context, key types.NamespacedName, cfg Pipelin
 	if old != nil {
 		old.p.stop(m.opts.DrainTimeout)
 	}
-	p, err := newPipeline(m, cfg, sinks, m.positions)
+	m.mu.Lock()
+	ps := m.positions[key]
+	if ps == nil {
+		ps = newPositions()
+		m.positions[key] = ps
+	}
+	m.mu.Unlock()
+	p, err := newPipeline(m, cfg, sinks, ps)
 	if err != nil {
 		closeSinks(sinks, m.opts.DrainTimeout)
 		return false, fmt.Errorf("applying pipeline %s: %w", key, err)
@@ -187,7 +208,9 @@ func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
 	if e != nil {
 		e.p.stop(m.opts.DrainTimeout)
 	}
-	m.positions.forget(key.String())
+	m.mu.Lock()
+	delete(m.positions, key)
+	m.mu.Unlock()
 	m.metrics.forget(key.String())
 	if m.opts.ForgetPipeline != nil {
 		m.opts.ForgetPipeline(key.String())
@@ -207,6 +230,7 @@ func (m *Manager) Snapshot(key types.NamespacedName) (Snapshot, bool) {
 	s := e.p.snapshot()
 	s.ConfigHash = e.hash
 	s.Health = e.p.health.health()
+	s.Positions = e.p.positions.status()
 	s.ProcessGoroutines = goruntime.NumGoroutine()
 	s.OpenFDs = OpenFDs()
 	return s, true

@@ -23,6 +23,13 @@ type Metrics struct {
 	goroutines      prometheus.GaugeFunc
 	openFDs         prometheus.GaugeFunc
 	componentHealth *prometheus.GaugeVec
+
+	resumeDuplicates *prometheus.CounterVec
+	gaps             *prometheus.CounterVec
+	gapSeconds       *prometheus.CounterVec
+	positionWrites   *prometheus.CounterVec
+	positionErrors   *prometheus.CounterVec
+	positionBytes    *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -55,10 +62,23 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Open file descriptors of the operator process, from /proc/self/fd."}, func() float64 { return float64(OpenFDs()) }),
 		componentHealth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_component_health",
 			Help: "1 when a component of the operator is healthy, 0 when not."}, []string{"component"}),
+		resumeDuplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_resume_duplicates_total",
+			Help: "Lines sent again after the workers resumed from stored positions that the previous workers had already handed to the sinks when the positions were last stored."}, pl),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_log_gaps_total",
+			Help: "Times a container's capture resumed and the kubelet no longer had the lines after the position (rotated away, or the container restarted more than once): those lines are lost."}, pl),
+		gapSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_log_gap_seconds_total",
+			Help: "Seconds of container log, from the last captured line to the first line found, that were gone when capture resumed."}, pl),
+		positionWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_positions_writes_total",
+			Help: "Writes of the pipeline's positions to its ConfigMap."}, pl),
+		positionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "log_capturer_positions_write_errors_total",
+			Help: "Failed writes of the pipeline's positions."}, pl),
+		positionBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "log_capturer_positions_bytes",
+			Help: "Compressed size of the pipeline's stored positions."}, pl),
 	}
 	for _, c := range []prometheus.Collector{m.activeStreams, m.waitingStreams, m.rotations, m.reconnects,
 		m.streamErrors, m.logsProcessed, m.bytesProcessed, m.pipelineGorout, m.openStreams, m.selected,
-		m.goroutines, m.openFDs, m.componentHealth} {
+		m.goroutines, m.openFDs, m.componentHealth, m.resumeDuplicates, m.gaps, m.gapSeconds,
+		m.positionWrites, m.positionErrors, m.positionBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err //nolint:wrapcheck // registration errors name the metric
 		}
@@ -70,7 +90,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) forget(pipeline string) {
 	for _, v := range []interface{ DeleteLabelValues(...string) bool }{m.activeStreams, m.waitingStreams,
 		m.rotations, m.reconnects, m.streamErrors, m.logsProcessed, m.bytesProcessed, m.pipelineGorout,
-		m.openStreams, m.selected} {
+		m.openStreams, m.selected, m.resumeDuplicates, m.gaps, m.gapSeconds, m.positionWrites,
+		m.positionErrors, m.positionBytes} {
 		v.DeleteLabelValues(pipeline)
 	}
 }
@@ -96,10 +117,11 @@ func (m *Metrics) Touch(pipeline string) {
 	for _, v := range []interface {
 		WithLabelValues(...string) prometheus.Gauge
 	}{m.activeStreams, m.waitingStreams,
-		m.pipelineGorout, m.openStreams, m.selected} {
+		m.pipelineGorout, m.openStreams, m.selected, m.positionBytes} {
 		v.WithLabelValues(pipeline)
 	}
-	for _, v := range []*prometheus.CounterVec{m.rotations, m.reconnects, m.streamErrors, m.logsProcessed, m.bytesProcessed} {
+	for _, v := range []*prometheus.CounterVec{m.rotations, m.reconnects, m.streamErrors, m.logsProcessed, m.bytesProcessed,
+		m.resumeDuplicates, m.gaps, m.gapSeconds, m.positionWrites, m.positionErrors} {
 		v.WithLabelValues(pipeline)
 	}
 	m.componentHealth.WithLabelValues("workers")

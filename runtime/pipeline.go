@@ -44,6 +44,9 @@ type container struct {
 	node      string
 	labels    map[string]string
 	pos       Position
+	// dupUntil is set for a container resumed from stored positions: lines
+	// up to it were handed to the sinks before, so they may be duplicates.
+	dupUntil  Position
 	backoff   time.Duration
 	notBefore time.Time
 	queuedAt  time.Time
@@ -65,11 +68,17 @@ const (
 )
 
 type sliceResult struct {
-	key     containerKey
-	pos     Position
-	outcome outcome
-	lines   int64
-	err     error
+	key      containerKey
+	pos      Position
+	dupUntil Position
+	outcome  outcome
+	lines    int64
+	err      error
+	// replacedAt is the first timestamp of a log found in place of the
+	// counted one (outcomeReplaced), and gap is set when the counted
+	// lines were found in no log the kubelet still has.
+	replacedAt time.Time
+	gap        bool
 }
 
 // pipelineStats are the pipeline's numbers, read by Snapshot at any time.
@@ -79,12 +88,23 @@ type pipelineStats struct {
 	rotations, reconnects, errors atomic.Int64
 	lines, bytes, openStreams     atomic.Int64
 	lastDeliveryUnixNano          atomic.Int64
+	resumeDuplicates, gaps        atomic.Int64
+	lastGap                       atomic.Pointer[Gap]
+}
+
+// Gap is a stretch of a container's log that was gone when capture resumed.
+type Gap struct {
+	Container string
+	From, To  time.Time
 }
 
 // pipelineMetrics are the pipeline's Prometheus series, looked up once.
 type pipelineMetrics struct {
 	active, waiting, goroutines, open, selected prometheus.Gauge
 	rotations, reconnects, errors, lines, bytes prometheus.Counter
+	resumeDuplicates, gaps, gapSeconds          prometheus.Counter
+	positionWrites, positionErrors              prometheus.Counter
+	positionBytes                               prometheus.Gauge
 }
 
 // pipeline runs the capture workers of one LogPipeline: a loop that selects
@@ -96,8 +116,11 @@ type pipeline struct {
 	selector  labels.Selector
 	mgr       *Manager
 	sinks     []Sink
-	positions *positionStore
+	positions *positions
 	log       logr.Logger
+	// crashed makes stop skip the drain and the last positions write, as a
+	// killed process would (tests).
+	crashed atomic.Bool
 
 	g           *group
 	records     chan *Record
@@ -121,7 +144,7 @@ type pipeline struct {
 	health *sampler
 }
 
-func newPipeline(mgr *Manager, cfg PipelineConfig, sinks []Sink, positions *positionStore) (*pipeline, error) {
+func newPipeline(mgr *Manager, cfg PipelineConfig, sinks []Sink, positions *positions) (*pipeline, error) {
 	sel := labels.Everything()
 	if cfg.Selector != nil {
 		s, err := metav1.LabelSelectorAsSelector(cfg.Selector)
@@ -158,6 +181,13 @@ func newPipeline(mgr *Manager, cfg PipelineConfig, sinks []Sink, positions *posi
 			errors:     mx.streamErrors.WithLabelValues(key),
 			lines:      mx.logsProcessed.WithLabelValues(key),
 			bytes:      mx.bytesProcessed.WithLabelValues(key),
+
+			resumeDuplicates: mx.resumeDuplicates.WithLabelValues(key),
+			gaps:             mx.gaps.WithLabelValues(key),
+			gapSeconds:       mx.gapSeconds.WithLabelValues(key),
+			positionWrites:   mx.positionWrites.WithLabelValues(key),
+			positionErrors:   mx.positionErrors.WithLabelValues(key),
+			positionBytes:    mx.positionBytes.WithLabelValues(key),
 		},
 	}
 	return p, nil
@@ -175,6 +205,7 @@ func (p *pipeline) start(parent *group) {
 		p.g.Go(p.fanout)
 		p.g.Go(p.loop)
 		p.g.Go(p.sample)
+		p.g.Go(p.writePositions)
 	})
 }
 
@@ -187,6 +218,11 @@ func (p *pipeline) stop(drainTimeout time.Duration) {
 		return
 	}
 	p.g.cancel()
+	if p.crashed.Load() {
+		p.sinkCancel()
+		p.g.Wait()
+		return
+	}
 	t := time.NewTimer(drainTimeout)
 	defer t.Stop()
 	select {
@@ -220,6 +256,7 @@ func (p *pipeline) notify() {
 func (p *pipeline) fanout(context.Context) {
 	defer close(p.fanoutDone)
 	for r := range p.records {
+		p.positions.track(r, len(p.sinks))
 		for _, s := range p.sinks {
 			if err := s.Write(p.sinkCtx, r); err != nil && p.sinkCtx.Err() == nil {
 				p.log.Error(err, "sink write failed")
@@ -244,6 +281,7 @@ func (p *pipeline) loop(ctx context.Context) {
 	defer resync.Stop()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	p.loadPositions(ctx)
 	p.resync(ctx)
 	for {
 		wait := p.schedule(ctx)
@@ -275,8 +313,7 @@ func (p *pipeline) shutdown() {
 		r := <-p.results
 		p.active--
 		if c := p.containers[r.key]; c != nil {
-			c.pos = r.pos
-			p.positions.set(p.key, r.key, r.pos)
+			c.pos, c.dupUntil = r.pos, r.dupUntil
 		}
 	}
 	close(p.records)
@@ -333,12 +370,14 @@ func (p *pipeline) handle(ctx context.Context, r sliceResult) {
 		return
 	}
 	c.running, c.cancel = false, nil
-	c.pos = r.pos
+	c.pos, c.dupUntil = r.pos, r.dupUntil
+	if r.gap {
+		p.recordGap(c, r)
+	}
 	if !c.selected {
 		p.drop(c, false)
 		return
 	}
-	p.positions.set(p.key, c.key, c.pos)
 	switch r.outcome {
 	case outcomeRotated:
 		p.stats.rotations.Add(1)
@@ -421,7 +460,20 @@ func (p *pipeline) drop(c *container, finished bool) {
 	if finished {
 		p.finished[c.key] = true
 	}
-	p.positions.remove(p.key, c.key)
+}
+
+// recordGap counts a stretch of log that was gone when the container's
+// capture resumed.
+func (p *pipeline) recordGap(c *container, r sliceResult) {
+	g := &Gap{Container: c.namespace + "/" + c.pod + "/" + c.name, From: r.pos.Last, To: r.replacedAt}
+	p.stats.gaps.Add(1)
+	p.m.gaps.Inc()
+	if !g.From.IsZero() && g.To.After(g.From) {
+		p.m.gapSeconds.Add(g.To.Sub(g.From).Seconds())
+	}
+	p.stats.lastGap.Store(g)
+	p.log.Info("log lines were gone when capture resumed; they are lost", "container", g.Container,
+		"after", g.From, "before", g.To)
 }
 
 // resync compares the selected containers of the informer cache with the
@@ -460,11 +512,11 @@ func (p *pipeline) resync(ctx context.Context) {
 			}
 			c := &container{key: k, namespace: pod.Namespace, pod: pod.Name, name: ct.Name,
 				node: pod.Spec.NodeName, labels: p.recordLabels(pod), selected: true}
-			if pos, ok := p.positions.get(p.key, k); ok {
-				c.pos = pos
-			} else if first && !p.cfg.StartFromBeginning {
-				c.pos = Position{Since: time.Now().Truncate(time.Second)}
+			var start Position
+			if first && !p.cfg.StartFromBeginning {
+				start = Position{Since: time.Now().Truncate(time.Second)}
 			}
+			c.pos, c.dupUntil, _ = p.positions.resumeFrom(k, pod.Name, start)
 			p.containers[k] = c
 			p.enqueue(c, time.Time{})
 		}
@@ -474,6 +526,7 @@ func (p *pipeline) resync(ctx context.Context) {
 			delete(p.finished, k)
 		}
 	}
+	p.positions.retain(seen, time.Now())
 	for k, c := range p.containers {
 		if seen[k] {
 			continue
@@ -579,6 +632,9 @@ func (p *pipeline) snapshot() Snapshot {
 		LongestWait:        time.Duration(p.stats.longestWaitNanos.Load()),
 		LinesTotal:         p.stats.lines.Load(),
 		BytesTotal:         p.stats.bytes.Load(),
+		ResumeDuplicates:   p.stats.resumeDuplicates.Load(),
+		Gaps:               p.stats.gaps.Load(),
+		LastGap:            p.stats.lastGap.Load(),
 	}
 	if p.g != nil {
 		s.Goroutines = p.g.Count()
@@ -592,45 +648,6 @@ func (p *pipeline) snapshot() Snapshot {
 		}
 	}
 	return s
-}
-
-// positionStore keeps every pipeline's container positions across restarts
-// of its workers (a new config), until the pipeline is removed.
-type positionStore struct {
-	mu sync.Mutex
-	m  map[string]map[containerKey]Position
-}
-
-func newPositionStore() *positionStore {
-	return &positionStore{m: map[string]map[containerKey]Position{}}
-}
-
-func (s *positionStore) get(pipeline string, k containerKey) (Position, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.m[pipeline][k]
-	return p, ok
-}
-
-func (s *positionStore) set(pipeline string, k containerKey, p Position) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m[pipeline] == nil {
-		s.m[pipeline] = map[containerKey]Position{}
-	}
-	s.m[pipeline][k] = p
-}
-
-func (s *positionStore) remove(pipeline string, k containerKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m[pipeline], k)
-}
-
-func (s *positionStore) forget(pipeline string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m, pipeline)
 }
 
 func cmpOr(d, def time.Duration) time.Duration {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,32 @@ type Record struct {
 	Node      string
 	// Labels are the pod labels the pipeline asks for.
 	Labels map[string]string
+
+	// Delivery tracking, set by the pipeline: the container, its position
+	// after this line, and how many sinks have not acknowledged it yet.
+	key       containerKey
+	pos       Position
+	positions *positions
+	pending   int32
+}
+
+// Ack tells the pipeline that one of its sinks is done with r: it delivered
+// r, or dropped it under the policy the user chose and counted it. Every
+// sink that was given r calls Ack once, in any order, and never for a record
+// it gave up on because it was stopped: the position that makes a restart
+// skip r advances only when every sink acknowledged r and every line before
+// it. Records that did not come from a pipeline ignore Ack.
+func (r *Record) Ack() {
+	if r.positions != nil && atomic.AddInt32(&r.pending, -1) == 0 {
+		r.positions.ack(r.key)
+	}
+}
+
+// AckAll acknowledges every record of a batch.
+func AckAll(batch []*Record) {
+	for _, r := range batch {
+		r.Ack()
+	}
 }
 
 // Position is where a container's capture stands, in the terms of the
@@ -51,6 +78,13 @@ func (p *Position) advance(ts time.Time) {
 		p.Count++
 	}
 	p.Last = ts
+}
+
+func (p Position) isZero() bool { return p.Since.IsZero() && p.Count == 0 }
+
+// beyond tells whether p is at or after q.
+func (p Position) beyond(q Position) bool {
+	return p.Since.After(q.Since) || p.Since.Equal(q.Since) && p.Count >= q.Count
 }
 
 // resumer skips the lines of a reopened stream that were delivered before.

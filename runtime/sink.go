@@ -56,6 +56,7 @@ func (s *MemorySink) Write(_ context.Context, r *Record) error {
 	s.mu.Lock()
 	s.records = append(s.records, *r)
 	s.mu.Unlock()
+	r.Ack()
 	return nil
 }
 

@@ -22,7 +22,7 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<
 // the pipeline, and closes the stream before it returns. It runs in exactly
 // one goroutine, which is the only reader of the stream.
 func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
-	res := sliceResult{key: c.key, pos: c.pos}
+	res := sliceResult{key: c.key, pos: c.pos, dupUntil: c.dupUntil}
 	rctx, cancel := context.WithTimeout(ctx, p.cfg.RotationInterval)
 	defer cancel()
 
@@ -66,9 +66,10 @@ func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sli
 		opts.SinceTime = &metav1.Time{Time: res.pos.Since}
 	}
 	body, err := p.mgr.opts.Clientset.CoreV1().Pods(c.namespace).GetLogs(c.pod, opts).Stream(rctx)
+	counted := false
 	if err == nil {
 		p.stats.openStreams.Add(1)
-		err = p.read(ctx, body, c, &res, false)
+		counted, err = p.readCounted(ctx, body, c, &res)
 		_ = body.Close()
 		p.stats.openStreams.Add(-1)
 	}
@@ -76,11 +77,22 @@ func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sli
 		res.outcome, res.err = classify(ctx, rctx, err)
 		return res
 	}
+	// Neither log holds the counted lines: what followed them is gone
+	// (the kubelet rotated it away, or the container restarted again).
+	res.gap = res.pos.Count > 0 && !counted
 	// With or without a previous instance (the kubelet answers 400 when there
 	// is none), the current log starts after everything counted.
 	res.pos.Count, res.pos.First = 0, time.Time{}
 	res.outcome = outcomeReplaced
 	return res
+}
+
+// readCounted reads a previous log and tells whether it held the lines the
+// position counted.
+func (p *pipeline) readCounted(ctx context.Context, body io.Reader, c *container, res *sliceResult) (bool, error) {
+	var skip resumer
+	err := p.readWith(ctx, body, c, res, false, &skip)
+	return skip.checked && !skip.replaced, err
 }
 
 // classify tells why a stream ended from its contexts and error.
@@ -105,13 +117,20 @@ func classify(ctx, rctx context.Context, err error) (outcome, error) {
 // When stopOnReplaced is set and the stream is not the counted log, read
 // returns errLogReplaced before delivering anything of it.
 func (p *pipeline) read(ctx context.Context, body io.Reader, c *container, res *sliceResult, stopOnReplaced bool) error {
+	var skip resumer
+	return p.readWith(ctx, body, c, res, stopOnReplaced, &skip)
+}
+
+// readWith is read with the resumer it uses, so that the caller can see
+// whether the counted lines were found.
+func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, res *sliceResult, stopOnReplaced bool, skip *resumer) error {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(body)
 	defer func() {
 		br.Reset(nil)
 		readerPool.Put(br)
 	}()
-	skip := newResumer(res.pos)
+	*skip = newResumer(res.pos)
 	var (
 		long []byte
 		last = res.pos.Last
@@ -144,16 +163,27 @@ func (p *pipeline) read(ctx context.Context, body io.Reader, c *container, res *
 			continue
 		}
 		if skip.replaced && stopOnReplaced {
+			res.replacedAt = ts
 			return errLogReplaced
 		}
+		next := res.pos
+		next.advance(ts)
 		r := &Record{Time: ts, Line: string(text), Namespace: c.namespace, Pod: c.pod,
-			Container: c.name, Node: c.node, Labels: c.labels}
+			Container: c.name, Node: c.node, Labels: c.labels, key: c.key, pos: next}
 		select {
 		case p.records <- r:
 		case <-ctx.Done():
 			return ctx.Err() //nolint:wrapcheck // classified by the caller
 		}
-		res.pos.advance(ts)
+		res.pos = next
+		if !res.dupUntil.isZero() {
+			if res.dupUntil.beyond(next) {
+				p.stats.resumeDuplicates.Add(1)
+				p.m.resumeDuplicates.Inc()
+			} else {
+				res.dupUntil = Position{}
+			}
+		}
 		res.lines++
 		p.stats.lines.Add(1)
 		p.stats.bytes.Add(int64(len(text)))

@@ -100,11 +100,11 @@ type harness struct {
 	factory func(pipeline string, c lcruntime.SinkConfig) lcruntime.Sink
 }
 
-func startHarness() *harness {
+func startHarness(opts ...func(*lcruntime.Options)) *harness {
 	h := &harness{reg: prometheus.NewRegistry(), done: make(chan struct{}), sinks: map[string]lcruntime.Sink{}}
 	metrics, err := lcruntime.NewMetrics(h.reg)
 	Expect(err).NotTo(HaveOccurred())
-	h.mgr, err = lcruntime.NewManager(lcruntime.Options{
+	o := lcruntime.Options{
 		Clientset: clientset,
 		Pods:      podCache,
 		Metrics:   metrics,
@@ -118,7 +118,11 @@ func startHarness() *harness {
 			h.sinks[pipeline+"/"+c.Name] = s
 			return s, nil
 		},
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	h.mgr, err = lcruntime.NewManager(o)
 	Expect(err).NotTo(HaveOccurred())
 	mctx, mcancel := context.WithCancel(ctx)
 	h.cancel = mcancel

@@ -18,6 +18,9 @@ const (
 	ConditionWorkersHealthy = "WorkersHealthy"
 	// ConditionFlowHealthy tells whether lines flow from the pods to the sinks.
 	ConditionFlowHealthy = "FlowHealthy"
+	// ConditionPositionsStored tells whether the containers' positions are
+	// stored in the cluster, so that a restart resumes without loss.
+	ConditionPositionsStored = "PositionsStored"
 )
 
 // Condition reasons. Every reason is CamelCase and used with a message that
@@ -91,6 +94,29 @@ const (
 	// ReasonIdle means nothing is selected or nothing was written in the
 	// window; this is not an error.
 	ReasonIdle = "Idle"
+	// ReasonLogsUnrecoverable means that when a container's capture resumed,
+	// the kubelet no longer had the lines after its position (it rotated
+	// them away, or the container restarted more than once): those lines
+	// are lost, and the message says where.
+	ReasonLogsUnrecoverable = "LogsUnrecoverable"
+	// ReasonPositionsStored means the positions are written to the
+	// pipeline's positions ConfigMap.
+	ReasonPositionsStored = "PositionsStored"
+	// ReasonPositionsLoading means the workers have not read the stored
+	// positions yet.
+	ReasonPositionsLoading = "PositionsLoading"
+	// ReasonPositionsReset means the stored positions could not be read;
+	// containers started from spec.startAt and positions are stored anew.
+	ReasonPositionsReset = "PositionsReset"
+	// ReasonPositionsForeign means a ConfigMap of the positions' name exists
+	// that log-capturer did not write; it is left alone and positions are
+	// kept in memory only until it is removed.
+	ReasonPositionsForeign = "PositionsForeign"
+	// ReasonPositionsWriteFailed means writing the positions failed; it is
+	// retried every write interval.
+	ReasonPositionsWriteFailed = "PositionsWriteFailed"
+	// ReasonPositionsInMemory means the workers run without a position store.
+	ReasonPositionsInMemory = "PositionsInMemory"
 	// ReasonAwaitingMetrics means the workers have not reported enough
 	// samples yet for a health verdict.
 	ReasonAwaitingMetrics = "AwaitingMetrics"

@@ -65,9 +65,42 @@ type LogPipelineSpec struct {
 	// +kubebuilder:default={}
 	Health HealthSpec `json:"health,omitzero"`
 
+	// Positions controls how each container's position (where capture
+	// stands) is stored, so that a restarted or failed-over operator resumes
+	// without loss.
+	// +optional
+	// +kubebuilder:default={}
+	Positions PositionsSpec `json:"positions,omitzero"`
+
 	// Suspend stops the pipeline's workers without deleting the pipeline.
+	// When it is set back to false, containers resume from their stored
+	// positions.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+}
+
+// PositionsSpec controls the stored positions. They live in the ConfigMap
+// "<pipeline>-positions" of the pipeline's namespace, owned by the pipeline.
+type PositionsSpec struct {
+	// WriteInterval is how often changed positions are written: one write
+	// per pipeline per interval, whatever the number of containers, and one
+	// more on a clean shutdown. After a crash, at most about this much of
+	// each container's log is sent again. Between 1s and 10m.
+	// +optional
+	// +kubebuilder:default="5s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('10m')",message="positions.writeInterval must be between 1s and 10m"
+	WriteInterval metav1.Duration `json:"writeInterval,omitzero"`
+
+	// Retention is how long the position of a container that is no longer
+	// selected (its pod was deleted) is kept. Between 1m and 720h.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="positions.retention must be between 1m and 720h"
+	Retention metav1.Duration `json:"retention,omitzero"`
 }
 
 // SinkName is the name of a SinkTarget in the pipeline's namespace.

@@ -157,7 +157,9 @@ func RunOperator(ctx context.Context, o OperatorOptions) error {
 		Metrics:        metrics,
 		Log:            ctrl.Log.WithName("workers"),
 		ForgetPipeline: sinkMetrics.ForgetPipeline,
-		SamplePeriod:   o.HealthSamplePeriod,
+		Positions: &lcruntime.ConfigMapStore{Client: clientset,
+			OwnerAPIVersion: logsv1alpha1.GroupVersion.String(), OwnerKind: "LogPipeline"},
+		SamplePeriod: o.HealthSamplePeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("creating worker runtime: %w", err)

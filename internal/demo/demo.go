@@ -193,14 +193,19 @@ loop:
 		}
 	}
 
-	// Stop writing, then wait until the sink has every line.
+	// Stop writing, then wait until both sinks have every line: the File
+	// sink and the Loki sink batch independently.
 	gens.stop()
 	generated := gens.generated()
+	total := 0
+	for _, n := range generated {
+		total += n
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	var delivered map[string]int
 	for {
 		delivered, err = countDelivered(o.OutputDir)
-		if err == nil && sameCounts(generated, delivered) || time.Now().After(deadline) {
+		if err == nil && sameCounts(generated, delivered) && loki.Len() >= total || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -212,7 +217,6 @@ loop:
 	if err := c.Get(setupCtx, client.ObjectKey{Namespace: Namespace, Name: "shop"}, p); err == nil {
 		sum.Ready = metaReady(p)
 	}
-	sum.LokiLines = loki.Len()
 	keys := make([]string, 0, len(generated))
 	for k := range generated {
 		keys = append(keys, k)
@@ -224,6 +228,8 @@ loop:
 	if err := shutdown(); err != nil {
 		return sum, fmt.Errorf("stopping the operator: %w", err)
 	}
+	// Read after shutdown, which flushes what the sinks still queue.
+	sum.LokiLines = loki.Len()
 	printSummary(o.Out, sum)
 	return sum, nil
 }

@@ -36,8 +36,9 @@ type Condition struct {
 
 // Verdict is the judgement of one snapshot.
 type Verdict struct {
-	Workers Condition
-	Flow    Condition
+	Workers   Condition
+	Flow      Condition
+	Positions Condition
 	// NotWorking is true when no line can reach any sink: Ready is False.
 	NotWorking bool
 	// Degraded is true when the pipeline works with a problem: Ready stays
@@ -54,8 +55,9 @@ const minCoverage = 0.5
 
 // Evaluate judges s.
 func Evaluate(s lcruntime.Snapshot, t Thresholds, now time.Time) Verdict {
-	v := Verdict{Workers: workers(s, t), Flow: flow(s, t, now)}
-	v.Degraded = v.Workers.Status == metav1.ConditionFalse || v.Flow.Status == metav1.ConditionFalse
+	v := Verdict{Workers: workers(s, t), Flow: flow(s, t, now), Positions: positions(s)}
+	v.Degraded = v.Workers.Status == metav1.ConditionFalse || v.Flow.Status == metav1.ConditionFalse ||
+		v.Positions.Status == metav1.ConditionFalse
 	switch v.Flow.Reason {
 	case logsv1alpha1.ReasonNoLogsDelivered, logsv1alpha1.ReasonAllDataDropped:
 		v.NotWorking = true
@@ -120,6 +122,12 @@ func flow(s lcruntime.Snapshot, t Thresholds, now time.Time) Condition {
 			fmt.Sprintf("Every sink dropped everything it got in the last %s: %d lines read, %d dropped.",
 				h.Covered.Round(time.Second), h.LinesInWindow, dropped)}
 	}
+	if h.GapsInWindow > 0 && s.LastGap != nil {
+		g := s.LastGap
+		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonLogsUnrecoverable,
+			fmt.Sprintf("%d times in the last %s a container's log no longer held the lines after its position when capture resumed, so they are lost; the latest: %s, between %s and %s (%s). The kubelet rotated them away, or the container restarted more than once.",
+				h.GapsInWindow, h.Covered.Round(time.Second), g.Container, stamp(g.From), stamp(g.To), g.To.Sub(g.From).Round(time.Millisecond))}
+	}
 	if dropped > 0 {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonSomeDataDropped,
 			fmt.Sprintf("Sinks dropped %d of %d lines read in the last %s (%s).",
@@ -154,6 +162,34 @@ func flow(s lcruntime.Snapshot, t Thresholds, now time.Time) Condition {
 	return Condition{metav1.ConditionTrue, logsv1alpha1.ReasonHealthy,
 		fmt.Sprintf("%s lines/s read from %d containers; %d lines read and delivered to %d sinks with no drops (last delivery: %s).",
 			Decimal(h.LinesPerSecond), s.SelectedContainers, s.LinesTotal, len(s.Sinks), since(lastSuccess, now))}
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "the start of the log"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// positions judges how the pipeline's positions are stored.
+func positions(s lcruntime.Snapshot) Condition {
+	p := s.Positions
+	if !s.Running {
+		return Condition{metav1.ConditionUnknown, logsv1alpha1.ReasonWorkersNotRunning, "No worker runs, so no position is stored."}
+	}
+	switch p.Reason {
+	case lcruntime.PositionsStored:
+		return Condition{metav1.ConditionTrue, logsv1alpha1.ReasonPositionsStored, p.Message}
+	case lcruntime.PositionsReset:
+		return Condition{metav1.ConditionTrue, logsv1alpha1.ReasonPositionsReset, p.Message}
+	case lcruntime.PositionsForeign:
+		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonPositionsForeign, p.Message}
+	case lcruntime.PositionsWriteFailed:
+		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonPositionsWriteFailed, p.Message}
+	case lcruntime.PositionsInMemory:
+		return Condition{metav1.ConditionUnknown, logsv1alpha1.ReasonPositionsInMemory, p.Message}
+	}
+	return Condition{metav1.ConditionUnknown, logsv1alpha1.ReasonPositionsLoading, "The workers have not read the stored positions yet."}
 }
 
 func allDropped(h lcruntime.Health) bool {

@@ -231,6 +231,11 @@ func (k *Kubelet) serveLogs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	if q.previous && !c.hasPrevious() {
+		// The kubelet's answer when the container never restarted.
+		http.Error(w, "previous terminated container not found", http.StatusBadRequest)
+		return
+	}
 	f := c.takeFault()
 	if f.status != 0 {
 		http.Error(w, "injected failure", f.status)
@@ -269,6 +274,8 @@ type Container struct {
 	mu       sync.Mutex
 	entries  []entry
 	previous []entry
+	// trimmed is how many lines of the current instance were rotated away.
+	trimmed  int
 	instance int
 	changed  chan struct{}
 	ended    bool
@@ -309,10 +316,22 @@ func (c *Container) Restart() {
 	defer c.mu.Unlock()
 	c.previous = c.entries
 	c.entries = nil
+	c.trimmed = 0
 	c.instance++
 	c.ended = false
 	close(c.changed)
 	c.changed = make(chan struct{})
+}
+
+// RotateAway drops the oldest n lines of the current instance, as a kubelet
+// does when it rotates a log file that no stream is reading: streams that
+// follow the log go on, new ones start after the dropped lines.
+func (c *Container) RotateAway(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n = min(n, len(c.entries))
+	c.entries = append([]entry(nil), c.entries[n:]...)
+	c.trimmed += n
 }
 
 // FailNext answers the next n requests with the HTTP status code.
@@ -345,22 +364,31 @@ func (c *Container) takeFault() fault {
 	return f
 }
 
-// snapshot returns the entries from index i of the instance a stream
-// follows (inst, or the current one when inst < 0), a channel closed on the
-// next change, whether that instance ended, and its number. A restart ends
-// the streams of the replaced instance after its last line.
-func (c *Container) snapshot(i int, previous bool, inst int) ([]entry, <-chan struct{}, bool, int) {
+// hasPrevious tells whether a previous instance exists.
+func (c *Container) hasPrevious() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.instance > 0
+}
+
+// snapshot returns the entries from line number i of the instance a stream
+// follows (inst, or the current one when inst < 0), the number of the first
+// returned line, a channel closed on the next change, whether that instance
+// ended, and its number. A restart ends the streams of the replaced instance
+// after its last line. Lines rotated away are not returned.
+func (c *Container) snapshot(i int, previous bool, inst int) ([]entry, int, <-chan struct{}, bool, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case previous:
-		return c.previous[min(i, len(c.previous)):], nil, true, c.instance - 1
+		return c.previous[min(i, len(c.previous)):], min(i, len(c.previous)), nil, true, c.instance - 1
 	case inst >= 0 && inst == c.instance-1:
-		return c.previous[min(i, len(c.previous)):], nil, true, inst
+		return c.previous[min(i, len(c.previous)):], min(i, len(c.previous)), nil, true, inst
 	case inst >= 0 && inst != c.instance:
-		return nil, nil, true, inst
+		return nil, i, nil, true, inst
 	}
-	return c.entries[min(i, len(c.entries)):], c.changed, c.ended, c.instance
+	from := min(max(i-c.trimmed, 0), len(c.entries))
+	return c.entries[from:], from + c.trimmed, c.changed, c.ended, c.instance
 }
 
 func (c *Container) stream(ctx context.Context, w http.ResponseWriter, q query, f fault) {
@@ -373,11 +401,14 @@ func (c *Container) stream(ctx context.Context, w http.ResponseWriter, q query, 
 		started bool
 	)
 	for {
-		es, changed, ended, in := c.snapshot(next, q.previous, inst)
+		es, from, changed, ended, in := c.snapshot(next, q.previous, inst)
 		inst = in
+		next = from
 		if !started {
 			started = true
-			es, next = applyTail(es, q.tail)
+			var skipped int
+			es, skipped = applyTail(es, q.tail)
+			next += skipped
 		}
 		buf = buf[:0]
 		for _, e := range es {

@@ -66,22 +66,26 @@ func (q *queue) push(ctx context.Context, r *lcruntime.Record) error {
 			signal(q.notify)
 			return nil
 		}
+		// A dropped record is done with: it was counted, and the position
+		// may pass it.
 		switch q.policy {
 		case DropNewest:
 			q.mu.Unlock()
 			q.onDrop(1)
+			r.Ack()
 			return nil
 		case DropOldest:
-			dropped := 0
+			var dropped []*lcruntime.Record
 			for q.bytes > 0 && q.bytes+size > q.max {
 				q.bytes -= recordSize(q.recs[q.head])
+				dropped = append(dropped, q.recs[q.head])
 				q.recs[q.head] = nil
 				q.head++
-				dropped++
 			}
 			q.compact()
 			q.mu.Unlock()
-			q.onDrop(dropped)
+			q.onDrop(len(dropped))
+			lcruntime.AckAll(dropped)
 			continue
 		}
 		q.mu.Unlock()

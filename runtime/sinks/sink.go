@@ -109,6 +109,7 @@ func (s *queuedSink) send(ctx context.Context, batch []*lcruntime.Record) {
 		s.m.duration.Observe(time.Since(start).Seconds())
 		if err == nil {
 			s.succeeded(batch)
+			lcruntime.AckAll(batch)
 			if uncertain > 0 {
 				// Attempts whose outcome was unknown may have been stored too.
 				s.m.possibleDuplicates.Add(float64(uncertain * len(batch)))
@@ -121,7 +122,9 @@ func (s *queuedSink) send(ctx context.Context, batch []*lcruntime.Record) {
 		}
 		var se *sendError
 		if errors.As(err, &se) && !se.retryable {
+			// The batch can never succeed: it is counted and done with.
 			s.drop(len(batch), "rejected")
+			lcruntime.AckAll(batch)
 			if s.onReject != nil {
 				s.onReject(fmt.Sprintf("%s rejected a batch of %d lines for pipeline %s: %s",
 					s.cfg.Name, len(batch), s.pipeline, se.Error()))
@@ -137,6 +140,7 @@ func (s *queuedSink) send(ctx context.Context, batch []*lcruntime.Record) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			// Not acknowledged: the workers read these lines again.
 			s.drop(len(batch), "shutdown")
 			return
 		}
