@@ -183,7 +183,7 @@ var _ = Describe("Two replicas with leader election", func() {
 			}
 			return problems
 		}, 60*time.Second, 500*time.Millisecond).Should(BeEmpty(), "every line exactly once, in order, across the handover")
-		Consistently(func() int { return len(loki.Entries()) }, 2*time.Second, 200*time.Millisecond).Should(Equal(want["web-0"]+want["web-1"]+want["web-2"]))
+		Consistently(func() int { return len(loki.Entries()) }, 2*time.Second, 200*time.Millisecond).Should(Equal(want["web-0"] + want["web-1"] + want["web-2"]))
 
 		Expect(b.cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
 		Eventually(b.done, 30*time.Second).Should(BeClosed())
