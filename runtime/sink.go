@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,4 +91,25 @@ func (s *MemorySink) Closed() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// Tracked registers records with acknowledgement tracking as a pipeline's
+// fan-out does for sinks sinks, and returns a function that tells how many
+// of them every sink acknowledged. Sink tests use it to check that a sink
+// acknowledges exactly what it delivered or dropped by policy.
+func Tracked(records []*Record, sinks int) (acknowledged func() int) {
+	ps := newPositions()
+	for _, r := range records {
+		r.key = containerKey{uid: "tracked", name: r.Pod}
+		ps.track(r, sinks)
+	}
+	return func() int {
+		n := 0
+		for _, r := range records {
+			if atomic.LoadInt32(&r.pending) <= 0 {
+				n++
+			}
+		}
+		return n
+	}
 }

@@ -22,7 +22,8 @@ func TestEvaluate(t *testing.T) {
 			Health: lcruntime.Health{Samples: 40, Covered: 10 * time.Minute, GoroutineGrowthPerMinute: 0.1,
 				FDGrowthPer10Minutes: 1, LinesInWindow: 6000, LinesPerSecond: 10,
 				Sinks: []lcruntime.SinkWindow{{Name: "loki", Sent: 6000}}},
-			Sinks: []lcruntime.SinkStats{{Name: "loki", SentLines: 60000, LastSuccess: now.Add(-time.Second), QueueMaxBytes: 100}}}
+			Sinks:     []lcruntime.SinkStats{{Name: "loki", SentLines: 60000, LastSuccess: now.Add(-time.Second), QueueMaxBytes: 100}},
+			Positions: lcruntime.PositionsStatus{Durable: true, Reason: lcruntime.PositionsStored, Message: "Positions of 10 containers stored (900 bytes compressed)."}}
 	}
 	tests := []struct {
 		name         string
@@ -63,6 +64,13 @@ func TestEvaluate(t *testing.T) {
 		{"one of two sinks unavailable", func(s *lcruntime.Snapshot) {
 			s.Sinks = append(s.Sinks, lcruntime.SinkStats{Name: "file", FailingSince: now.Add(-2 * time.Minute)})
 		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonSinkUnavailable, false, true, "Sink file has failed"},
+		{"lines rotated away before capture resumed", func(s *lcruntime.Snapshot) {
+			s.Health.GapsInWindow = 2
+			s.LastGap = &lcruntime.Gap{Container: "shop/web-1/app", From: now.Add(-3 * time.Minute), To: now.Add(-2 * time.Minute)}
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonLogsUnrecoverable, false, true, "shop/web-1/app, between 2026-11-27T07:57:00Z and 2026-11-27T07:58:00Z (1m0s)"},
+		{"positions cannot be stored", func(s *lcruntime.Snapshot) {
+			s.Positions = lcruntime.PositionsStatus{Reason: lcruntime.PositionsWriteFailed, Message: "Writing the positions of 10 containers failed: forbidden."}
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, true, "forbidden"},
 		{"buffer filling up", func(s *lcruntime.Snapshot) { s.Sinks[0].QueueBytes = 85 },
 			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonBufferFillingUp, false, true, "85% full"},
 	}
@@ -75,7 +83,7 @@ func TestEvaluate(t *testing.T) {
 				t.Fatalf("got workers=%s flow=%s notWorking=%v degraded=%v\n%s\n%s",
 					v.Workers.Reason, v.Flow.Reason, v.NotWorking, v.Degraded, v.Workers.Message, v.Flow.Message)
 			}
-			msg := v.Workers.Message + " " + v.Flow.Message
+			msg := v.Workers.Message + " " + v.Flow.Message + " " + v.Positions.Message
 			if !strings.Contains(msg, tc.msgSubstring) {
 				t.Fatalf("messages %q lack %q", msg, tc.msgSubstring)
 			}
@@ -90,6 +98,26 @@ func TestDecimal(t *testing.T) {
 	for in, want := range map[float64]string{0: "0.00", 2.5: "2.50", -0.049: "-0.05", 1234.567: "1234.57"} {
 		if got := Decimal(in); got != want {
 			t.Errorf("Decimal(%v) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestPositionsCondition(t *testing.T) {
+	for _, tc := range []struct {
+		reason string
+		status metav1.ConditionStatus
+		want   string
+	}{
+		{lcruntime.PositionsStored, metav1.ConditionTrue, logsv1alpha1.ReasonPositionsStored},
+		{lcruntime.PositionsReset, metav1.ConditionTrue, logsv1alpha1.ReasonPositionsReset},
+		{lcruntime.PositionsForeign, metav1.ConditionFalse, logsv1alpha1.ReasonPositionsForeign},
+		{lcruntime.PositionsWriteFailed, metav1.ConditionFalse, logsv1alpha1.ReasonPositionsWriteFailed},
+		{lcruntime.PositionsInMemory, metav1.ConditionUnknown, logsv1alpha1.ReasonPositionsInMemory},
+		{"", metav1.ConditionUnknown, logsv1alpha1.ReasonPositionsLoading},
+	} {
+		c := positions(lcruntime.Snapshot{Running: true, Positions: lcruntime.PositionsStatus{Reason: tc.reason, Message: "m"}})
+		if c.Status != tc.status || c.Reason != tc.want {
+			t.Errorf("%q: got %s/%s, want %s/%s", tc.reason, c.Status, c.Reason, tc.status, tc.want)
 		}
 	}
 }

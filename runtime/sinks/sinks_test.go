@@ -704,3 +704,59 @@ func TestKnownFailuresAreNotCountedAsPossibleDuplicates(t *testing.T) {
 		t.Fatalf("possible duplicates %v, entries %d", n, rcv.Len())
 	}
 }
+
+// TestSinksAcknowledgeWhatTheyAreDoneWith checks what moves a pipeline's
+// positions: delivered, rejected and policy-dropped lines are acknowledged;
+// lines given up at shutdown are not, so that they are read again.
+func TestSinksAcknowledgeWhatTheyAreDoneWith(t *testing.T) {
+	t.Run("delivered", func(t *testing.T) {
+		e := newEnv(t)
+		rcv, srv := newReceiver(t)
+		s := e.start(t, lokiConfig(srv.URL))
+		recs := records(300)
+		acked := lcruntime.Tracked(recs, 1)
+		rcv.FailNext(2, lokireceiver.Fault{Status: 503})
+		write(t, s, recs)
+		eventually(t, "every line acknowledged", func() bool { return acked() == 300 })
+		if rcv.Len() != 300 {
+			t.Fatalf("acknowledged 300 lines, Loki has %d", rcv.Len())
+		}
+	})
+	t.Run("rejected", func(t *testing.T) {
+		e := newEnv(t)
+		rcv, srv := newReceiver(t)
+		rcv.FailAll(lokireceiver.Fault{Status: 400, Body: "bad"})
+		s := e.start(t, lokiConfig(srv.URL))
+		recs := records(30)
+		acked := lcruntime.Tracked(recs, 1)
+		write(t, s, recs)
+		eventually(t, "rejected lines acknowledged", func() bool { return acked() == 30 })
+	})
+	for _, policy := range []string{sinks.DropNewest, sinks.DropOldest} {
+		t.Run(policy+" drops, not at shutdown", func(t *testing.T) {
+			e := newEnv(t)
+			rcv, srv := newReceiver(t)
+			rcv.FailAll(lokireceiver.Fault{Status: 500})
+			c := lokiConfig(srv.URL)
+			c.BufferMaxBytes = 8 << 10
+			c.BatchMaxBytes = 2 << 10
+			c.WhenFull = policy
+			s := e.start(t, c)
+			recs := records(1000)
+			acked := lcruntime.Tracked(recs, 1)
+			write(t, s, recs)
+			st := s.Sink.(lcruntime.StatsReporter).Stats()
+			if st.DroppedLines == 0 || int64(acked()) != st.DroppedLines {
+				t.Fatalf("%d dropped, %d acknowledged: exactly the dropped lines are done with", st.DroppedLines, acked())
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			_ = s.Close(ctx) // the destination never answers: give up
+			s.cancel()
+			<-s.done
+			if int64(acked()) != st.DroppedLines {
+				t.Fatalf("%d acknowledged after a shutdown that delivered nothing, want the %d dropped by policy", acked(), st.DroppedLines)
+			}
+		})
+	}
+}
