@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,25 @@ func TestPositionsCollapseBehindAStuckRecord(t *testing.T) {
 	defer ps.mu.Unlock()
 	if got := ps.entries[k].committed; got.Count != pos.Count || !got.Since.Equal(pos.Since) {
 		t.Fatalf("committed %+v, want %+v", got, pos)
+	}
+}
+
+// TestPositionsV1StaysReadable decodes positions as version 1 wrote them:
+// an upgraded operator must resume from what the previous one stored.
+func TestPositionsV1StaysReadable(t *testing.T) {
+	text, err := os.ReadFile("testdata/positions-v1.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodePositions(gz(string(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Unix(1795770000, 0).UTC()
+	if len(got) != 2 || got[0].Key != (containerKey{uid: "0f8fad5b-d9cb-469f-a165-70867728950e", name: "app"}) ||
+		!got[0].Committed.Since.Equal(since) || got[0].Committed.Count != 3 ||
+		!got[0].Committed.First.Equal(since.Add(250*time.Millisecond)) || got[0].Sent.Count != 9 ||
+		got[1].Sent != got[1].Committed || !got[1].GoneSince.Equal(time.Unix(1795770100, 0)) {
+		t.Fatalf("v1 positions decoded as %+v", got)
 	}
 }
