@@ -107,6 +107,21 @@ run: ## Run the operator against the cluster of $$KUBECONFIG (install the CRDs f
 install: manifests ## Install the CRDs into the cluster of $$KUBECONFIG.
 	kubectl apply --server-side -f config/crd/bases
 
+E2E_STATE ?= $(LOCALBIN)/e2e
+
+.PHONY: e2e-images
+e2e-images: image ## Build the e2e node's images (pause, the log writer, the operator) into $(E2E_STATE)-images.
+	mkdir -p $(E2E_STATE)-images
+	CGO_ENABLED=0 go build -trimpath -o $(E2E_STATE)-images/pause ./hack/e2e/pause
+	CGO_ENABLED=0 go build -trimpath -o $(E2E_STATE)-images/logger ./hack/e2e/logger
+	go run ./hack/image --binary $(E2E_STATE)-images/pause --entrypoint /pause --tag registry.k8s.io/pause:3.10.2 --out $(E2E_STATE)-images/pause.tar
+	go run ./hack/image --binary $(E2E_STATE)-images/logger --entrypoint /logger --tag e2e.local/logger:dev --out $(E2E_STATE)-images/logger.tar
+	cp dist/log-capturer.tar $(E2E_STATE)-images/log-capturer.tar
+
+.PHONY: e2e
+e2e: e2e-binaries e2e-images build-installer ## Run the product on a real single-node cluster built from source (root; tears it down after).
+	E2E_STATE=$(E2E_STATE) E2E_BIN=$(ENVTEST_DIR) hack/e2e/run.sh
+
 ##@ Tools
 
 # The envtest control plane: kube-apiserver from k8s.io/kubernetes and etcd,
@@ -117,6 +132,24 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/com
 
 .PHONY: envtest
 envtest: $(ENVTEST_STAMP) ## Build kube-apiserver and etcd into bin/k8s (cached).
+
+# The e2e node: kubelet, controller-manager, scheduler, kube-proxy and kubectl
+# from the same tools module, containerd from hack/e2e/containerd.
+E2E_MOD := hack/e2e/containerd
+E2E_STAMP := $(ENVTEST_DIR)/.e2e-$(shell cat $(ENVTEST_MOD)/go.mod $(ENVTEST_MOD)/go.sum $(E2E_MOD)/go.mod $(E2E_MOD)/go.sum | sha256sum | cut -c1-16)
+
+.PHONY: e2e-binaries
+e2e-binaries: envtest $(E2E_STAMP) ## Build the e2e node's binaries into bin/k8s (cached).
+
+$(E2E_STAMP):
+	mkdir -p $(ENVTEST_DIR)
+	cd $(ENVTEST_MOD) && for c in kubelet kube-controller-manager kube-scheduler kube-proxy kubectl; do \
+		go build -ldflags "$(K8S_LDFLAGS)" -o $(ENVTEST_DIR)/$$c k8s.io/kubernetes/cmd/$$c || exit 1; done
+	cd $(E2E_MOD) && CGO_ENABLED=0 go build -tags "no_btrfs no_devmapper no_zfs" -o $(ENVTEST_DIR)/ \
+		github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
+		github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+	rm -f $(ENVTEST_DIR)/.e2e-*
+	touch $@
 
 $(ENVTEST_STAMP):
 	mkdir -p $(ENVTEST_DIR)

@@ -1,4 +1,5 @@
-// Command image writes the operator's OCI image tarball (make image).
+// Command image writes the operator's OCI image tarball (make image), or
+// with -entrypoint another one-binary image (the e2e node's images).
 package main
 
 import (
@@ -13,8 +14,15 @@ func main() {
 	binary := flag.String("binary", "", "static linux/amd64 binary of log-capturer")
 	tag := flag.String("tag", "log-capturer:dev", "image reference written into the tarball")
 	out := flag.String("out", "dist/log-capturer.tar", "output tarball")
+	entrypoint := flag.String("entrypoint", "", "path of the binary in another image than the operator's (no arguments)")
 	flag.Parse()
-	if err := image.Build(*binary, *tag, *out); err != nil {
+	var err error
+	if *entrypoint == "" {
+		err = image.Build(*binary, *tag, *out)
+	} else {
+		err = image.BuildSpec(image.Spec{Binary: *binary, Path: *entrypoint, User: image.User, Title: *tag}, *tag, *out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}

@@ -26,9 +26,25 @@ const User = "65532:65532"
 // Build writes an image tarball with the binary at BinaryPath, running as
 // User, with `operator` as default argument, tagged tag.
 func Build(binary, tag, out string) error {
-	data, err := os.ReadFile(binary)
+	return BuildSpec(Spec{Binary: binary, Path: BinaryPath, Args: []string{"operator"}, User: User, Title: "log-capturer"}, tag, out)
+}
+
+// Spec describes a one-binary image: the binary at Path is the entrypoint,
+// run with Args as User.
+type Spec struct {
+	Binary string
+	Path   string
+	Args   []string
+	User   string
+	Title  string
+}
+
+// BuildSpec writes the image of spec as a tarball tagged tag; the e2e node's
+// images (pause, the log writer) are built with it too.
+func BuildSpec(spec Spec, tag, out string) error {
+	data, err := os.ReadFile(spec.Binary)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", binary, err)
+		return fmt.Errorf("reading %s: %w", spec.Binary, err)
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -38,7 +54,7 @@ func Build(binary, tag, out string) error {
 			return fmt.Errorf("writing layer: %w", err)
 		}
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: BinaryPath[1:], Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data)), ModTime: epoch}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: spec.Path[1:], Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data)), ModTime: epoch}); err != nil {
 		return fmt.Errorf("writing layer: %w", err)
 	}
 	if _, err := tw.Write(data); err != nil {
@@ -62,8 +78,8 @@ func Build(binary, tag, out string) error {
 	}
 	cfg = cfg.DeepCopy()
 	cfg.Architecture, cfg.OS = "amd64", "linux"
-	cfg.Config = v1.Config{Entrypoint: []string{BinaryPath}, Cmd: []string{"operator"}, User: User, WorkingDir: "/",
-		Labels: map[string]string{"org.opencontainers.image.title": "log-capturer"}}
+	cfg.Config = v1.Config{Entrypoint: []string{spec.Path}, Cmd: spec.Args, User: spec.User, WorkingDir: "/",
+		Labels: map[string]string{"org.opencontainers.image.title": spec.Title}}
 	img, err = mutate.ConfigFile(img, cfg)
 	if err != nil {
 		return fmt.Errorf("setting config: %w", err)

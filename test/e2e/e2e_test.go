@@ -1,0 +1,306 @@
+//go:build e2e
+
+package e2e_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/test/builders"
+)
+
+const (
+	operatorNS = "log-capturer-system"
+	ns         = "e2e-logs"
+	lineBytes  = 200
+)
+
+// writer is a Deployment of the log writer (hack/e2e/logger).
+func writer(name string, replicas int32, lines, rate int) *appsv1.Deployment {
+	labels := map[string]string{"app": "writer", "writer": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](5),
+					Containers: []corev1.Container{{
+						Name: "logger", Image: "e2e.local/logger:dev", ImagePullPolicy: corev1.PullNever,
+						Env: []corev1.EnvVar{
+							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+							{Name: "LINES", Value: strconv.Itoa(lines)}, {Name: "RATE", Value: strconv.Itoa(rate)},
+							{Name: "PAD", Value: strconv.Itoa(lineBytes)},
+						},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// instance is what Loki received from one container instance: the
+// sequence numbers in arrival order, per stream. The container runtime
+// copies stdout and stderr into the log file independently, so only the
+// order within a stream is defined.
+type instance struct {
+	pod     string
+	streams map[string][]int
+	done    int // lines announced by the done line, -1 without one
+}
+
+// received groups Loki's entries of the test namespace by container instance.
+func received() map[string]*instance {
+	out := map[string]*instance{}
+	for _, e := range loki.Entries() {
+		if e.Labels["namespace"] != ns {
+			continue
+		}
+		f := strings.Fields(e.Line)
+		if len(f) < 3 || !strings.HasPrefix(f[1], "inst=") {
+			continue
+		}
+		in := out[f[1]]
+		if in == nil {
+			in = &instance{pod: f[0], done: -1, streams: map[string][]int{}}
+			out[f[1]] = in
+		}
+		switch {
+		case f[2] == "done":
+			in.done, _ = strconv.Atoi(strings.TrimPrefix(f[3], "lines="))
+		case len(f) > 3 && strings.HasPrefix(f[3], "seq="):
+			n, _ := strconv.Atoi(strings.TrimPrefix(f[3], "seq="))
+			stream := strings.TrimPrefix(f[2], "stream=")
+			in.streams[stream] = append(in.streams[stream], n)
+		}
+	}
+	return out
+}
+
+// problems lists every instance whose lines are not 0..n-1 exactly once,
+// in order within each stream (the writer sends every fifth to stderr);
+// complete instances must have announced n.
+func problems(got map[string]*instance, crashAfter int) []string {
+	var out []string
+	for id, in := range got {
+		seen := map[int]int{}
+		for stream, seqs := range in.streams {
+			for i, v := range seqs {
+				seen[v]++
+				if i > 0 && v <= seqs[i-1] {
+					out = append(out, fmt.Sprintf("%s %s: %s seq %d after %d (duplicated or reordered)", in.pod, id, stream, v, seqs[i-1]))
+				}
+			}
+		}
+		n := len(seen)
+		for v := range n {
+			if seen[v] != 1 {
+				out = append(out, fmt.Sprintf("%s %s: seq %d received %d times (of %d distinct)", in.pod, id, v, seen[v], n))
+				break
+			}
+		}
+		switch {
+		case in.done >= 0 && n != in.done:
+			out = append(out, fmt.Sprintf("%s %s: %d lines received of %d written", in.pod, id, n, in.done))
+		case in.done < 0 && strings.HasPrefix(in.pod, "crasher") && n != crashAfter:
+			out = append(out, fmt.Sprintf("%s %s: crashed instance delivered %d lines, wrote %d", in.pod, id, n, crashAfter))
+		}
+	}
+	return out
+}
+
+func pipeline() *logsv1alpha1.LogPipeline {
+	p := &logsv1alpha1.LogPipeline{}
+	ExpectWithOffset(1, k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "writers"}, p)).To(Succeed())
+	return p
+}
+
+// condition returns the pipeline's condition t, empty while it has none.
+func condition(t string) metav1.Condition {
+	if c := meta.FindStatusCondition(pipeline().Status.Conditions, t); c != nil {
+		return *c
+	}
+	return metav1.Condition{}
+}
+
+// workers returns the pipeline's worker numbers, empty before the first report.
+func workers() logsv1alpha1.WorkerStatus {
+	if w := pipeline().Status.Workers; w != nil {
+		return *w
+	}
+	return logsv1alpha1.WorkerStatus{}
+}
+
+func operatorPod() *corev1.Pod {
+	pods := &corev1.PodList{}
+	ExpectWithOffset(1, k8sClient.List(ctx, pods, client.InNamespace(operatorNS),
+		client.MatchingLabels{"app.kubernetes.io/component": "operator"})).To(Succeed())
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+			return p
+		}
+	}
+	return nil
+}
+
+// rotatedFiles counts the kubelet's rotated log files of the namespace.
+func rotatedFiles() int {
+	files, _ := filepath.Glob("/var/log/pods/" + ns + "_*/logger/0.log.*")
+	return len(files)
+}
+
+func podsDone(selector map[string]string, want int) func() int {
+	return func() int {
+		pods := &corev1.PodList{}
+		Expect(k8sClient.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels(selector))).To(Succeed())
+		names := map[string]bool{}
+		for _, p := range pods.Items {
+			names[p.Name] = true
+		}
+		n := 0
+		for _, in := range received() {
+			if names[in.pod] && in.done >= 0 {
+				n++
+			}
+		}
+		return n
+	}
+}
+
+var _ = Describe("log-capturer on a real node", Ordered, func() {
+	It("installs from dist/install.yaml and runs with its restricted security context", func() {
+		run("apply", "--server-side", "-f", os.Getenv("E2E_INSTALL"))
+		run("-n", operatorNS, "rollout", "status", "deployment/log-capturer", "--timeout=120s")
+		p := operatorPod()
+		Expect(p).NotTo(BeNil())
+		Expect(p.Spec.SecurityContext.RunAsNonRoot).To(HaveValue(BeTrue()))
+		c := p.Spec.Containers[0].SecurityContext
+		Expect(c.AllowPrivilegeEscalation).To(HaveValue(BeFalse()))
+		Expect(c.ReadOnlyRootFilesystem).To(HaveValue(BeTrue()))
+		Expect(c.Capabilities.Drop).To(ContainElement(corev1.Capability("ALL")))
+		Expect(p.Spec.ServiceAccountName).To(Equal("log-capturer"))
+	})
+
+	It("delivers every line once across kubelet rotations, a crash, a deleted pod and a restarted operator", func() {
+		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		Expect(k8sClient.Create(ctx, builders.Sink(ns, "loki").Loki(lokiURL).With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Batch.MaxWait = metav1.Duration{Duration: 200 * time.Millisecond}
+		}).Build())).To(Succeed())
+		Expect(k8sClient.Create(ctx, builders.Pipeline(ns, "writers", "loki").WithSelector(map[string]string{"app": "writer"}).
+			With(func(p *logsv1alpha1.LogPipeline) {
+				p.Spec.StartAt = logsv1alpha1.StartAtBeginning
+				p.Spec.Rotation.Interval = metav1.Duration{Duration: 20 * time.Second}
+				p.Spec.Positions.WriteInterval = metav1.Duration{Duration: 2 * time.Second}
+				p.Spec.Health.Window = metav1.Duration{Duration: time.Minute} // a verdict within the run
+			}).Build())).To(Succeed())
+
+		// ~270 bytes a line at 400 lines/s: a 1Mi log rotates every ~10 s.
+		Expect(k8sClient.Create(ctx, writer("rotating", 2, 24000, 400))).To(Succeed())
+		crasher := writer("crasher", 1, 3000, 200)
+		crasher.Name = "crasher"
+		crasher.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		crasher.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "state", MountPath: "/state"}}
+		crasher.Spec.Template.Spec.Containers[0].Env = append(crasher.Spec.Template.Spec.Containers[0].Env,
+			corev1.EnvVar{Name: "CRASH_AFTER", Value: "1000"}, corev1.EnvVar{Name: "MARKER", Value: "/state/crashed"})
+		Expect(k8sClient.Create(ctx, crasher)).To(Succeed())
+
+		Eventually(func() string { return string(condition(logsv1alpha1.ConditionReady).Status) }, 90*time.Second, time.Second).
+			Should(Equal("True"))
+		Eventually(func() int { return len(received()) }, 60*time.Second, time.Second).Should(BeNumerically(">=", 3))
+
+		By("deleting the operator pod while lines flow")
+		time.Sleep(15 * time.Second)
+		old := operatorPod()
+		Expect(old).NotTo(BeNil())
+		Expect(k8sClient.Delete(ctx, old)).To(Succeed())
+		Eventually(func() bool { p := operatorPod(); return p != nil && p.UID != old.UID }, 60*time.Second, time.Second).Should(BeTrue())
+
+		By("deleting a writer pod mid-run")
+		time.Sleep(5 * time.Second)
+		pods := &corev1.PodList{}
+		Expect(k8sClient.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"writer": "rotating"})).To(Succeed())
+		Expect(pods.Items).NotTo(BeEmpty())
+		Expect(k8sClient.Delete(ctx, &pods.Items[0])).To(Succeed())
+
+		By("waiting for every writer still running to finish")
+		Eventually(podsDone(map[string]string{"writer": "rotating"}, 2), 4*time.Minute, 2*time.Second).Should(Equal(2))
+		Eventually(podsDone(map[string]string{"writer": "crasher"}, 1), 2*time.Minute, 2*time.Second).Should(Equal(1))
+		Eventually(func() []string { return problems(received(), 1000) }, 60*time.Second, 2*time.Second).Should(BeEmpty())
+		Consistently(func() []string { return problems(received(), 1000) }, 5*time.Second, time.Second).Should(BeEmpty())
+
+		got := received()
+		crashed, deleted := 0, 0
+		for _, in := range got {
+			if in.done < 0 && strings.HasPrefix(in.pod, "crasher") {
+				crashed++
+			}
+			if in.pod == pods.Items[0].Name {
+				deleted++
+			}
+		}
+		Expect(crashed).To(Equal(1), "the crashed instance's lines arrived")
+		Expect(deleted).To(Equal(1), "the deleted pod's lines arrived")
+		Expect(rotatedFiles()).To(BeNumerically(">=", 2), "the kubelet rotated the writers' logs")
+		w := workers()
+		GinkgoWriter.Printf("instances=%d rotations=%d lines=%d rotatedFiles=%d\n", len(got), w.Rotations, w.LinesTotal, rotatedFiles())
+	})
+
+	It("reports Ready and healthy workers and flow, and kubectl prints the columns", func() {
+		Eventually(func() string { return string(condition(logsv1alpha1.ConditionReady).Status) }, time.Minute, time.Second).Should(Equal("True"))
+		Eventually(func() string { return condition(logsv1alpha1.ConditionWorkersHealthy).Reason }, 3*time.Minute, 2*time.Second).
+			Should(Equal(logsv1alpha1.ReasonHealthy))
+		Expect(condition(logsv1alpha1.ConditionFlowHealthy).Reason).To(BeElementOf(logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonIdle))
+		Expect(condition(logsv1alpha1.ConditionPositionsStored).Reason).To(Equal(logsv1alpha1.ReasonPositionsStored))
+		w := workers()
+		Expect(w.SelectedContainers).To(Equal(int32(3)))
+		Expect(w.LinesTotal).To(BeNumerically(">", 0))
+		Expect(w.Rotations).To(BeNumerically(">", 0))
+		Expect(w.Goroutines).To(BeNumerically(">", 0))
+		Expect(w.OpenFDs).To(BeNumerically(">", 0))
+		out := run("-n", ns, "get", "lp")
+		Expect(out).To(And(ContainSubstring("READY"), ContainSubstring("STREAMS"), ContainSubstring("GOROUTINES"), ContainSubstring("FDS"), ContainSubstring("writers")))
+		GinkgoWriter.Println(out)
+	})
+
+	It("captures every container when a Deployment scales from 2 to 20 and back, and returns to its goroutine and FD level", func() {
+		Expect(k8sClient.Create(ctx, writer("scaled", 2, 1500, 150))).To(Succeed())
+		Eventually(podsDone(map[string]string{"writer": "scaled"}, 2), 2*time.Minute, 2*time.Second).Should(Equal(2))
+		Eventually(func() int32 { return workers().SelectedContainers }, time.Minute, time.Second).Should(Equal(int32(5)))
+		before := workers()
+
+		d := &appsv1.Deployment{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "scaled"}, d)).To(Succeed())
+		d.Spec.Replicas = ptr.To[int32](20)
+		Expect(k8sClient.Update(ctx, d)).To(Succeed())
+		Eventually(podsDone(map[string]string{"writer": "scaled"}, 20), 4*time.Minute, 2*time.Second).Should(Equal(20))
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "scaled"}, d)).To(Succeed())
+		d.Spec.Replicas = ptr.To[int32](2)
+		Expect(k8sClient.Update(ctx, d)).To(Succeed())
+		Eventually(func() []string { return problems(received(), 1000) }, time.Minute, 2*time.Second).Should(BeEmpty())
+
+		Eventually(func() int32 { return workers().SelectedContainers }, 2*time.Minute, 2*time.Second).Should(Equal(int32(5)))
+		Eventually(func() int32 { return workers().Goroutines }, 2*time.Minute, 2*time.Second).
+			Should(BeNumerically("<=", before.Goroutines+2), "the pipeline's goroutines return to their level")
+		Eventually(func() int32 { return workers().OpenFDs }, 2*time.Minute, 2*time.Second).
+			Should(BeNumerically("<=", before.OpenFDs+5), "the process's FDs return to their level")
+		after := workers()
+		GinkgoWriter.Printf("before: goroutines=%d fds=%d; after: goroutines=%d fds=%d\n", before.Goroutines, before.OpenFDs, after.Goroutines, after.OpenFDs)
+	})
+})

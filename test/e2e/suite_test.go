@@ -1,0 +1,74 @@
+//go:build e2e
+
+// Package e2e_test proves the product on a real single-node cluster that
+// `make e2e` builds from source and brings up (hack/e2e): the operator is
+// installed from dist/install.yaml, workloads write numbered lines through a
+// real kubelet and containerd, and a Loki receiver in this process counts
+// every line.
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/log-capturer/log-capturer/internal/cmd"
+	"github.com/log-capturer/log-capturer/internal/lokireceiver"
+)
+
+var (
+	ctx       context.Context
+	k8sClient client.Client
+	loki      *lokireceiver.Receiver
+	lokiURL   string
+	kubectl   string
+	kubecfg   string
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Real node e2e suite")
+}
+
+var _ = BeforeSuite(func() {
+	ctx = context.Background()
+	kubecfg, kubectl = os.Getenv("E2E_KUBECONFIG"), os.Getenv("E2E_KUBECTL")
+	Expect(kubecfg).NotTo(BeEmpty(), "run through make e2e")
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubecfg)
+	Expect(err).NotTo(HaveOccurred())
+	scheme, err := cmd.NewScheme()
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	// Pods reach the receiver through the node's address.
+	loki = lokireceiver.New()
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	Expect(err).NotTo(HaveOccurred())
+	srv := &http.Server{Handler: loki, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	DeferCleanup(func() {
+		loki.Close()
+		_ = srv.Close()
+	})
+	lokiURL = fmt.Sprintf("http://%s:%d", os.Getenv("E2E_NODE_IP"), l.Addr().(*net.TCPAddr).Port)
+})
+
+// run runs kubectl against the e2e cluster and returns its output.
+func run(args ...string) string {
+	c := exec.Command(kubectl, append([]string{"--kubeconfig", kubecfg}, args...)...)
+	out, err := c.CombinedOutput()
+	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "kubectl %s: %s", strings.Join(args, " "), out)
+	return string(out)
+}
