@@ -79,6 +79,7 @@ type sliceResult struct {
 	// lines were found in no log the kubelet still has.
 	replacedAt time.Time
 	gap        bool
+	gapFrom    time.Time
 }
 
 // pipelineStats are the pipeline's numbers, read by Snapshot at any time.
@@ -465,7 +466,7 @@ func (p *pipeline) drop(c *container, finished bool) {
 // recordGap counts a stretch of log that was gone when the container's
 // capture resumed.
 func (p *pipeline) recordGap(c *container, r sliceResult) {
-	g := &Gap{Container: c.namespace + "/" + c.pod + "/" + c.name, From: r.pos.Last, To: r.replacedAt}
+	g := &Gap{Container: c.namespace + "/" + c.pod + "/" + c.name, From: r.gapFrom, To: r.replacedAt}
 	p.stats.gaps.Add(1)
 	p.m.gaps.Inc()
 	if !g.From.IsZero() && g.To.After(g.From) {

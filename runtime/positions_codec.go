@@ -34,11 +34,12 @@ type storedPosition struct {
 // encodePositions writes the positions as gzip-compressed text, one
 // container per line:
 //
-//	<pod uid> <container> <pod> <since> <count> <first-ns> <sent-since> <sent-count> <gone-since>
+//	<pod uid> <container> <pod> <since> <count> <first-ns> <last-ns> <last-run> <sent-since> <sent-count> <gone-since>
 //
-// Times are Unix seconds (0 for none); first-ns is the first counted line's
-// offset from since in nanoseconds; "=" for the sent pair means "as
-// committed".
+// Times are Unix seconds (0 for none); first-ns and last-ns are the first
+// counted and the last delivered line's offsets from since in nanoseconds
+// (last-ns may be negative), last-run how many lines up to the last one
+// share its timestamp; "=" for the sent pair means "as committed".
 func encodePositions(entries []storedPosition) ([]byte, error) {
 	var buf bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
@@ -61,6 +62,10 @@ func encodePositions(entries []storedPosition) ([]byte, error) {
 		line = strconv.AppendInt(line, e.Committed.Count, 10)
 		line = append(line, ' ')
 		line = strconv.AppendInt(line, firstOffset(e.Committed), 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, lastOffset(e.Committed), 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, e.Committed.LastRun, 10)
 		if e.Sent.Since.Equal(e.Committed.Since) && e.Sent.Count == e.Committed.Count {
 			line = append(line, " = ="...)
 		} else {
@@ -81,6 +86,13 @@ func encodePositions(entries []storedPosition) ([]byte, error) {
 		return nil, fmt.Errorf("compressing positions: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+func lastOffset(p Position) int64 {
+	if p.LastRun == 0 || p.Last.IsZero() || p.Since.IsZero() {
+		return 0
+	}
+	return int64(p.Last.Sub(p.Since))
 }
 
 func appendUnix(b []byte, t time.Time) []byte {
@@ -151,8 +163,8 @@ func decodePositions(data []byte) ([]storedPosition, error) {
 
 func decodePosition(line string) (storedPosition, error) {
 	f := strings.Split(line, " ")
-	if len(f) != 9 {
-		return storedPosition{}, fmt.Errorf("%d fields, want 9", len(f))
+	if len(f) != 11 {
+		return storedPosition{}, fmt.Errorf("%d fields, want 11", len(f))
 	}
 	var (
 		e    storedPosition
@@ -173,21 +185,29 @@ func decodePosition(line string) (storedPosition, error) {
 	if first < 0 || first >= int64(time.Second) || e.Committed.Count < 0 {
 		errs = append(errs, fmt.Errorf("bad count %q or first offset %q", f[4], f[5]))
 	}
+	last, err := strconv.ParseInt(f[6], 10, 64)
+	errs = append(errs, err)
+	e.Committed.LastRun, err = strconv.ParseInt(f[7], 10, 64)
+	errs = append(errs, err)
+	if e.Committed.LastRun < 0 {
+		errs = append(errs, fmt.Errorf("bad last run %q", f[7]))
+	}
 	if e.Committed.Count > 0 {
 		e.Committed.First = e.Committed.Since.Add(time.Duration(first))
-		e.Committed.Last = e.Committed.First
-	} else {
-		e.Committed.Last = e.Committed.Since
 	}
-	if f[6] == "=" && f[7] == "=" {
+	e.Committed.Last = e.Committed.Since
+	if e.Committed.LastRun > 0 {
+		e.Committed.Last = e.Committed.Since.Add(time.Duration(last))
+	}
+	if f[8] == "=" && f[9] == "=" {
 		e.Sent = e.Committed
 	} else {
-		e.Sent.Since, err = parseUnix(f[6])
+		e.Sent.Since, err = parseUnix(f[8])
 		errs = append(errs, err)
-		e.Sent.Count, err = strconv.ParseInt(f[7], 10, 64)
+		e.Sent.Count, err = strconv.ParseInt(f[9], 10, 64)
 		errs = append(errs, err)
 	}
-	e.GoneSince, err = parseUnix(f[8])
+	e.GoneSince, err = parseUnix(f[10])
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return storedPosition{}, err

@@ -17,10 +17,10 @@ func TestPositionsRoundTrip(t *testing.T) {
 	since := time.Date(2026, 11, 27, 10, 0, 5, 0, time.UTC)
 	in := []storedPosition{
 		{Key: containerKey{uid: "u1", name: "app"}, Pod: "web-1",
-			Committed: Position{Since: since, Count: 3, First: since.Add(123456789), Last: since.Add(123456789)},
+			Committed: Position{Since: since, Count: 3, First: since.Add(123456789), Last: since.Add(923456789), LastRun: 2},
 			Sent:      Position{Since: since.Add(2 * time.Second), Count: 7}},
 		{Key: containerKey{uid: "u2", name: "sidecar"}, Pod: "web-2",
-			Committed: Position{Since: since, Count: 1, First: since, Last: since}, GoneSince: since.Add(time.Minute)},
+			Committed: Position{Since: since, Count: 1, First: since, Last: since.Add(-time.Millisecond), LastRun: 1}, GoneSince: since.Add(time.Minute)},
 		{Key: containerKey{uid: "u3", name: "new"}, Pod: "web-3"}, // startAt Beginning, nothing read yet
 	}
 	in[1].Sent = in[1].Committed
@@ -38,7 +38,8 @@ func TestPositionsRoundTrip(t *testing.T) {
 	for i := range in {
 		a, b := in[i], out[i]
 		if a.Key != b.Key || a.Pod != b.Pod || !a.Committed.Since.Equal(b.Committed.Since) || a.Committed.Count != b.Committed.Count ||
-			!a.Committed.First.Equal(b.Committed.First) || !a.Sent.Since.Equal(b.Sent.Since) || a.Sent.Count != b.Sent.Count ||
+			!a.Committed.First.Equal(b.Committed.First) || !a.Committed.Last.Equal(b.Committed.Last) || a.Committed.LastRun != b.Committed.LastRun ||
+			!a.Sent.Since.Equal(b.Sent.Since) || a.Sent.Count != b.Sent.Count ||
 			!a.GoneSince.Equal(b.GoneSince) {
 			t.Errorf("entry %d: %+v came back as %+v", i, a, b)
 		}
@@ -62,11 +63,12 @@ func TestDecodePositionsRejectsDamage(t *testing.T) {
 		{"empty", "empty positions", gz("")},
 		{"newer format", `unknown positions format "log-capturer positions v9"`, gz("log-capturer positions v9\n")},
 		{"foreign text", "unknown positions format", gz("{\"json\": true}\n")},
-		{"missing field", "positions line 2: 8 fields", gz(positionsHeader + "\nu main pod 1 2 3 = =\n")},
-		{"bad number", "positions line 2", gz(positionsHeader + "\nu main pod 1 x 3 = = 0\n")},
-		{"negative time", "bad time", gz(positionsHeader + "\nu main pod -5 1 3 = = 0\n")},
-		{"first beyond a second", "bad count", gz(positionsHeader + "\nu main pod 5 1 2000000000 = = 0\n")},
-		{"truncated gzip", "unexpected EOF", gz(positionsHeader + "\nu main pod 5 1 2 = = 0\n")[:30]},
+		{"missing field", "positions line 2: 10 fields", gz(positionsHeader + "\nu main pod 1 2 3 0 1 = =\n")},
+		{"bad number", "positions line 2", gz(positionsHeader + "\nu main pod 1 x 3 0 1 = = 0\n")},
+		{"negative time", "bad time", gz(positionsHeader + "\nu main pod -5 1 3 0 1 = = 0\n")},
+		{"first beyond a second", "bad count", gz(positionsHeader + "\nu main pod 5 1 2000000000 0 1 = = 0\n")},
+		{"negative last run", "bad last run", gz(positionsHeader + "\nu main pod 5 1 2 0 -1 = = 0\n")},
+		{"truncated gzip", "unexpected EOF", gz(positionsHeader + "\nu main pod 5 1 2 0 1 = = 0\n")[:30]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodePositions(tc.data)
@@ -233,7 +235,8 @@ func TestPositionsV1StaysReadable(t *testing.T) {
 	since := time.Unix(1795770000, 0).UTC()
 	if len(got) != 2 || got[0].Key != (containerKey{uid: "0f8fad5b-d9cb-469f-a165-70867728950e", name: "app"}) ||
 		!got[0].Committed.Since.Equal(since) || got[0].Committed.Count != 3 ||
-		!got[0].Committed.First.Equal(since.Add(250*time.Millisecond)) || got[0].Sent.Count != 9 ||
+		!got[0].Committed.First.Equal(since.Add(250*time.Millisecond)) || !got[0].Committed.Last.Equal(since.Add(750*time.Millisecond)) ||
+		got[0].Committed.LastRun != 2 || got[0].Sent.Count != 9 || !got[1].Committed.Last.Equal(time.Unix(1795769990, 0).Add(-5*time.Microsecond)) ||
 		got[1].Sent != got[1].Committed || !got[1].GoneSince.Equal(time.Unix(1795770100, 0)) {
 		t.Fatalf("v1 positions decoded as %+v", got)
 	}

@@ -223,6 +223,7 @@ var _ = Describe("Durable positions", func() {
 		time.Sleep(time.Second)
 		h2 := startStoreHarness()
 		defer h2.stop()
+		started := time.Now()
 		_, err = h2.mgr.Apply(ctx, key, durableConfig(ns, key.Name, uid))
 		Expect(err).NotTo(HaveOccurred())
 		time.Sleep(time.Second)
@@ -235,6 +236,10 @@ var _ = Describe("Durable positions", func() {
 			return problems
 		}, 30*time.Second, 250*time.Millisecond).Should(BeEmpty())
 		Expect(dups).To(BeZero())
+		// One write per interval (1s) for the pipeline, whatever the number of
+		// containers and lines.
+		Expect(testutilCounter(h2, "log_capturer_positions_writes_total", key.String())).
+			To(BeNumerically("<=", time.Since(started).Seconds()+1))
 		Expect(snapshot(h2, key).ResumeDuplicates).To(BeZero())
 		Expect(positionsStatus(h2, key).Reason).To(Equal(lcruntime.PositionsStored))
 	})
@@ -274,6 +279,36 @@ var _ = Describe("Durable positions", func() {
 		Expect(s.LastGap.From).To(BeTemporally("==", t0))
 		Expect(s.LastGap.To).To(BeTemporally("==", t0.Add(3*time.Second)))
 		Expect(testutilCounter(h2, "log_capturer_log_gaps_total", key.String())).To(Equal(1.0))
+	})
+
+	It("resume without duplicates or a gap when the kubelet rotated part of the counted second away", func() {
+		ns := newNamespace()
+		pods := createPods(ns, 1)
+		key := types.NamespacedName{Namespace: ns, Name: "rotated"}
+		uid := string(uuid.NewUUID())
+		gen := &generator{next: map[string]int{}}
+		t0 := time.Now().Add(-time.Minute).Truncate(time.Second).Add(100 * time.Millisecond)
+		gen.write(ns, pods[0], 10, t0) // ten lines sharing one timestamp
+
+		h1 := startStoreHarness()
+		_, err := h1.mgr.Apply(ctx, key, durableConfig(ns, key.Name, uid))
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() int { return len(h1.ackSink(key).Records()) }, 10*time.Second).Should(Equal(10))
+		h1.stop()
+
+		// The kubelet rotates the first 4 away; the log goes on.
+		kubelet.Container(ns, pods[0], "main").RotateAway(4)
+		gen.write(ns, pods[0], 3, t0.Add(time.Second))
+
+		h2 := startStoreHarness()
+		defer h2.stop()
+		_, err = h2.mgr.Apply(ctx, key, durableConfig(ns, key.Name, uid))
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(func() []int { return seqs(h2.ackSink(key).Records())[ns+"/"+pods[0]] }, 10*time.Second).
+			Should(Equal([]int{10, 11, 12}))
+		Consistently(func() []int { return seqs(h2.ackSink(key).Records())[ns+"/"+pods[0]] }, time.Second).
+			Should(Equal([]int{10, 11, 12}))
+		Expect(snapshot(h2, key).Gaps).To(BeZero())
 	})
 
 	It("fall back to startAt with a clear status when the stored positions are corrupted or foreign", func() {

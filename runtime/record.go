@@ -61,8 +61,12 @@ type Position struct {
 	// stream whose first line at or after Since has another timestamp is not
 	// the log that was counted (the container restarted): nothing is skipped.
 	First time.Time `json:"first"`
-	// Last is the timestamp of the last delivered line.
-	Last time.Time `json:"last"`
+	// Last is the timestamp of the last delivered line, and LastRun how many
+	// lines in a row, up to the last delivered one, carry exactly Last. When
+	// the kubelet has rotated the first counted lines away but the log still
+	// holds the last delivered one, a reopen skips through it instead.
+	Last    time.Time `json:"last"`
+	LastRun int64     `json:"lastRun"`
 }
 
 // advance records the delivery of a line with timestamp ts.
@@ -76,6 +80,11 @@ func (p *Position) advance(ts time.Time) {
 			p.First = ts
 		}
 		p.Count++
+	}
+	if ts.Equal(p.Last) {
+		p.LastRun++
+	} else {
+		p.LastRun = 1
 	}
 	p.Last = ts
 }
@@ -95,25 +104,82 @@ type resumer struct {
 	checked bool
 	// replaced is set when the stream turned out not to be the counted log.
 	replaced bool
+
+	// last and lastRun locate the last delivered line; through is set while
+	// the lines up to it are skipped (the kubelet rotated the first counted
+	// lines away), seen counts the lines at last skipped so far.
+	last    time.Time
+	lastRun int64
+	through bool
+	seen    int64
+	// gap is set when the last delivered line is not in the log either: the
+	// kubelet rotated it away with whatever followed it.
+	gap bool
 }
 
-func newResumer(p Position) resumer { return resumer{since: p.Since, first: p.First, skip: p.Count} }
+func newResumer(p Position) resumer {
+	r := resumer{since: p.Since, first: p.First, skip: p.Count, last: p.Last, lastRun: p.LastRun}
+	if p.Last.Before(p.First) {
+		r.lastRun = 0 // the last line came out of order: locate by count only
+	}
+	return r
+}
 
 // delivered tells whether a line with timestamp ts was delivered before.
 func (r *resumer) delivered(ts time.Time) bool {
+	if r.through {
+		return r.skipThrough(ts)
+	}
 	if r.skip == 0 || ts.Before(r.since) {
 		return false
 	}
+	// Lines are delivered in log order, so a line after the last delivered
+	// one was not delivered (were timestamps out of order by microseconds,
+	// it is sent twice, never lost).
+	afterLast := r.lastRun > 0 && ts.After(r.last)
 	if !r.checked {
 		r.checked = true
-		if !ts.Equal(r.first) {
+		switch {
+		case ts.Equal(r.first) && !afterLast:
+			// The counted log.
+		case r.lastRun > 0 && !afterLast:
+			// Not after the last delivered line, so the same container
+			// instance (a new one writes only later): the kubelet rotated
+			// the first counted lines away, the rest are still here.
+			r.skip, r.through = 0, true
+			return r.skipThrough(ts)
+		default:
 			// Another log than the one counted: a new container instance,
-			// or the kubelet rotated the counted lines away.
+			// or the kubelet rotated every delivered line away.
 			r.skip, r.replaced = 0, true
 			return false
 		}
 	}
+	if afterLast {
+		// Fewer counted lines than expected before it: the kubelet rotated
+		// some away. Nothing from here on was delivered.
+		r.skip = 0
+		return false
+	}
 	r.skip--
+	return true
+}
+
+// skipThrough skips the lines up to the last delivered one.
+func (r *resumer) skipThrough(ts time.Time) bool {
+	switch {
+	case ts.Equal(r.last):
+		r.seen++
+		if r.seen >= r.lastRun {
+			r.through = false
+		}
+		return true
+	case ts.After(r.last):
+		// Past it. Without any line at its timestamp, it was rotated away,
+		// and with it whatever followed it in the old file.
+		r.through, r.gap = false, r.seen == 0
+		return false
+	}
 	return true
 }
 

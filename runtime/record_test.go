@@ -123,8 +123,9 @@ func TestResumeDetectsAReplacedLog(t *testing.T) {
 		if tc.pos.First.IsZero() {
 			t.Fatalf("%s: First not recorded", tc.name)
 		}
+		// A new instance writes after the old one's last line.
 		r := newResumer(tc.pos)
-		if r.delivered(base.Add(250 * time.Millisecond)) {
+		if r.delivered(tc.pos.Last.Add(50 * time.Millisecond)) {
 			t.Errorf("%s: a line of another log was skipped", tc.name)
 		}
 		if !r.replaced {
@@ -134,5 +135,47 @@ func TestResumeDetectsAReplacedLog(t *testing.T) {
 		if !same.delivered(tc.pos.First) || same.replaced {
 			t.Errorf("%s: the counted log was not recognised", tc.name)
 		}
+	}
+}
+
+// TestResumeSkipsThroughWhenTheKubeletRotatedTheCountedLines checks a reopen
+// after the kubelet rotated the first counted lines of the second away: the
+// log starts inside the counted lines and the resume skips through the last
+// delivered line, or says that the last delivered line is gone too.
+func TestResumeSkipsThroughWhenTheKubeletRotatedTheCountedLines(t *testing.T) {
+	base := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
+	ts := []time.Time{base.Add(100 * time.Millisecond), base.Add(200 * time.Millisecond), base.Add(200 * time.Millisecond),
+		base.Add(300 * time.Millisecond), base.Add(300 * time.Millisecond), base.Add(400 * time.Millisecond)}
+	var pos Position
+	for _, t := range ts[:5] { // delivered: up to the second line at 300ms
+		pos.advance(t)
+	}
+	if pos.LastRun != 2 || !pos.Last.Equal(ts[4]) {
+		t.Fatalf("position %+v: want the last two lines sharing 300ms", pos)
+	}
+	for _, tc := range []struct {
+		name      string
+		rotated   int // lines the kubelet rotated away
+		delivered []bool
+		gap       bool
+	}{
+		{"first line rotated away", 1, []bool{true, true, true, true, false}, false},
+		{"all but the last run rotated away", 3, []bool{true, true, false}, false},
+		{"everything delivered rotated away", 5, []bool{false}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newResumer(pos)
+			for i, want := range tc.delivered {
+				if got := r.delivered(ts[tc.rotated+i]); got != want {
+					t.Fatalf("line %d: delivered=%v, want %v", tc.rotated+i, got, want)
+				}
+			}
+			// Without the last delivered line the log cannot be told from a
+			// new instance's: the slice then reads previous=true, and a
+			// missing previous log is counted as a gap.
+			if r.replaced != tc.gap {
+				t.Fatalf("replaced=%v, want %v", r.replaced, tc.gap)
+			}
+		})
 	}
 }

@@ -66,7 +66,7 @@ func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sli
 		opts.SinceTime = &metav1.Time{Time: res.pos.Since}
 	}
 	body, err := p.mgr.opts.Clientset.CoreV1().Pods(c.namespace).GetLogs(c.pod, opts).Stream(rctx)
-	counted := false
+	counted, lastBefore, countBefore := false, res.pos.Last, res.pos.Count
 	if err == nil {
 		p.stats.openStreams.Add(1)
 		counted, err = p.readCounted(ctx, body, c, &res)
@@ -79,7 +79,9 @@ func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sli
 	}
 	// Neither log holds the counted lines: what followed them is gone
 	// (the kubelet rotated it away, or the container restarted again).
-	res.gap = res.pos.Count > 0 && !counted
+	if countBefore > 0 && !counted {
+		res.gap, res.gapFrom = true, lastBefore
+	}
 	// With or without a previous instance (the kubelet answers 400 when there
 	// is none), the current log starts after everything counted.
 	res.pos.Count, res.pos.First = 0, time.Time{}
@@ -92,7 +94,7 @@ func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sli
 func (p *pipeline) readCounted(ctx context.Context, body io.Reader, c *container, res *sliceResult) (bool, error) {
 	var skip resumer
 	err := p.readWith(ctx, body, c, res, false, &skip)
-	return skip.checked && !skip.replaced, err
+	return skip.checked && !skip.replaced && !skip.gap, err
 }
 
 // classify tells why a stream ended from its contexts and error.
@@ -161,6 +163,9 @@ func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, r
 		if skip.delivered(ts) {
 			long = long[:0]
 			continue
+		}
+		if skip.gap && !res.gap {
+			res.gap, res.gapFrom, res.replacedAt = true, res.pos.Last, ts
 		}
 		if skip.replaced && stopOnReplaced {
 			res.replacedAt = ts

@@ -251,12 +251,14 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 			if in.done < 0 && strings.HasPrefix(in.pod, "crasher") {
 				crashed++
 			}
-			if in.pod == pods.Items[0].Name {
+			// Stopped mid-run, it said how many lines it wrote; problems()
+			// checked that exactly those arrived.
+			if in.pod == pods.Items[0].Name && in.done >= 0 {
 				deleted++
 			}
 		}
 		Expect(crashed).To(Equal(1), "the crashed instance's lines arrived")
-		Expect(deleted).To(Equal(1), "the deleted pod's lines arrived")
+		Expect(deleted).To(Equal(1), "every line the deleted pod wrote arrived")
 		Expect(rotatedFiles()).To(BeNumerically(">=", 2), "the kubelet rotated the writers' logs")
 		w := workers()
 		GinkgoWriter.Printf("instances=%d rotations=%d lines=%d rotatedFiles=%d\n", len(got), w.Rotations, w.LinesTotal, rotatedFiles())

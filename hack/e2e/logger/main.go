@@ -5,6 +5,9 @@
 //	<pod> inst=<random> stream=<stdout|stderr> seq=<n> <padding>
 //	<pod> inst=<random> done lines=<n>
 //
+// A SIGTERM while it writes ends the writing the same way, with the number of
+// lines written so far, so that a deleted pod's lines can be counted too.
+//
 // LINES lines are written at RATE lines per second, every fifth to stderr.
 // With CRASH_AFTER and MARKER set, the first instance (MARKER, a file in an
 // emptyDir, does not exist yet) creates MARKER and exits with status 1 after
@@ -45,9 +48,18 @@ func main() {
 	_, _ = rand.Read(b[:])
 	inst := hex.EncodeToString(b[:])
 	pad := strings.Repeat("x", env("PAD", 100))
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	tick := time.Second / time.Duration(max(rate, 1))
 	next := time.Now()
+	written := 0
 	for i := range lines {
+		select {
+		case <-stop:
+			fmt.Fprintf(os.Stdout, "%s inst=%s done lines=%d\n", pod, inst, written)
+			return
+		default:
+		}
 		out, name := os.Stdout, "stdout"
 		if i%5 == 4 {
 			out, name = os.Stderr, "stderr"
@@ -57,13 +69,12 @@ func main() {
 			_ = os.WriteFile(marker, nil, 0o600)
 			os.Exit(1)
 		}
+		written++
 		next = next.Add(tick)
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)
 		}
 	}
 	fmt.Fprintf(os.Stdout, "%s inst=%s done lines=%d\n", pod, inst, lines)
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGTERM, syscall.SIGINT)
-	<-c
+	<-stop
 }
