@@ -123,7 +123,8 @@ func (s *ConfigMapStore) Save(ctx context.Context, ref PipelineRef, data []byte,
 	return nil
 }
 
-// Forget drops what the store remembers of a pipeline.
+// Forget drops the last written ConfigMap the store keeps for a pipeline;
+// the Manager calls it when the pipeline's workers are removed.
 func (s *ConfigMapStore) Forget(ref PipelineRef) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -211,6 +211,9 @@ func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
 	m.mu.Lock()
 	delete(m.positions, key)
 	m.mu.Unlock()
+	if f, ok := m.opts.Positions.(positionForgetter); ok {
+		f.Forget(PipelineRef{Namespace: key.Namespace, Name: key.Name})
+	}
 	m.metrics.forget(key.String())
 	if m.opts.ForgetPipeline != nil {
 		m.opts.ForgetPipeline(key.String())

@@ -25,7 +25,6 @@ type positions struct {
 	dirty   bool
 	loaded  bool
 	state   PositionsStatus
-	written atomic.Int64 // bytes of the last write
 }
 
 // posEntry is one container's positions and its lines in flight.
@@ -264,6 +263,12 @@ type PositionStore interface {
 	Save(ctx context.Context, ref PipelineRef, data []byte, containers int) error
 }
 
+// positionForgetter is a PositionStore that keeps something per pipeline in
+// memory, to be dropped when the pipeline's workers are removed.
+type positionForgetter interface {
+	Forget(ref PipelineRef)
+}
+
 // ErrForeignPositions means the positions object exists but was not written
 // by the operator for this pipeline.
 var ErrForeignPositions = errors.New("the positions object was not written by log-capturer for this pipeline")
@@ -381,7 +386,6 @@ func (p *pipeline) flushPositions(ctx context.Context) {
 		p.m.positionBytes.Set(float64(len(data)))
 		st = PositionsStatus{Durable: true, Reason: PositionsStored, Containers: len(stored), Bytes: len(data), LastWrite: now,
 			Message: fmt.Sprintf("Positions of %d containers stored (%d bytes compressed).", len(stored), len(data))}
-		ps.written.Store(int64(len(data)))
 	}
 	ps.setState(st)
 }
