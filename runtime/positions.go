@@ -49,8 +49,6 @@ func newPositions() *positions {
 
 // PositionsStatus is how a pipeline's positions are stored.
 type PositionsStatus struct {
-	// Durable is false while positions cannot be written (see Reason).
-	Durable bool
 	// Reason is one of the PositionsReason constants.
 	Reason  string
 	Message string
@@ -60,6 +58,11 @@ type PositionsStatus struct {
 	Bytes      int
 	// LastWrite is when positions were last written.
 	LastWrite time.Time
+}
+
+// Durable tells whether positions are written to the store now.
+func (s PositionsStatus) Durable() bool {
+	return s.Reason == PositionsStored || s.Reason == PositionsReset
 }
 
 // Reasons of PositionsStatus.
@@ -283,37 +286,35 @@ func (p *pipeline) loadPositions(ctx context.Context) {
 		return
 	}
 	store := p.mgr.opts.Positions
-	if store == nil {
-		ps.setState(PositionsStatus{Durable: false, Reason: PositionsInMemory,
-			Message: "This runtime keeps positions in memory only."})
-		ps.mu.Lock()
-		ps.loaded = true
-		ps.mu.Unlock()
-		return
+	var (
+		data   []byte
+		stored []storedPosition
+		err    error
+	)
+	if store != nil {
+		data, err = store.Load(ctx, p.ref())
+		if err == nil && data != nil {
+			stored, err = decodePositions(data)
+		}
 	}
-	data, err := store.Load(ctx, p.ref())
 	switch {
+	case store == nil:
+		ps.setState(PositionsStatus{Reason: PositionsInMemory, Message: "This runtime keeps positions in memory only."})
 	case errors.Is(err, ErrForeignPositions):
 		ps.setState(PositionsStatus{Reason: PositionsForeign, Message: fmt.Sprintf(
 			"%s; it is left alone, containers started from startAt and positions are kept in memory only until it is removed.", err)})
 	case err != nil && ctx.Err() != nil:
 		return // stopping; the next start loads
 	case err != nil:
-		ps.setState(PositionsStatus{Durable: true, Reason: PositionsReset, Message: fmt.Sprintf(
+		ps.setState(PositionsStatus{Reason: PositionsReset, Message: fmt.Sprintf(
 			"The stored positions could not be read (%s); containers started from startAt and positions are stored anew.", err)})
 	case data != nil:
-		stored, derr := decodePositions(data)
-		if derr != nil {
-			ps.setState(PositionsStatus{Durable: true, Reason: PositionsReset, Message: fmt.Sprintf(
-				"The stored positions could not be read (%s); containers started from startAt and positions are stored anew.", derr)})
-			break
-		}
 		ps.restore(stored)
 		p.log.Info("resuming from stored positions", "containers", len(stored))
-		ps.setState(PositionsStatus{Durable: true, Reason: PositionsStored, Containers: len(stored), Bytes: len(data),
+		ps.setState(PositionsStatus{Reason: PositionsStored, Containers: len(stored), Bytes: len(data),
 			Message: fmt.Sprintf("Resumed %d containers from stored positions.", len(stored))})
 	default:
-		ps.setState(PositionsStatus{Durable: true, Reason: PositionsStored, Message: "No positions were stored yet."})
+		ps.setState(PositionsStatus{Reason: PositionsStored, Message: "No positions were stored yet."})
 	}
 	ps.mu.Lock()
 	ps.loaded = true
@@ -372,19 +373,19 @@ func (p *pipeline) flushPositions(ctx context.Context) {
 	st := ps.status()
 	switch {
 	case errors.Is(err, ErrForeignPositions):
-		st.Durable, st.Reason = false, PositionsForeign
+		st.Reason = PositionsForeign
 		st.Message = fmt.Sprintf("%s; it is left alone and positions are kept in memory only until it is removed.", err)
 	case err != nil:
 		if ctx.Err() != nil {
 			return
 		}
-		st.Durable, st.Reason = false, PositionsWriteFailed
+		st.Reason = PositionsWriteFailed
 		st.Message = fmt.Sprintf("Writing the positions of %d containers failed: %s.", len(stored), err)
 		p.m.positionErrors.Inc()
 	default:
 		p.m.positionWrites.Inc()
 		p.m.positionBytes.Set(float64(len(data)))
-		st = PositionsStatus{Durable: true, Reason: PositionsStored, Containers: len(stored), Bytes: len(data), LastWrite: now,
+		st = PositionsStatus{Reason: PositionsStored, Containers: len(stored), Bytes: len(data), LastWrite: now,
 			Message: fmt.Sprintf("Positions of %d containers stored (%d bytes compressed).", len(stored), len(data))}
 	}
 	ps.setState(st)

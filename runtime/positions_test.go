@@ -341,7 +341,7 @@ var _ = Describe("Durable positions", func() {
 		Eventually(func() string { return positionsStatus(h, corrupt).Reason }, 10*time.Second).Should(Equal(lcruntime.PositionsReset))
 		Expect(positionsStatus(h, corrupt).Message).To(ContainSubstring("not gzip-compressed positions"))
 		Eventually(func() string { return positionsStatus(h, foreign).Reason }, 10*time.Second).Should(Equal(lcruntime.PositionsForeign))
-		Expect(positionsStatus(h, foreign).Durable).To(BeFalse())
+		Expect(positionsStatus(h, foreign).Durable()).To(BeFalse())
 		Expect(positionsStatus(h, foreign).Message).To(ContainSubstring("lacks the label"))
 
 		// Both capture from startAt; the corrupted object is replaced by a

@@ -23,7 +23,7 @@ func TestEvaluate(t *testing.T) {
 				FDGrowthPer10Minutes: 1, LinesInWindow: 6000, LinesPerSecond: 10,
 				Sinks: []lcruntime.SinkWindow{{Name: "loki", Sent: 6000}}},
 			Sinks:     []lcruntime.SinkStats{{Name: "loki", SentLines: 60000, LastSuccess: now.Add(-time.Second), QueueMaxBytes: 100}},
-			Positions: lcruntime.PositionsStatus{Durable: true, Reason: lcruntime.PositionsStored, Message: "Positions of 10 containers stored (900 bytes compressed)."}}
+			Positions: lcruntime.PositionsStatus{Reason: lcruntime.PositionsStored, Message: "Positions of 10 containers stored (900 bytes compressed)."}}
 	}
 	tests := []struct {
 		name         string
