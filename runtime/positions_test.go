@@ -3,7 +3,6 @@ package runtime_test
 import (
 	"context"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -102,26 +101,6 @@ func durableConfig(ns, name, uid string) lcruntime.PipelineConfig {
 	return c
 }
 
-// seqs returns each container's delivered sequence numbers in arrival order.
-func seqs(records []lcruntime.Record) map[string][]int {
-	out := map[string][]int{}
-	for _, r := range records {
-		i := strings.Index(r.Line, " seq=")
-		if i < 0 {
-			continue
-		}
-		rest := r.Line[i+5:]
-		if j := strings.IndexByte(rest, ' '); j >= 0 {
-			rest = rest[:j]
-		}
-		n, err := strconv.Atoi(rest)
-		if err == nil {
-			out[r.Namespace+"/"+r.Pod] = append(out[r.Namespace+"/"+r.Pod], n)
-		}
-	}
-	return out
-}
-
 // across checks two runs' deliveries: together every generated line, the
 // second run in order from where it resumed; it returns the duplicates.
 func across(first, second map[string][]int, want map[string]int) (dups int, problems []string) {
@@ -156,6 +135,30 @@ func across(first, second map[string][]int, want map[string]int) (dups int, prob
 	return dups, problems
 }
 
+// resume starts a second runtime for the pipeline a second after the first
+// one stopped, lets the generator write for another second, stops it and
+// waits until both runs together delivered every generated line. It returns
+// the second harness (stopped when the spec ends), when it took over, and
+// how many lines the second run sent again.
+func resume(key types.NamespacedName, uid string, first map[string][]int, gen *generator) (*harness, time.Time, int) {
+	time.Sleep(time.Second) // lines written while no operator runs
+	h2 := startStoreHarness()
+	DeferCleanup(h2.stop)
+	started := time.Now()
+	_, err := h2.mgr.Apply(ctx, key, durableConfig(key.Namespace, key.Name, uid))
+	Expect(err).NotTo(HaveOccurred())
+	time.Sleep(time.Second)
+	gen.stop()
+	want := gen.expected()
+	var dups int
+	EventuallyWithOffset(1, func() []string {
+		var problems []string
+		dups, problems = across(first, seqs(h2.ackSink(key).Records()), want)
+		return problems
+	}, 30*time.Second, 250*time.Millisecond).Should(BeEmpty())
+	return h2, started, dups
+}
+
 func positionsStatus(h *harness, key types.NamespacedName) lcruntime.PositionsStatus {
 	return snapshot(h, key).Positions
 }
@@ -178,20 +181,7 @@ var _ = Describe("Durable positions", func() {
 		h1.stop()
 		first := seqs(h1.ackSink(key).Records())
 
-		time.Sleep(time.Second) // lines written while no operator runs
-		h2 := startStoreHarness()
-		defer h2.stop()
-		_, err = h2.mgr.Apply(ctx, key, durableConfig(ns, key.Name, uid))
-		Expect(err).NotTo(HaveOccurred())
-		time.Sleep(time.Second)
-		gen.stop()
-		want := gen.expected()
-		var dups int
-		Eventually(func() []string {
-			var problems []string
-			dups, problems = across(first, seqs(h2.ackSink(key).Records()), want)
-			return problems
-		}, 30*time.Second, 250*time.Millisecond).Should(BeEmpty())
+		h2, _, dups := resume(key, uid, first, gen)
 
 		counted := snapshot(h2, key).ResumeDuplicates
 		rate := float64(gen.total()) / time.Since(crashedAt.Add(-4*time.Second)).Seconds()
@@ -220,21 +210,7 @@ var _ = Describe("Durable positions", func() {
 		first := seqs(h1.ackSink(key).Records())
 		Expect(first).To(HaveLen(5))
 
-		time.Sleep(time.Second)
-		h2 := startStoreHarness()
-		defer h2.stop()
-		started := time.Now()
-		_, err = h2.mgr.Apply(ctx, key, durableConfig(ns, key.Name, uid))
-		Expect(err).NotTo(HaveOccurred())
-		time.Sleep(time.Second)
-		gen.stop()
-		want := gen.expected()
-		var dups int
-		Eventually(func() []string {
-			var problems []string
-			dups, problems = across(first, seqs(h2.ackSink(key).Records()), want)
-			return problems
-		}, 30*time.Second, 250*time.Millisecond).Should(BeEmpty())
+		h2, started, dups := resume(key, uid, first, gen)
 		Expect(dups).To(BeZero())
 		// One write per interval (1s) for the pipeline, whatever the number of
 		// containers and lines.

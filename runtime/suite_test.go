@@ -253,10 +253,9 @@ func (g *generator) expected() map[string]int {
 	return out
 }
 
-// verify checks that every generated line arrived exactly once and in order
-// per container; it returns a description of every problem.
-func verify(records []lcruntime.Record, want map[string]int) []string {
-	got := map[string][]int{}
+// seqs returns each container's delivered sequence numbers in arrival order.
+func seqs(records []lcruntime.Record) map[string][]int {
+	out := map[string][]int{}
 	for _, r := range records {
 		i := strings.Index(r.Line, " seq=")
 		if i < 0 {
@@ -267,12 +266,17 @@ func verify(records []lcruntime.Record, want map[string]int) []string {
 			rest = rest[:j]
 		}
 		n, err := strconv.Atoi(rest)
-		if err != nil {
-			continue
+		if err == nil {
+			out[r.Namespace+"/"+r.Pod] = append(out[r.Namespace+"/"+r.Pod], n)
 		}
-		key := r.Namespace + "/" + r.Pod
-		got[key] = append(got[key], n)
 	}
+	return out
+}
+
+// verify checks that every generated line arrived exactly once and in order
+// per container; it returns a description of every problem.
+func verify(records []lcruntime.Record, want map[string]int) []string {
+	got := seqs(records)
 	var problems []string
 	for key, n := range want {
 		seq := got[key]
