@@ -20,7 +20,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/log-capturer/log-capturer/controllers"
-	"github.com/log-capturer/log-capturer/internal/cmd"
 	lcruntime "github.com/log-capturer/log-capturer/runtime"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
@@ -45,20 +44,14 @@ var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	ctx, cancel = context.WithCancel(context.Background())
 	var err error
-	testEnv, err = envtestutil.NewEnvironment()
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err = testEnv.Start()
+	testEnv, cfg, k8sClient, err = envtestutil.Start()
 	Expect(err).NotTo(HaveOccurred())
 	// Registered here, the control plane stops even when AfterSuite fails.
 	DeferCleanup(testEnv.Stop)
-	scheme, err := cmd.NewScheme()
-	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
 
 	writes = &writeCounter{counts: map[types.NamespacedName]int{}}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme,
+		Scheme:  k8sClient.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		NewClient: func(c *rest.Config, o client.Options) (client.Client, error) {
 			inner, err := client.NewWithWatch(c, o)

@@ -8,7 +8,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/log-capturer/log-capturer/internal/cmd"
 )
 
 // RepoRoot walks up from the working directory to the directory holding
@@ -69,4 +73,28 @@ func NewEnvironment() (*envtest.Environment, error) {
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
 	}, nil
+}
+
+// Start starts NewEnvironment and returns it with its config and a client
+// that knows the operator's types. On an error nothing is left running;
+// otherwise the caller stops the environment (register it with DeferCleanup
+// right away, so that a failing suite still stops it).
+func Start() (*envtest.Environment, *rest.Config, client.WithWatch, error) {
+	env, err := NewEnvironment()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("starting the envtest control plane: %w", err)
+	}
+	scheme, err := cmd.NewScheme()
+	if err == nil {
+		var c client.WithWatch
+		if c, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err == nil {
+			return env, cfg, c, nil
+		}
+	}
+	_ = env.Stop()
+	return nil, nil, nil, fmt.Errorf("creating a client: %w", err)
 }

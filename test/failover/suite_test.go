@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/log-capturer/log-capturer/internal/cmd"
 	"github.com/log-capturer/log-capturer/internal/kubeletsim"
 	"github.com/log-capturer/log-capturer/internal/lokireceiver"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
@@ -57,15 +56,9 @@ var _ = BeforeSuite(func() {
 	build.Stdout, build.Stderr = GinkgoWriter, GinkgoWriter
 	Expect(build.Run()).To(Succeed())
 
-	testEnv, err = envtestutil.NewEnvironment()
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err = testEnv.Start()
+	testEnv, cfg, k8sClient, err = envtestutil.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(testEnv.Stop)
-	scheme, err := cmd.NewScheme()
-	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
 
 	user, err := testEnv.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
 	Expect(err).NotTo(HaveOccurred())

@@ -45,16 +45,10 @@ func TestOperator(t *testing.T) {
 var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 	var err error
-	testEnv, err = envtestutil.NewEnvironment()
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err = testEnv.Start()
+	testEnv, cfg, k8sClient, err = envtestutil.Start()
 	Expect(err).NotTo(HaveOccurred())
 	// Registered here, the control plane stops even when AfterSuite fails.
 	DeferCleanup(testEnv.Stop)
-	scheme, err := cmd.NewScheme()
-	Expect(err).NotTo(HaveOccurred())
-	k8sClient, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
 
 	kubelet, err = kubeletsim.Start()
 	Expect(err).NotTo(HaveOccurred())

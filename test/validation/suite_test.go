@@ -9,11 +9,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
 
@@ -32,15 +30,10 @@ func TestValidation(t *testing.T) {
 var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 	var err error
-	testEnv, err = envtestutil.NewEnvironment()
-	Expect(err).NotTo(HaveOccurred())
-	cfg, err := testEnv.Start()
+	testEnv, _, k8sClient, err = envtestutil.Start()
 	Expect(err).NotTo(HaveOccurred())
 	// Registered here, the control plane stops even when AfterSuite fails.
 	DeferCleanup(testEnv.Stop)
-	Expect(logsv1alpha1.AddToScheme(scheme.Scheme)).To(Succeed())
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme.Scheme})
-	Expect(err).NotTo(HaveOccurred())
 })
 
 var _ = AfterSuite(func() {
