@@ -80,47 +80,52 @@ func (s *ConfigMapStore) Load(ctx context.Context, ref PipelineRef) ([]byte, err
 // Save writes the positions, creating the ConfigMap when it does not exist.
 func (s *ConfigMapStore) Save(ctx context.Context, ref PipelineRef, data []byte, containers int) error {
 	key := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
+	name := PositionsConfigMapName(ref.Name)
 	s.mu.Lock()
-	cm := s.last[key]
+	last := s.last[key]
 	s.mu.Unlock()
-	api := s.Client.CoreV1().ConfigMaps(ref.Namespace)
-	if cm != nil {
-		cm = cm.DeepCopy()
-		s.fill(cm, ref, data, containers)
-		out, err := api.Update(ctx, cm, metav1.UpdateOptions{})
+	if last != nil {
+		err := s.update(ctx, last.DeepCopy(), ref, data, containers)
 		if err == nil {
-			s.remember(ref, out)
 			return nil
 		}
 		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("updating ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+			return fmt.Errorf("updating ConfigMap %s/%s: %w", ref.Namespace, name, err)
 		}
 	}
 	// Unknown, changed or deleted since the last write: read it first.
-	cur, err := api.Get(ctx, PositionsConfigMapName(ref.Name), metav1.GetOptions{})
+	api := s.Client.CoreV1().ConfigMaps(ref.Namespace)
+	cur, err := api.Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: PositionsConfigMapName(ref.Name)}}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: name}}
 		s.fill(cm, ref, data, containers)
 		out, err := api.Create(ctx, cm, metav1.CreateOptions{})
 		if err != nil {
-			return fmt.Errorf("creating ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+			return fmt.Errorf("creating ConfigMap %s/%s: %w", ref.Namespace, name, err)
 		}
 		s.remember(ref, out)
 		return nil
 	case err != nil:
-		return fmt.Errorf("reading ConfigMap %s/%s: %w", ref.Namespace, PositionsConfigMapName(ref.Name), err)
+		return fmt.Errorf("reading ConfigMap %s/%s: %w", ref.Namespace, name, err)
 	}
 	if err := s.check(cur, ref); err != nil {
 		return err
 	}
-	s.fill(cur, ref, data, containers)
-	out, err := api.Update(ctx, cur, metav1.UpdateOptions{})
-	if err != nil {
-		return fmt.Errorf("updating ConfigMap %s/%s: %w", cur.Namespace, cur.Name, err)
+	if err := s.update(ctx, cur, ref, data, containers); err != nil {
+		return fmt.Errorf("updating ConfigMap %s/%s: %w", ref.Namespace, name, err)
 	}
-	s.remember(ref, out)
 	return nil
+}
+
+// update writes data into cm and updates it, remembering what was written.
+func (s *ConfigMapStore) update(ctx context.Context, cm *corev1.ConfigMap, ref PipelineRef, data []byte, containers int) error {
+	s.fill(cm, ref, data, containers)
+	out, err := s.Client.CoreV1().ConfigMaps(ref.Namespace).Update(ctx, cm, metav1.UpdateOptions{})
+	if err == nil {
+		s.remember(ref, out)
+	}
+	return err
 }
 
 // Forget drops the last written ConfigMap the store keeps for a pipeline;
