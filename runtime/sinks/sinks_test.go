@@ -290,6 +290,20 @@ func TestLokiRejectedBatchIsCountedAndReported(t *testing.T) {
 	}
 }
 
+// startFailingLoki runs a Loki sink with the whenFull policy and small
+// buffer and batch bounds, against a receiver that answers 500 to every push.
+func startFailingLoki(t *testing.T, policy string, bufferBytes, batchBytes int64) (*lokireceiver.Receiver, *running, lcruntime.SinkConfig) {
+	t.Helper()
+	e := newEnv(t)
+	rcv, srv := newReceiver(t)
+	rcv.FailAll(lokireceiver.Fault{Status: 500})
+	c := lokiConfig(srv.URL)
+	c.BufferMaxBytes = bufferBytes
+	c.BatchMaxBytes = batchBytes
+	c.WhenFull = policy
+	return rcv, e.start(t, c), c
+}
+
 func TestWhenFullPolicies(t *testing.T) {
 	tests := []struct {
 		policy      string
@@ -302,14 +316,7 @@ func TestWhenFullPolicies(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.policy, func(t *testing.T) {
-			e := newEnv(t)
-			rcv, srv := newReceiver(t)
-			rcv.FailAll(lokireceiver.Fault{Status: 500})
-			c := lokiConfig(srv.URL)
-			c.BufferMaxBytes = 16 << 10
-			c.BatchMaxBytes = 4 << 10
-			c.WhenFull = tc.policy
-			s := e.start(t, c)
+			rcv, s, c := startFailingLoki(t, tc.policy, 16<<10, 4<<10)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			blocked := false
@@ -734,14 +741,7 @@ func TestSinksAcknowledgeWhatTheyAreDoneWith(t *testing.T) {
 	})
 	for _, policy := range []string{sinks.DropNewest, sinks.DropOldest} {
 		t.Run(policy+" drops, not at shutdown", func(t *testing.T) {
-			e := newEnv(t)
-			rcv, srv := newReceiver(t)
-			rcv.FailAll(lokireceiver.Fault{Status: 500})
-			c := lokiConfig(srv.URL)
-			c.BufferMaxBytes = 8 << 10
-			c.BatchMaxBytes = 2 << 10
-			c.WhenFull = policy
-			s := e.start(t, c)
+			_, s, _ := startFailingLoki(t, policy, 8<<10, 2<<10)
 			recs := records(1000)
 			acked := lcruntime.Tracked(recs, 1)
 			write(t, s, recs)

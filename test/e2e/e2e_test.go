@@ -166,7 +166,8 @@ func rotatedFiles() int {
 	return len(files)
 }
 
-func podsDone(selector map[string]string, want int) func() int {
+// podsDone counts the pods matching selector whose writer said it is done.
+func podsDone(selector map[string]string) func() int {
 	return func() int {
 		pods := &corev1.PodList{}
 		Expect(k8sClient.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels(selector))).To(Succeed())
@@ -240,8 +241,8 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		Expect(k8sClient.Delete(ctx, &pods.Items[0])).To(Succeed())
 
 		By("waiting for every writer still running to finish")
-		Eventually(podsDone(map[string]string{"writer": "rotating"}, 2), 4*time.Minute, 2*time.Second).Should(Equal(2))
-		Eventually(podsDone(map[string]string{"writer": "crasher"}, 1), 2*time.Minute, 2*time.Second).Should(Equal(1))
+		Eventually(podsDone(map[string]string{"writer": "rotating"}), 4*time.Minute, 2*time.Second).Should(Equal(2))
+		Eventually(podsDone(map[string]string{"writer": "crasher"}), 2*time.Minute, 2*time.Second).Should(Equal(1))
 		Eventually(func() []string { return problems(received(), 1000) }, 60*time.Second, 2*time.Second).Should(BeEmpty())
 		Consistently(func() []string { return problems(received(), 1000) }, 5*time.Second, time.Second).Should(BeEmpty())
 
@@ -283,7 +284,7 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 
 	It("captures every container when a Deployment scales from 2 to 20 and back, and returns to its goroutine and FD level", func() {
 		Expect(k8sClient.Create(ctx, writer("scaled", 2, 1500, 150))).To(Succeed())
-		Eventually(podsDone(map[string]string{"writer": "scaled"}, 2), 2*time.Minute, 2*time.Second).Should(Equal(2))
+		Eventually(podsDone(map[string]string{"writer": "scaled"}), 2*time.Minute, 2*time.Second).Should(Equal(2))
 		Eventually(func() int32 { return workers().SelectedContainers }, time.Minute, time.Second).Should(Equal(int32(5)))
 		before := workers()
 
@@ -291,7 +292,7 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "scaled"}, d)).To(Succeed())
 		d.Spec.Replicas = ptr.To[int32](20)
 		Expect(k8sClient.Update(ctx, d)).To(Succeed())
-		Eventually(podsDone(map[string]string{"writer": "scaled"}, 20), 4*time.Minute, 2*time.Second).Should(Equal(20))
+		Eventually(podsDone(map[string]string{"writer": "scaled"}), 4*time.Minute, 2*time.Second).Should(Equal(20))
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "scaled"}, d)).To(Succeed())
 		d.Spec.Replicas = ptr.To[int32](2)
 		Expect(k8sClient.Update(ctx, d)).To(Succeed())
