@@ -63,7 +63,7 @@ SOAK_DURATION ?= 10m
 
 .PHONY: soak
 soak: envtest ## Soak the capture workers (SOAK_DURATION, default 10m) and print rotations, loss, duplicates and slopes.
-	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -timeout 0 ./runtime/ -run TestRuntime -v -args -ginkgo.label-filter=soak -ginkgo.v | grep -E '^soak |Passed|FAIL|ok '
+	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -timeout 0 ./capture/workers/ -run TestWorkers -v -args -ginkgo.label-filter=soak -ginkgo.v | grep -E '^soak |Passed|FAIL|ok '
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks and print their numbers.
@@ -76,14 +76,18 @@ lint: golangci-lint ## Run golangci-lint with the repository's configuration.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/log-capturer.
+build: ## Build bin/log-capturer (the operator; it links neither the demo nor any test double).
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/log-capturer .
+
+.PHONY: build-demo
+build-demo: ## Build bin/log-capturer-demo, the demo's own binary.
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/log-capturer-demo ./cmd/log-capturer-demo
 
 DEMO_FLAGS ?=
 
 .PHONY: demo
-demo: build envtest ## Run the operator end to end on a local control plane and a simulated node (Ctrl-C stops it).
-	$(LOCALBIN)/log-capturer demo --assets $(ENVTEST_DIR) $(DEMO_FLAGS)
+demo: build-demo envtest ## Run the operator end to end on a local control plane and a simulated node (Ctrl-C stops it).
+	$(LOCALBIN)/log-capturer-demo --assets $(ENVTEST_DIR) $(DEMO_FLAGS)
 
 .PHONY: build-installer
 build-installer: manifests kustomize ## Write dist/install.yaml: CRDs, RBAC and the operator Deployment with image $(IMG).

@@ -4,7 +4,9 @@
 // Usage:
 //
 //	log-capturer operator [flags]
-//	log-capturer demo [flags]
+//
+// The demo is its own binary (cmd/log-capturer-demo, `make demo`), so that
+// neither the simulated node nor the envtest control plane is linked here.
 package main
 
 import (
@@ -15,8 +17,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/log-capturer/log-capturer/internal/cmd"
-	"github.com/log-capturer/log-capturer/internal/demo"
+	"github.com/log-capturer/log-capturer/internal/operator"
 )
 
 func main() {
@@ -35,9 +36,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "operator":
-		return cmd.Operator(ctx, args[1:], stderr)
+		return operator.Command(ctx, args[1:], stderr)
 	case "demo":
-		return demo.Command(ctx, args[1:], stdout, stderr)
+		return errors.New("the demo is its own binary: run `make demo`, or bin/log-capturer-demo after `make build-demo`")
 	case "help", "-h", "--help":
 		usage(stdout)
 		return nil
@@ -52,8 +53,9 @@ func usage(w io.Writer) {
 
 Usage:
   log-capturer operator [flags]   run the controllers and capture workers
-  log-capturer demo [flags]       run everything locally on a simulated node
   log-capturer help               show this help
+
+The demo (everything locally on a simulated node) is bin/log-capturer-demo: make demo.
 
 Run "log-capturer operator -h" for the operator's flags.
 `)

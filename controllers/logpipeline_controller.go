@@ -22,23 +22,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
-	"github.com/log-capturer/log-capturer/internal/conditions"
-	"github.com/log-capturer/log-capturer/internal/health"
-	"github.com/log-capturer/log-capturer/internal/patch"
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/controllers/internal/conditions"
+	"github.com/log-capturer/log-capturer/controllers/internal/patch"
+	"github.com/log-capturer/log-capturer/controllers/internal/verdict"
 )
 
 // Finalizer keeps a LogPipeline until its workers are stopped.
 const Finalizer = "logs.capturer.dev/finalizer"
 
-// Workers is the capture runtime as the LogPipeline controller uses it.
+// Workers is the capture engine as the LogPipeline controller uses it.
 type Workers interface {
 	// Apply (re)configures a pipeline's workers; idempotent by config hash.
-	Apply(ctx context.Context, key types.NamespacedName, cfg lcruntime.PipelineConfig) (bool, error)
-	// Remove stops a pipeline's workers.
+	Apply(ctx context.Context, key types.NamespacedName, cfg capture.PipelineConfig) error
+	// Remove stops a pipeline's workers; removing an unknown pipeline is no error.
 	Remove(ctx context.Context, key types.NamespacedName) error
 	// Snapshot reports a pipeline's worker numbers.
-	Snapshot(key types.NamespacedName) (lcruntime.Snapshot, bool)
+	Snapshot(key types.NamespacedName) (capture.Snapshot, bool)
 }
 
 // LogPipelineReconciler turns LogPipelines into running capture workers.
@@ -68,13 +68,20 @@ type LogPipelineReconciler struct {
 func (r *LogPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := &logsv1alpha1.LogPipeline{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Gone: whatever still runs for this key must stop too.
+			return ctrl.Result{}, r.Workers.Remove(ctx, req.NamespacedName)
+		}
+		return ctrl.Result{}, fmt.Errorf("reading LogPipeline %s: %w", req.NamespacedName, err)
+	}
+	if err := r.persistFinalizer(ctx, obj); err != nil {
+		return ctrl.Result{}, err
 	}
 	helper := patch.NewHelper(obj, r.Client)
 	oldReady := conditions.Get(obj, logsv1alpha1.ConditionReady).DeepCopy()
 	defer func() {
-		obj.Status.ObservedGeneration = obj.Generation
-		r.recordReadyTransition(obj, oldReady)
+		result, retErr = computeResult(obj, result.RequeueAfter, retErr)
+		recordTransition(r.Recorder, obj, oldReady)
 		if err := helper.Patch(ctx, obj); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
@@ -83,11 +90,25 @@ func (r *LogPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !obj.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
 	}
-	controllerutil.AddFinalizer(obj, Finalizer)
 	if obj.Spec.Suspend {
 		return ctrl.Result{}, r.reconcileSuspend(ctx, obj)
 	}
 	return r.reconcileNormal(ctx, obj)
+}
+
+// persistFinalizer writes the finalizer of a live pipeline before any
+// worker starts for it, so that its deletion always passes through
+// reconcileDelete. A pipeline being deleted is left as it is.
+func (r *LogPipelineReconciler) persistFinalizer(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
+	if !obj.DeletionTimestamp.IsZero() || controllerutil.ContainsFinalizer(obj, Finalizer) {
+		return nil
+	}
+	before := obj.DeepCopy()
+	controllerutil.AddFinalizer(obj, Finalizer)
+	if err := r.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("adding the finalizer to LogPipeline %s/%s: %w", obj.Namespace, obj.Name, err)
+	}
+	return nil
 }
 
 func (r *LogPipelineReconciler) reconcileDelete(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
@@ -108,40 +129,42 @@ func (r *LogPipelineReconciler) reconcileSuspend(ctx context.Context, obj *logsv
 	conditions.MarkUnknown(obj, logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ReasonSuspended, "%s", msg)
 	conditions.MarkUnknown(obj, logsv1alpha1.ConditionFlowHealthy, logsv1alpha1.ReasonSuspended, "%s", msg)
 	conditions.MarkUnknown(obj, logsv1alpha1.ConditionPositionsStored, logsv1alpha1.ReasonSuspended, "%s", msg)
-	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
-	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
 	return nil
 }
 
 func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1alpha1.LogPipeline) (ctrl.Result, error) {
 	key := client.ObjectKeyFromObject(obj)
-	if err := validateSelector(obj); err != nil {
-		return ctrl.Result{}, r.markStalled(ctx, obj, err)
-	}
-	sinks, err := r.resolveSinks(ctx, obj)
+	sinks, err := r.resolve(ctx, obj)
 	if err != nil {
-		return ctrl.Result{}, r.markStalled(ctx, obj, err)
+		return ctrl.Result{}, r.stopIfStalled(ctx, obj, err)
 	}
 	conditions.MarkTrue(obj, logsv1alpha1.ConditionSinksReady, logsv1alpha1.ReasonSinksResolved,
-		"All %d SinkTargets exist and their credentials are resolved.", len(sinks))
-
-	if _, err := r.Workers.Apply(ctx, key, pipelineConfig(obj, sinks)); err != nil {
-		msg := fmt.Sprintf("Applying the worker configuration failed and is retried: %v.", err)
-		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonApplyFailed, "%s", msg)
-		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, logsv1alpha1.ReasonApplyFailed, "%s", msg)
-		conditions.Delete(obj, logsv1alpha1.ConditionStalled)
-		return ctrl.Result{}, fmt.Errorf("applying workers of %s: %w", key, err)
+		"Every SinkTarget the pipeline names (%d) exists and its credentials are resolved.", len(sinks))
+	if err := r.Workers.Apply(ctx, key, pipelineConfig(obj, sinks)); err != nil {
+		return ctrl.Result{}, retryNotReady(logsv1alpha1.ReasonApplyFailed, "Applying the worker configuration", err)
 	}
-	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
-	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
 	snap, _ := r.Workers.Snapshot(key)
 	r.summarize(obj, snap, sinks)
 	return ctrl.Result{RequeueAfter: durationOr(r.SamplePeriod, 15*time.Second)}, nil
 }
 
+// resolve checks what the schema cannot and reads every SinkTarget the
+// pipeline names; a failure to read is retried, anything else stalls.
+func (r *LogPipelineReconciler) resolve(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]capture.SinkConfig, error) {
+	if err := validateSelector(obj); err != nil {
+		return nil, err
+	}
+	sinks, err := r.resolveSinks(ctx, obj)
+	var se *stallError
+	if err != nil && !errors.As(err, &se) {
+		return nil, retry(logsv1alpha1.ReasonProgressing, "Resolving the pipeline's sinks", err)
+	}
+	return sinks, err
+}
+
 // summarize turns the workers' snapshot into status numbers, the health
 // conditions and Ready.
-func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap lcruntime.Snapshot, sinks []lcruntime.SinkConfig) {
+func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap capture.Snapshot, sinks []capture.SinkConfig) {
 	moved := false
 	if cur := workerStatus(snap, obj.Spec.Health.Window.Duration, time.Now()); meaningfulChange(obj.Status.Workers, cur) {
 		obj.Status.Workers, moved = cur, true
@@ -151,7 +174,7 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap lc
 		budgets[s.Name] = s.MaxBackoff
 	}
 	h := obj.Spec.Health
-	v := health.Evaluate(snap, health.Thresholds{
+	v := verdict.Evaluate(snap, verdict.Thresholds{
 		MaxGoroutineGrowthPerMinute: float64(h.MaxGoroutineGrowthPerMinute),
 		MaxFDGrowthPer10Minutes:     float64(h.MaxFDGrowthPer10Minutes),
 		Window:                      h.Window.Duration,
@@ -161,7 +184,7 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap lc
 	}, time.Now())
 	// A message restates the numbers: it is rewritten with them, or when
 	// the verdict changes, so that noise in a slope causes no write.
-	setVerdict := func(t string, c health.Condition) {
+	setVerdict := func(t string, c verdict.Condition) {
 		if old := conditions.Get(obj, t); moved || old == nil || old.Status != c.Status || old.Reason != c.Reason {
 			conditions.Set(obj, t, c.Status, c.Reason, "%s", c.Message)
 		}
@@ -175,53 +198,47 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap lc
 		if v.Workers.Reason == logsv1alpha1.ReasonWorkersNotRunning {
 			c = v.Workers
 		}
-		setVerdict(logsv1alpha1.ConditionReady, health.Condition{Status: metav1.ConditionFalse, Reason: c.Reason, Message: c.Message})
+		setVerdict(logsv1alpha1.ConditionReady, verdict.Condition{Status: metav1.ConditionFalse, Reason: c.Reason, Message: c.Message})
 	case v.Degraded:
 		var parts []string
-		for _, c := range []health.Condition{v.Workers, v.Flow, v.Positions} {
+		for _, c := range []verdict.Condition{v.Workers, v.Flow, v.Positions} {
 			if c.Status == metav1.ConditionFalse {
 				parts = append(parts, c.Reason+": "+c.Message)
 			}
 		}
-		setVerdict(logsv1alpha1.ConditionReady, health.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonDegraded,
+		setVerdict(logsv1alpha1.ConditionReady, verdict.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonDegraded,
 			Message: "The pipeline delivers but is degraded. " + strings.Join(parts, " ")})
 	default:
-		setVerdict(logsv1alpha1.ConditionReady, health.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonWorkersRunning,
-			Message: fmt.Sprintf("Workers run with %d sinks; %d of %d selected containers are streaming, %d waiting for a slot.",
-				len(sinks), snap.ActiveStreams, snap.SelectedContainers, snap.WaitingStreams)})
+		setVerdict(logsv1alpha1.ConditionReady, verdict.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonWorkersRunning,
+			Message: fmt.Sprintf("Workers run with %s; %d of %d selected containers are streaming, %d waiting for a slot.",
+				plural(len(sinks), "sink", "sinks"), snap.ActiveStreams, snap.SelectedContainers, snap.WaitingStreams)})
 	}
 }
 
-// markStalled stops the pipeline's workers and records why. A stallError is
-// the user's to fix and ends the reconcile; any other error is returned so
-// that the reconcile is retried with backoff.
-func (r *LogPipelineReconciler) markStalled(ctx context.Context, obj *logsv1alpha1.LogPipeline, cause error) error {
+// stopIfStalled stops the workers of a pipeline that cannot run until the
+// user changes something, and marks its other conditions for that; err is
+// returned as it is for computeResult.
+func (r *LogPipelineReconciler) stopIfStalled(ctx context.Context, obj *logsv1alpha1.LogPipeline, err error) error {
 	var se *stallError
-	if !errors.As(cause, &se) {
-		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, logsv1alpha1.ReasonProgressing,
-			"Resolving the pipeline's sinks failed and is retried: %v.", cause)
-		return cause
+	if !errors.As(err, &se) {
+		return err
 	}
-	if err := r.Workers.Remove(ctx, client.ObjectKeyFromObject(obj)); err != nil {
-		return fmt.Errorf("stopping workers of stalled pipeline: %w", err)
+	if rerr := r.Workers.Remove(ctx, client.ObjectKeyFromObject(obj)); rerr != nil {
+		return fmt.Errorf("stopping workers of stalled pipeline: %w", rerr)
 	}
 	obj.Status.Workers = nil
 	if se.reason != logsv1alpha1.ReasonInvalidSpec {
 		conditions.MarkFalse(obj, logsv1alpha1.ConditionSinksReady, se.reason, "%s", se.message)
 	}
-	conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, se.reason, "%s", se.message)
-	conditions.MarkTrue(obj, logsv1alpha1.ConditionStalled, se.reason, "%s", se.message)
-	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
 	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy, logsv1alpha1.ConditionPositionsStored} {
 		conditions.MarkUnknown(obj, t, logsv1alpha1.ReasonWorkersNotRunning, "No worker runs: %s", se.message)
 	}
-	return nil
+	return err
 }
 
 // resolveSinks reads every SinkTarget the pipeline names, in order.
-func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]lcruntime.SinkConfig, error) {
-	secrets := newSecretReader(r.APIReader, obj.Namespace)
-	out := make([]lcruntime.SinkConfig, 0, len(obj.Spec.Sinks))
+func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]capture.SinkConfig, error) {
+	out := make([]capture.SinkConfig, 0, len(obj.Spec.Sinks))
 	var missing []string
 	for _, name := range obj.Spec.Sinks {
 		st := &logsv1alpha1.SinkTarget{}
@@ -233,7 +250,7 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 		if err != nil {
 			return nil, fmt.Errorf("reading SinkTarget %s/%s: %w", obj.Namespace, name, err)
 		}
-		cfg, err := resolveSink(ctx, secrets, st)
+		cfg, err := resolveSink(ctx, r.APIReader, st)
 		if err != nil {
 			return nil, err
 		}
@@ -246,11 +263,7 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 	return out, nil
 }
 
-// recordReadyTransition emits an Event when Ready changes status or reason.
-func (r *LogPipelineReconciler) recordReadyTransition(obj *logsv1alpha1.LogPipeline, old *metav1.Condition) {
-	recordTransition(r.Recorder, obj, old)
-}
-
+// recordTransition emits an Event when Ready changes status or reason.
 func recordTransition(rec events.EventRecorder, obj conditions.Setter, old *metav1.Condition) {
 	cur := conditions.Get(obj, logsv1alpha1.ConditionReady)
 	if rec == nil || cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
@@ -260,7 +273,7 @@ func recordTransition(rec events.EventRecorder, obj conditions.Setter, old *meta
 	if cur.Status != metav1.ConditionTrue {
 		eventType = corev1.EventTypeWarning
 	}
-	rec.Eventf(obj, nil, eventType, cur.Reason, "Reconcile", "%s", cur.Message)
+	rec.Eventf(obj, nil, eventType, cur.Reason, "Reconcile", "%s", eventNote(cur.Message))
 }
 
 // SetupWithManager registers the controller and its watches; SetupIndexes

@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/capture"
 	"github.com/log-capturer/log-capturer/controllers"
 	"github.com/log-capturer/log-capturer/test/builders"
 )
@@ -248,6 +250,31 @@ var _ = Describe("LogPipeline controller", func() {
 		Expect(ok).To(BeFalse())
 	})
 
+	It("starts no worker before the finalizer is stored, and leaves none behind when deleted then", func() {
+		Expect(k8sClient.Create(ctx, builders.Sink(ns, "out").Stdout().Build())).To(Succeed())
+		key := types.NamespacedName{Namespace: ns, Name: "unfinalized"}
+		finalizerFaults.set(key, true)
+		defer finalizerFaults.set(key, false)
+		p := builders.Pipeline(ns, key.Name, "out").Build()
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		// Reconciles fail on the finalizer and are retried; no worker runs meanwhile.
+		Consistently(func() bool { _, ok := workers.config(key); return ok }, 2*time.Second, interval).Should(BeFalse())
+		applies, _ := workers.counts(key)
+		Expect(applies).To(BeZero())
+		// Had workers started anyway (as they did before the finalizer was
+		// stored first), the reconcile of the key that no longer exists
+		// stops them: without a finalizer the object goes at once.
+		Expect(workers.Apply(ctx, key, capture.PipelineConfig{Namespace: ns, Name: key.Name})).To(Succeed())
+		_, removesBefore := workers.counts(key)
+		Expect(k8sClient.Delete(ctx, p)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, key, &logsv1alpha1.LogPipeline{}))
+		}, timeout, interval).Should(BeTrue())
+		Eventually(func() int { _, r := workers.counts(key); return r }, timeout, interval).Should(BeNumerically(">", removesBefore))
+		_, ok := workers.config(key)
+		Expect(ok).To(BeFalse(), "no worker is left for a deleted pipeline")
+	})
+
 	It("reports a failing runtime as Reconciling and retries", func() {
 		Expect(k8sClient.Create(ctx, builders.Sink(ns, "out").Stdout().Build())).To(Succeed())
 		key := types.NamespacedName{Namespace: ns, Name: "app"}
@@ -287,6 +314,32 @@ var _ = Describe("LogPipeline controller", func() {
 			applies, _ = workers.counts(key)
 		}
 		Expect(writes.get(key)).To(Equal(statusWrites), "reconciles that change nothing write no status")
+	})
+})
+
+var _ = Describe("Rejected batches", func() {
+	It("become Warning Events on the SinkTarget, also with a 2000-byte server message", func() {
+		ns := newNamespace()
+		Expect(k8sClient.Create(ctx, builders.Sink(ns, "loki").Loki("http://loki:3100").Build())).To(Succeed())
+		long := "loki rejected a batch: " + strings.Repeat("entry too far behind; ", 90) // > 2000 bytes
+		Expect(len(long)).To(BeNumerically(">", 2000))
+		start := time.Now()
+		rejects.Record(ns+"/app", "loki", long)
+		Expect(time.Since(start)).To(BeNumerically("<", 50*time.Millisecond), "Record does not wait for the API server")
+		Eventually(func(g Gomega) *eventsv1.Event {
+			list := &eventsv1.EventList{}
+			g.Expect(k8sClient.List(ctx, list, client.InNamespace(ns))).To(Succeed())
+			for i := range list.Items {
+				if e := &list.Items[i]; e.Reason == controllers.ReasonBatchRejected {
+					return e
+				}
+			}
+			return nil
+		}, timeout, interval).Should(And(Not(BeNil()),
+			HaveField("Type", corev1.EventTypeWarning),
+			HaveField("Regarding.Name", "loki"),
+			HaveField("Note", And(HavePrefix("loki rejected a batch: entry too far behind"), HaveSuffix("…[truncated]"),
+				WithTransform(func(s string) int { return len(s) }, BeNumerically("<=", 1024))))))
 	})
 })
 

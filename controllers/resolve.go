@@ -14,36 +14,34 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/capture"
 )
 
-// stallError is a problem only a change by the user can fix. It stalls the
-// object with its reason and message instead of being retried.
-type stallError struct {
-	reason  string
-	message string
-}
-
-func (e *stallError) Error() string { return e.message }
-
-func stall(reason, format string, args ...any) error {
-	return &stallError{reason: reason, message: fmt.Sprintf(format, args...)}
-}
-
-// secretReader reads Secrets of one namespace, each at most once per reconcile.
+// secretReader reads the Secrets one SinkTarget references, each at most
+// once per reconcile, and only those secretRefs enumerates: a field that is
+// resolved but not enumerated (and so not watched) is refused, so it fails
+// every test instead of going stale in production.
 type secretReader struct {
 	reader    client.Reader
 	namespace string
+	allowed   map[string]string // spec field -> Secret name
 	secrets   map[string]*corev1.Secret
 }
 
-func newSecretReader(r client.Reader, namespace string) *secretReader {
-	return &secretReader{reader: r, namespace: namespace, secrets: map[string]*corev1.Secret{}}
+func newSecretReader(r client.Reader, st *logsv1alpha1.SinkTarget) *secretReader {
+	s := &secretReader{reader: r, namespace: st.Namespace, allowed: map[string]string{}, secrets: map[string]*corev1.Secret{}}
+	for _, ref := range secretRefs(st) {
+		s.allowed[ref.field] = ref.ref.Name
+	}
+	return s
 }
 
 // value returns one key of a Secret. field names the referring spec field for
 // the error message; the value itself never appears in an error.
 func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySelector, sink, field string) ([]byte, error) {
+	if name, ok := s.allowed[field]; !ok || name != ref.Name {
+		return nil, fmt.Errorf("SinkTarget %q: %s is read but not listed by secretRefs, so its Secret would not be watched", sink, field)
+	}
 	sec, ok := s.secrets[ref.Name]
 	if !ok {
 		sec = &corev1.Secret{}
@@ -67,9 +65,10 @@ func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySel
 
 // resolveSink turns a SinkTarget into the runtime's configuration, reading
 // every Secret it references and checking TLS material.
-func resolveSink(ctx context.Context, secrets *secretReader, st *logsv1alpha1.SinkTarget) (lcruntime.SinkConfig, error) {
+func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.SinkTarget) (capture.SinkConfig, error) {
+	secrets := newSecretReader(reader, st)
 	spec := &st.Spec
-	cfg := lcruntime.SinkConfig{
+	cfg := capture.SinkConfig{
 		Name:           st.Name,
 		Generation:     st.Generation,
 		BatchMaxBytes:  spec.Batch.MaxBytes.Value(),
@@ -82,12 +81,12 @@ func resolveSink(ctx context.Context, secrets *secretReader, st *logsv1alpha1.Si
 	var err error
 	switch spec.Type() {
 	case logsv1alpha1.SinkTypeLoki:
-		cfg.Kind = lcruntime.SinkLoki
+		cfg.Kind = capture.SinkLoki
 		cfg.Loki, err = resolveLoki(ctx, secrets, st.Name, spec.Loki)
 	case logsv1alpha1.SinkTypeFile:
-		cfg.Kind = lcruntime.SinkFile
+		cfg.Kind = capture.SinkFile
 		f := spec.File
-		cfg.File = &lcruntime.FileConfig{
+		cfg.File = &capture.FileConfig{
 			Path:     f.Path,
 			Raw:      f.Format == logsv1alpha1.RecordFormatRaw,
 			MaxSize:  f.MaxSize.Value(),
@@ -95,19 +94,19 @@ func resolveSink(ctx context.Context, secrets *secretReader, st *logsv1alpha1.Si
 			Compress: f.Compress == nil || *f.Compress,
 		}
 	case logsv1alpha1.SinkTypeHTTP:
-		cfg.Kind = lcruntime.SinkHTTP
+		cfg.Kind = capture.SinkHTTP
 		cfg.HTTP, err = resolveHTTP(ctx, secrets, st.Name, spec.HTTP)
 	case logsv1alpha1.SinkTypeStdout:
-		cfg.Kind = lcruntime.SinkStdout
-		cfg.Stdout = &lcruntime.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
+		cfg.Kind = capture.SinkStdout
+		cfg.Stdout = &capture.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
 	default:
 		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http or stdout.", st.Name)
 	}
 	return cfg, err
 }
 
-func resolveLoki(ctx context.Context, secrets *secretReader, sink string, l *logsv1alpha1.LokiSink) (*lcruntime.LokiConfig, error) {
-	out := &lcruntime.LokiConfig{
+func resolveLoki(ctx context.Context, secrets *secretReader, sink string, l *logsv1alpha1.LokiSink) (*capture.LokiConfig, error) {
+	out := &capture.LokiConfig{
 		URL:               string(l.URL),
 		TenantID:          l.TenantID,
 		JSON:              l.Encoding == logsv1alpha1.LokiEncodingJSON,
@@ -127,8 +126,8 @@ func resolveLoki(ctx context.Context, secrets *secretReader, sink string, l *log
 	return out, nil
 }
 
-func resolveHTTP(ctx context.Context, secrets *secretReader, sink string, h *logsv1alpha1.HTTPSink) (*lcruntime.HTTPConfig, error) {
-	out := &lcruntime.HTTPConfig{
+func resolveHTTP(ctx context.Context, secrets *secretReader, sink string, h *logsv1alpha1.HTTPSink) (*capture.HTTPConfig, error) {
+	out := &capture.HTTPConfig{
 		URL:  string(h.URL),
 		Gzip: h.Compression != logsv1alpha1.HTTPCompressionNone,
 	}
@@ -156,8 +155,8 @@ func resolveHTTP(ctx context.Context, secrets *secretReader, sink string, h *log
 	return out, nil
 }
 
-func resolveAuth(ctx context.Context, secrets *secretReader, sink, field string, a *logsv1alpha1.AuthSpec) (lcruntime.Credentials, error) {
-	var c lcruntime.Credentials
+func resolveAuth(ctx context.Context, secrets *secretReader, sink, field string, a *logsv1alpha1.AuthSpec) (capture.Credentials, error) {
+	var c capture.Credentials
 	if a == nil {
 		return c, nil
 	}
@@ -182,11 +181,11 @@ func resolveAuth(ctx context.Context, secrets *secretReader, sink, field string,
 	return c, nil
 }
 
-func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, t *logsv1alpha1.TLSSpec) (*lcruntime.TLSConfig, error) {
+func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, t *logsv1alpha1.TLSSpec) (*capture.TLSConfig, error) {
 	if t == nil {
 		return nil, nil
 	}
-	out := &lcruntime.TLSConfig{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	out := &capture.TLSConfig{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	var err error
 	if t.CA != nil {
 		if out.CAPEM, err = secrets.value(ctx, t.CA, sink, field+".ca"); err != nil {
@@ -212,44 +211,63 @@ func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, 
 	return out, nil
 }
 
+// secretRef is one reference from a SinkTarget's spec to a Secret key.
+type secretRef struct {
+	// field is the spec path of the reference, as messages name it.
+	field string
+	ref   *logsv1alpha1.SecretKeySelector
+}
+
+// secretRefs enumerates every Secret reference of a SinkTarget. It is the
+// one list both resolution (secretReader) and the Secret index
+// (secretNames) use, so that a Secret that is read is also watched.
+func secretRefs(st *logsv1alpha1.SinkTarget) []secretRef {
+	var out []secretRef
+	add := func(field string, ref *logsv1alpha1.SecretKeySelector) {
+		if ref != nil {
+			out = append(out, secretRef{field: field, ref: ref})
+		}
+	}
+	addAuth := func(field string, a *logsv1alpha1.AuthSpec) {
+		if a == nil {
+			return
+		}
+		add(field+".bearerToken", a.BearerToken)
+		if a.Basic != nil {
+			add(field+".basic.username", &a.Basic.Username)
+			add(field+".basic.password", &a.Basic.Password)
+		}
+	}
+	addTLS := func(field string, t *logsv1alpha1.TLSSpec) {
+		if t == nil {
+			return
+		}
+		add(field+".ca", t.CA)
+		if t.Cert != nil && t.Key != nil {
+			add(field+".cert", t.Cert)
+			add(field+".key", t.Key)
+		}
+	}
+	if l := st.Spec.Loki; l != nil {
+		addAuth("spec.loki.auth", l.Auth)
+		addTLS("spec.loki.tls", l.TLS)
+	}
+	if h := st.Spec.HTTP; h != nil {
+		addAuth("spec.http.auth", h.Auth)
+		addTLS("spec.http.tls", h.TLS)
+		for i, hd := range h.Headers {
+			add(fmt.Sprintf("spec.http.headers[%d].valueFrom", i), hd.ValueFrom)
+		}
+	}
+	return out
+}
+
 // secretNames lists every Secret a SinkTarget references, sorted and unique.
 // It backs the SinkTarget index that maps a Secret change to its users.
 func secretNames(st *logsv1alpha1.SinkTarget) []string {
 	set := map[string]struct{}{}
-	addAuth := func(a *logsv1alpha1.AuthSpec) {
-		if a == nil {
-			return
-		}
-		if a.BearerToken != nil {
-			set[a.BearerToken.Name] = struct{}{}
-		}
-		if a.Basic != nil {
-			set[a.Basic.Username.Name] = struct{}{}
-			set[a.Basic.Password.Name] = struct{}{}
-		}
-	}
-	addTLS := func(t *logsv1alpha1.TLSSpec) {
-		if t == nil {
-			return
-		}
-		for _, ref := range []*logsv1alpha1.SecretKeySelector{t.CA, t.Cert, t.Key} {
-			if ref != nil {
-				set[ref.Name] = struct{}{}
-			}
-		}
-	}
-	if l := st.Spec.Loki; l != nil {
-		addAuth(l.Auth)
-		addTLS(l.TLS)
-	}
-	if h := st.Spec.HTTP; h != nil {
-		addAuth(h.Auth)
-		addTLS(h.TLS)
-		for _, hd := range h.Headers {
-			if hd.ValueFrom != nil {
-				set[hd.ValueFrom.Name] = struct{}{}
-			}
-		}
+	for _, r := range secretRefs(st) {
+		set[r.ref.Name] = struct{}{}
 	}
 	out := make([]string, 0, len(set))
 	for n := range set {
@@ -261,8 +279,8 @@ func secretNames(st *logsv1alpha1.SinkTarget) []string {
 
 // pipelineConfig builds the runtime configuration of a pipeline from its spec
 // and its resolved sinks.
-func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []lcruntime.SinkConfig) lcruntime.PipelineConfig {
-	cfg := lcruntime.PipelineConfig{
+func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []capture.SinkConfig) capture.PipelineConfig {
+	cfg := capture.PipelineConfig{
 		Namespace:          p.Namespace,
 		Name:               p.Name,
 		UID:                string(p.UID),

@@ -2,11 +2,21 @@ package controllers
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"slices"
+	"sort"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
@@ -77,7 +87,7 @@ func TestResolveSink(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := resolveSink(context.Background(), newSecretReader(reader, ns), tc.sink)
+			_, err := resolveSink(context.Background(), reader, tc.sink)
 			var se *stallError
 			switch {
 			case tc.wantReason == "" && err != nil:
@@ -142,5 +152,95 @@ func TestValidateSelector(t *testing.T) {
 				t.Fatalf("validateSelector() = %v, wantErr %v", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// recordingReader records the Secrets read through it.
+type recordingReader struct {
+	client.Reader
+	read map[string]bool
+}
+
+func (r *recordingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.read[key.Name] = true
+	return r.Reader.Get(ctx, key, obj, opts...) //nolint:wrapcheck // a test double
+}
+
+// selfSigned returns a PEM certificate and key.
+func selfSigned(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}))
+}
+
+// TestEverySecretThatIsReadIsWatched resolves sinks that use every Secret
+// field, each from a Secret of its own, and checks that the Secrets read are
+// exactly those the Secret index (secretNames) lists: a Secret that is read
+// but not indexed would never trigger a reconcile when it changes.
+func TestEverySecretThatIsReadIsWatched(t *testing.T) {
+	const ns = "shop"
+	cert, key := selfSigned(t)
+	values := map[string]string{"v": "x", "ca": testCA, "cert": cert, "key": key}
+	c := fake.NewClientBuilder()
+	for _, name := range []string{"user", "pass", "token", "ca", "cert", "key", "h0", "h1"} {
+		v := values["v"]
+		if x, ok := values[name]; ok {
+			v = x
+		}
+		c = c.WithObjects(builders.Secret(ns, name, map[string]string{"k": v}))
+	}
+	ref := func(name string) *logsv1alpha1.SecretKeySelector {
+		return &logsv1alpha1.SecretKeySelector{Name: name, Key: "k"}
+	}
+	auth := func(basic bool) *logsv1alpha1.AuthSpec {
+		if basic {
+			return &logsv1alpha1.AuthSpec{Basic: &logsv1alpha1.BasicAuth{Username: *ref("user"), Password: *ref("pass")}}
+		}
+		return &logsv1alpha1.AuthSpec{BearerToken: ref("token")}
+	}
+	tlsSpec := &logsv1alpha1.TLSSpec{CA: ref("ca"), Cert: ref("cert"), Key: ref("key")}
+	sinks := []*logsv1alpha1.SinkTarget{
+		builders.Sink(ns, "loki-basic").Loki("https://loki").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Loki.Auth, s.Spec.Loki.TLS = auth(true), tlsSpec
+		}).Build(),
+		builders.Sink(ns, "loki-bearer").Loki("https://loki").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Loki.Auth = auth(false)
+		}).Build(),
+		builders.Sink(ns, "http").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.HTTP.Auth, s.Spec.HTTP.TLS = auth(true), tlsSpec
+			s.Spec.HTTP.Headers = []logsv1alpha1.HTTPHeader{{Name: "A", ValueFrom: ref("h0")}, {Name: "B", ValueFrom: ref("h1")}}
+		}).Build(),
+		builders.Sink(ns, "http-bearer").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.HTTP.Auth = auth(false)
+		}).Build(),
+	}
+	secrets := c.Build()
+	for _, st := range sinks {
+		r := &recordingReader{Reader: secrets, read: map[string]bool{}}
+		if _, err := resolveSink(context.Background(), r, st); err != nil {
+			t.Fatalf("%s: %v", st.Name, err)
+		}
+		var read []string
+		for n := range r.read {
+			read = append(read, n)
+		}
+		sort.Strings(read)
+		if got := secretNames(st); !slices.Equal(read, got) {
+			t.Errorf("%s: read Secrets %v, but the index lists %v", st.Name, read, got)
+		}
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
-	"github.com/log-capturer/log-capturer/internal/conditions"
-	"github.com/log-capturer/log-capturer/internal/patch"
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/controllers/internal/conditions"
+	"github.com/log-capturer/log-capturer/controllers/internal/patch"
 )
 
 // SinkTargetReconciler validates SinkTargets and resolves their credentials,
@@ -33,19 +33,20 @@ type SinkTargetReconciler struct {
 	Prober Prober
 	// Deliveries reports what the pipelines delivered to a sink; nil skips it.
 	Deliveries Deliveries
-	// RefreshInterval is how often a sink is probed and its delivery
-	// numbers refreshed; 30s when zero.
-	RefreshInterval time.Duration
 }
+
+// sinkRefreshInterval is how often a sink is probed and its delivery
+// numbers refreshed.
+const sinkRefreshInterval = 30 * time.Second
 
 // Prober checks that a sink's destination can take records.
 type Prober interface {
-	Probe(ctx context.Context, c lcruntime.SinkConfig) error
+	Probe(ctx context.Context, c capture.SinkConfig) error
 }
 
 // Deliveries reports a SinkTarget's delivery numbers over all pipelines.
 type Deliveries interface {
-	SinkStats(namespace, name string) (lcruntime.SinkStats, bool)
+	SinkStats(namespace, name string) (capture.SinkStats, bool)
 }
 
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=sinktargets,verbs=get;list;watch
@@ -63,7 +64,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	helper := patch.NewHelper(obj, r.Client)
 	oldReady := conditions.Get(obj, logsv1alpha1.ConditionReady).DeepCopy()
 	defer func() {
-		obj.Status.ObservedGeneration = obj.Generation
+		result, retErr = computeResult(obj, result.RequeueAfter, retErr)
 		recordTransition(r.Recorder, obj, oldReady)
 		if err := helper.Patch(ctx, obj); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
@@ -71,29 +72,22 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}()
 
 	obj.Status.Type = obj.Spec.Type()
-	cfg, err := resolveSink(ctx, newSecretReader(r.APIReader, obj.Namespace), obj)
+	cfg, err := resolveSink(ctx, r.APIReader, obj)
 	var se *stallError
-	switch {
-	case errors.As(err, &se):
-		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, se.reason, "%s", se.message)
-		conditions.MarkTrue(obj, logsv1alpha1.ConditionStalled, se.reason, "%s", se.message)
-		conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
-		return ctrl.Result{}, nil
-	case err != nil:
-		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, logsv1alpha1.ReasonProgressing,
-			"Resolving the sink failed and is retried: %v.", err)
+	if err != nil && !errors.As(err, &se) {
+		err = retry(logsv1alpha1.ReasonProgressing, "Resolving the sink", err)
+	}
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
-	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
 	r.checkDelivery(ctx, obj, cfg)
-	return ctrl.Result{RequeueAfter: durationOr(r.RefreshInterval, 30*time.Second)}, nil
+	return ctrl.Result{RequeueAfter: sinkRefreshInterval}, nil
 }
 
 // checkDelivery sets Ready from the probe and the pipelines' delivery
 // numbers, once the configuration is known to be valid.
-func (r *SinkTargetReconciler) checkDelivery(ctx context.Context, obj *logsv1alpha1.SinkTarget, cfg lcruntime.SinkConfig) {
-	var stats lcruntime.SinkStats
+func (r *SinkTargetReconciler) checkDelivery(ctx context.Context, obj *logsv1alpha1.SinkTarget, cfg capture.SinkConfig) {
+	var stats capture.SinkStats
 	if r.Deliveries != nil {
 		stats, _ = r.Deliveries.SinkStats(obj.Namespace, obj.Name)
 	}

@@ -1,18 +1,19 @@
 package controllers
 
 import (
+	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
-	"github.com/log-capturer/log-capturer/internal/health"
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/controllers/internal/verdict"
 )
 
 // workerStatus turns a snapshot taken at now into status numbers. Growth
 // slopes are shown once the samples span half the health window.
-func workerStatus(s lcruntime.Snapshot, window time.Duration, now time.Time) *logsv1alpha1.WorkerStatus {
+func workerStatus(s capture.Snapshot, window time.Duration, now time.Time) *logsv1alpha1.WorkerStatus {
 	at := metav1.NewTime(now.Truncate(time.Second))
 	w := &logsv1alpha1.WorkerStatus{
 		ObservedAt:         &at,
@@ -24,11 +25,11 @@ func workerStatus(s lcruntime.Snapshot, window time.Duration, now time.Time) *lo
 		OpenFDs:            clamp32(s.OpenFDs),
 		LinesTotal:         s.LinesTotal,
 		BytesTotal:         s.BytesTotal,
-		LinesPerSecond:     int64(s.Health.LinesPerSecond + 0.5),
+		LinesPerSecond:     int64(s.Window.LinesPerSecond + 0.5),
 	}
-	if s.Health.Covered >= window/2 {
-		w.GoroutineGrowthPerMinute = health.Decimal(s.Health.GoroutineGrowthPerMinute)
-		w.FDGrowthPer10Minutes = health.Decimal(s.Health.FDGrowthPer10Minutes)
+	if s.Window.Covered >= window/2 {
+		w.GoroutineGrowthPerMinute = verdict.Decimal(s.Window.GoroutineGrowthPerMinute)
+		w.FDGrowthPer10Minutes = verdict.Decimal(s.Window.FDGrowthPer10Minutes)
 	}
 	var last time.Time
 	for _, sk := range s.Sinks {
@@ -128,4 +129,12 @@ func durationOr(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// plural returns "1 sink" or "2 sinks".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/log-capturer/log-capturer/capture"
 	"github.com/log-capturer/log-capturer/controllers"
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
 
@@ -32,8 +32,34 @@ var (
 	cancel    context.CancelFunc
 	workers   *fakeWorkers
 	writes    *writeCounter
+	rejects   *controllers.RejectRecorder
 	mgrDone   = make(chan struct{})
+	// finalizerFaults fails the metadata patches of the objects it names.
+	finalizerFaults = &patchFaults{keys: map[types.NamespacedName]bool{}}
 )
+
+// patchFaults fails every (non-status) patch of the objects it names, as
+// an API server that refuses the finalizer would.
+type patchFaults struct {
+	mu   sync.Mutex
+	keys map[types.NamespacedName]bool
+}
+
+func (f *patchFaults) set(key types.NamespacedName, fail bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys[key] = fail
+}
+
+func (f *patchFaults) patch(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+	f.mu.Lock()
+	fail := f.keys[client.ObjectKeyFromObject(obj)]
+	f.mu.Unlock()
+	if fail {
+		return errors.New("injected finalizer patch failure")
+	}
+	return c.Patch(ctx, obj, p, opts...)
+}
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -58,12 +84,14 @@ var _ = BeforeSuite(func() {
 			if err != nil {
 				return nil, err
 			}
-			return interceptor.NewClient(inner, interceptor.Funcs{SubResourcePatch: writes.patch}), nil
+			return interceptor.NewClient(inner, interceptor.Funcs{SubResourcePatch: writes.patch, Patch: finalizerFaults.patch}), nil
 		},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	workers = newFakeWorkers()
 	Expect(controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: prober})).To(Succeed())
+	rejects = controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
+	Expect(mgr.Add(rejects)).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		defer close(mgrDone)
@@ -100,7 +128,7 @@ func (w *writeCounter) get(key types.NamespacedName) int {
 // fakeWorkers records what the controller asks of the runtime.
 type fakeWorkers struct {
 	mu       sync.Mutex
-	configs  map[types.NamespacedName]lcruntime.PipelineConfig
+	configs  map[types.NamespacedName]capture.PipelineConfig
 	applies  map[types.NamespacedName]int
 	removes  map[types.NamespacedName]int
 	failWith map[types.NamespacedName]error
@@ -108,22 +136,22 @@ type fakeWorkers struct {
 
 func newFakeWorkers() *fakeWorkers {
 	return &fakeWorkers{
-		configs:  map[types.NamespacedName]lcruntime.PipelineConfig{},
+		configs:  map[types.NamespacedName]capture.PipelineConfig{},
 		applies:  map[types.NamespacedName]int{},
 		removes:  map[types.NamespacedName]int{},
 		failWith: map[types.NamespacedName]error{},
 	}
 }
 
-func (f *fakeWorkers) Apply(_ context.Context, key types.NamespacedName, c lcruntime.PipelineConfig) (bool, error) {
+func (f *fakeWorkers) Apply(_ context.Context, key types.NamespacedName, c capture.PipelineConfig) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies[key]++
 	if err := f.failWith[key]; err != nil {
-		return false, err
+		return err
 	}
 	f.configs[key] = c
-	return true, nil
+	return nil
 }
 
 func (f *fakeWorkers) Remove(_ context.Context, key types.NamespacedName) error {
@@ -134,16 +162,16 @@ func (f *fakeWorkers) Remove(_ context.Context, key types.NamespacedName) error 
 	return nil
 }
 
-func (f *fakeWorkers) Snapshot(key types.NamespacedName) (lcruntime.Snapshot, bool) {
+func (f *fakeWorkers) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.configs[key]; !ok {
-		return lcruntime.Snapshot{}, false
+		return capture.Snapshot{}, false
 	}
-	return lcruntime.Snapshot{Running: true, SelectedContainers: 3, ActiveStreams: 2, WaitingStreams: 1, Goroutines: 4, OpenFDs: 12}, true
+	return capture.Snapshot{Running: true, SelectedContainers: 3, ActiveStreams: 2, WaitingStreams: 1, Goroutines: 4, OpenFDs: 12}, true
 }
 
-func (f *fakeWorkers) config(key types.NamespacedName) (lcruntime.PipelineConfig, bool) {
+func (f *fakeWorkers) config(key types.NamespacedName) (capture.PipelineConfig, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.configs[key]
@@ -171,7 +199,7 @@ var errApply = errors.New("injected apply failure")
 // fakeProber fails the probe of sinks whose URL contains "unreachable".
 type fakeProber struct{}
 
-func (fakeProber) Probe(_ context.Context, c lcruntime.SinkConfig) error {
+func (fakeProber) Probe(_ context.Context, c capture.SinkConfig) error {
 	if c.Loki != nil && strings.Contains(c.Loki.URL, "unreachable") {
 		return errors.New("dial tcp: connection refused")
 	}

@@ -121,3 +121,9 @@ const (
 	// samples yet for a health verdict.
 	ReasonAwaitingMetrics = "AwaitingMetrics"
 )
+
+// SetObservedGeneration records the generation the status was computed for.
+func (p *LogPipeline) SetObservedGeneration(g int64) { p.Status.ObservedGeneration = g }
+
+// SetObservedGeneration records the generation the status was computed for.
+func (s *SinkTarget) SetObservedGeneration(g int64) { s.Status.ObservedGeneration = g }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/log-capturer/log-capturer/internal/image"
+	"github.com/log-capturer/log-capturer/hack/image/ociimage"
 )
 
 func main() {
@@ -18,9 +18,9 @@ func main() {
 	flag.Parse()
 	var err error
 	if *entrypoint == "" {
-		err = image.Build(*binary, *tag, *out)
+		err = ociimage.Build(*binary, *tag, *out)
 	} else {
-		err = image.BuildSpec(image.Spec{Binary: *binary, Path: *entrypoint, User: image.User, Title: *tag}, *tag, *out)
+		err = ociimage.BuildSpec(ociimage.Spec{Binary: *binary, Path: *entrypoint, User: ociimage.User, Title: *tag}, *tag, *out)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)

@@ -27,19 +27,18 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/config/crd"
 	"github.com/log-capturer/log-capturer/config/samples"
-	"github.com/log-capturer/log-capturer/internal/cmd"
-	"github.com/log-capturer/log-capturer/internal/kubeletsim"
-	"github.com/log-capturer/log-capturer/internal/lokireceiver"
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/internal/operator"
+	"github.com/log-capturer/log-capturer/test/kubeletsim"
+	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
 
 // NodeName is the simulated node: pods with spec.nodeName set to it get logs.
@@ -123,7 +122,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	fmt.Fprintf(o.Out, "control plane up; kubectl: KUBECONFIG=%s kubectl get lp -n %s -w\n", o.Kubeconfig, Namespace)
 
-	scheme, err := cmd.NewScheme()
+	scheme, err := operator.NewScheme()
 	if err != nil {
 		return sum, err
 	}
@@ -147,13 +146,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 
 	gens := newGenerators(kubelet)
 	opCtx, stopOperator := context.WithCancel(context.WithoutCancel(ctx))
-	workers := make(chan *lcruntime.Manager, 1)
 	opDone := make(chan error, 1)
 	go func() {
-		opDone <- cmd.RunOperator(opCtx, cmd.OperatorOptions{
+		opDone <- operator.Run(opCtx, operator.Options{
 			RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0", LeaderElect: false,
 			FileSinkRoot: o.OutputDir, HealthSamplePeriod: 2 * time.Second,
-			OnWorkers: func(m *lcruntime.Manager) { workers <- m },
 		})
 	}()
 	shutdown := func() error {
@@ -167,14 +164,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		_ = shutdown()
 		return sum, err
 	}
-	fmt.Fprintf(o.Out, "demo pods, SinkTargets and LogPipeline %s/shop applied; File sink output under %s\n", Namespace, o.OutputDir)
-
-	var mgr *lcruntime.Manager
-	select {
-	case mgr = <-workers:
-	case err := <-opDone:
-		return sum, fmt.Errorf("operator stopped: %w", err)
-	}
+	fmt.Fprintf(o.Out, "demo pods, SinkTargets and LogPipeline %s/shop applied; File sink output: %s\n",
+		Namespace, filepath.Join(o.OutputDir, "shop", "logs.jsonl"))
 	watchPods(ctx, c, gens)
 
 	var tick <-chan time.Time
@@ -188,8 +179,11 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case err := <-opDone:
+			gens.stop()
+			return sum, fmt.Errorf("operator stopped: %w", err)
 		case <-tick:
-			printTable(setupCtx, c, mgr, o.Out, o.OutputDir)
+			printTable(setupCtx, c, o.Out)
 		}
 	}
 
@@ -210,13 +204,15 @@ loop:
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if snap, ok := mgr.Snapshot(types.NamespacedName{Namespace: Namespace, Name: "shop"}); ok {
-		sum.Rotations, sum.Goroutines, sum.OpenFDs = snap.Rotations, snap.ProcessGoroutines, snap.OpenFDs
-	}
 	p := &logsv1alpha1.LogPipeline{}
 	if err := c.Get(setupCtx, client.ObjectKey{Namespace: Namespace, Name: "shop"}, p); err == nil {
 		sum.Ready = metaReady(p)
 	}
+	// Status refreshes running totals once a minute; the operator's metrics
+	// (what its /metrics endpoint serves) have them now.
+	sum.Rotations = int64(metric("log_capturer_container_stream_rotations_total", Namespace+"/shop"))
+	sum.Goroutines = int(metric("log_capturer_goroutines", ""))
+	sum.OpenFDs = int(metric("log_capturer_open_fds", ""))
 	keys := make([]string, 0, len(generated))
 	for k := range generated {
 		keys = append(keys, k)
@@ -232,6 +228,34 @@ loop:
 	sum.LokiLines = loki.Len()
 	printSummary(o.Out, sum)
 	return sum, nil
+}
+
+// metric reads one series of the operator's metrics registry: the one of
+// pipeline, or the process-wide one when pipeline is empty; 0 when absent.
+func metric(name, pipeline string) float64 {
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := pipeline == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetName() == "pipeline" && l.GetValue() == pipeline
+			}
+			if !match {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 func metaReady(p *logsv1alpha1.LogPipeline) bool {
@@ -383,7 +407,9 @@ func watchPods(ctx context.Context, c client.Client, gens *generators) {
 	})
 }
 
-func printTable(ctx context.Context, c client.Client, mgr *lcruntime.Manager, out io.Writer, outputDir string) {
+// printTable prints what each pipeline's status says, read through the API
+// as `kubectl get lp` reads it.
+func printTable(ctx context.Context, c client.Client, out io.Writer) {
 	list := &logsv1alpha1.LogPipelineList{}
 	if err := c.List(ctx, list); err != nil {
 		return
@@ -397,12 +423,14 @@ func printTable(ctx context.Context, c client.Client, mgr *lcruntime.Manager, ou
 				ready, reason = string(cnd.Status), cnd.Reason
 			}
 		}
-		s, _ := mgr.Snapshot(client.ObjectKeyFromObject(&p))
-		fmt.Fprintf(tw, "\t%s/%s\t%s\t%s\t%d\t%.0f\t%d\t%d\t%d\t%d\n", p.Namespace, p.Name, ready, reason,
-			s.ActiveStreams, s.Health.LinesPerSecond, s.ProcessGoroutines, s.OpenFDs, s.Rotations, s.LinesTotal)
+		w := p.Status.Workers
+		if w == nil {
+			w = &logsv1alpha1.WorkerStatus{}
+		}
+		fmt.Fprintf(tw, "\t%s/%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Namespace, p.Name, ready, reason,
+			w.ActiveStreams, w.LinesPerSecond, w.Goroutines, w.OpenFDs, w.Rotations, w.LinesTotal)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(out, "output: %s\n", filepath.Join(outputDir, "shop", "logs.jsonl"))
 }
 
 func printSummary(out io.Writer, s Summary) {

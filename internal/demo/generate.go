@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/log-capturer/log-capturer/internal/kubeletsim"
+	"github.com/log-capturer/log-capturer/test/kubeletsim"
 )
 
 // Style is the kind of log a generated container writes.

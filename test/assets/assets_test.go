@@ -4,19 +4,24 @@
 package assets_test
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql/parser"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
-	"github.com/log-capturer/log-capturer/runtime/sinks"
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/sinks"
+	"github.com/log-capturer/log-capturer/capture/workers"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
 
@@ -34,17 +39,21 @@ func root(t *testing.T) string {
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := lcruntime.NewMetrics(reg)
+	factory := sinks.NewFactory(sinks.Options{Stdout: io.Discard, FileRoot: t.TempDir()})
+	// A pipeline applied (not started) is enough for every series to be
+	// listed; its pod cache and log source are never used.
+	engine, err := workers.NewManager(workers.Options{Source: struct{ capture.LogSource }{},
+		Pods: struct{ workers.PodCache }{}, Sinks: factory.New})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm, err := sinks.NewMetrics(reg)
-	if err != nil {
+	reg.MustRegister(engine, factory)
+	if err := engine.Apply(context.Background(), types.NamespacedName{Namespace: "ns", Name: "p"}, capture.PipelineConfig{
+		Namespace: "ns", Name: "p", RotationInterval: time.Minute, MaxStreams: 1,
+		Sinks: []capture.SinkConfig{{Name: "s", Kind: capture.SinkStdout, Stdout: &capture.StdoutConfig{}}}}); err != nil {
 		t.Fatal(err)
 	}
-	// Touch every vector so that Gather lists it.
-	m.Touch("ns/p")
-	sm.Touch("ns/p", "s")
+	t.Cleanup(func() { _ = engine.Remove(context.Background(), types.NamespacedName{Namespace: "ns", Name: "p"}) })
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -23,8 +23,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/log-capturer/log-capturer/internal/cmd"
-	"github.com/log-capturer/log-capturer/internal/lokireceiver"
+	"github.com/log-capturer/log-capturer/internal/operator"
+	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
 
 var (
@@ -47,7 +47,7 @@ var _ = BeforeSuite(func() {
 	Expect(kubecfg).NotTo(BeEmpty(), "run through make e2e")
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubecfg)
 	Expect(err).NotTo(HaveOccurred())
-	scheme, err := cmd.NewScheme()
+	scheme, err := operator.NewScheme()
 	Expect(err).NotTo(HaveOccurred())
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/log-capturer/log-capturer/internal/cmd"
+	"github.com/log-capturer/log-capturer/internal/operator"
 )
 
 // RepoRoot walks up from the working directory to the directory holding
@@ -88,7 +88,7 @@ func Start() (*envtest.Environment, *rest.Config, client.WithWatch, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("starting the envtest control plane: %w", err)
 	}
-	scheme, err := cmd.NewScheme()
+	scheme, err := operator.NewScheme()
 	if err == nil {
 		var c client.WithWatch
 		if c, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err == nil {

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
-	"github.com/log-capturer/log-capturer/internal/cmd"
+	"github.com/log-capturer/log-capturer/internal/operator"
 	"github.com/log-capturer/log-capturer/test/builders"
 )
 
@@ -51,7 +51,7 @@ func startReplica(name string) *replica {
 
 func leaseHolder() string {
 	l := &coordinationv1.Lease{}
-	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: "default", Name: cmd.LeaderElectionID}, l); err != nil || l.Spec.HolderIdentity == nil {
+	if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: "default", Name: operator.LeaderElectionID}, l); err != nil || l.Spec.HolderIdentity == nil {
 		return ""
 	}
 	return *l.Spec.HolderIdentity

@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/log-capturer/log-capturer/internal/kubeletsim"
-	"github.com/log-capturer/log-capturer/internal/lokireceiver"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
+	"github.com/log-capturer/log-capturer/test/kubeletsim"
+	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
 
 const nodeName = "sim-node"

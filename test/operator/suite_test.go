@@ -1,4 +1,4 @@
-// Package operator_test runs the real operator (RunOperator: controllers,
+// Package operator_test runs the real operator (operator.Run: controllers,
 // workers and sinks as the binary wires them) against envtest's API server,
 // a simulated kubelet and a Loki receiver.
 package operator_test
@@ -6,6 +6,7 @@ package operator_test
 import (
 	"context"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,11 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/log-capturer/log-capturer/internal/cmd"
-	"github.com/log-capturer/log-capturer/internal/kubeletsim"
-	"github.com/log-capturer/log-capturer/internal/lokireceiver"
-	lcruntime "github.com/log-capturer/log-capturer/runtime"
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/internal/operator"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
+	"github.com/log-capturer/log-capturer/test/kubeletsim"
+	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
 
 const nodeName = "sim-node"
@@ -34,7 +35,9 @@ var (
 	ctx       context.Context
 	cancel    context.CancelFunc
 	opDone    = make(chan error, 1)
-	workers   = make(chan *lcruntime.Manager, 1)
+	// leaky names the pipeline ("<namespace>/<name>") whose sinks leak
+	// goroutines, owned and counted like real ones (the leak test).
+	leaky atomic.Value
 )
 
 func TestOperator(t *testing.T) {
@@ -61,14 +64,14 @@ var _ = BeforeSuite(func() {
 
 	fileRoot := GinkgoT().TempDir()
 	go func() {
-		opDone <- cmd.RunOperator(ctx, cmd.OperatorOptions{
+		opDone <- operator.Run(ctx, operator.Options{
 			RestConfig:          cfg,
 			MetricsBindAddress:  "0",
 			HealthProbeBindAddr: "0",
 			LeaderElect:         false,
 			FileSinkRoot:        fileRoot,
 			HealthSamplePeriod:  time.Second,
-			OnWorkers:           func(m *lcruntime.Manager) { workers <- m },
+			WrapSinks:           leakyFor,
 		})
 	}()
 })
@@ -80,3 +83,42 @@ var _ = AfterSuite(func() {
 		Expect(kubelet.Close()).To(Succeed())
 	}
 })
+
+// leakyFor makes the sinks of the pipeline named by leaky leak 3 goroutines
+// a minute through capture.Go, so that the pipeline owns and counts them as
+// it would a real leak; every other sink is the operator's own.
+func leakyFor(next capture.SinkFactory) capture.SinkFactory {
+	return func(pipeline string, c capture.SinkConfig) (capture.Sink, error) {
+		s, err := next(pipeline, c)
+		if err != nil || leaky.Load() != pipeline {
+			return s, err
+		}
+		return &leakySink{Sink: s, perMinute: 3}, nil
+	}
+}
+
+// leakySink is a sink whose sender starts perMinute goroutines a minute that
+// live until the pipeline stops.
+type leakySink struct {
+	capture.Sink
+	perMinute int
+}
+
+func (s *leakySink) Run(ctx context.Context) {
+	capture.Go(ctx, func(ctx context.Context) {
+		t := time.NewTicker(time.Minute / time.Duration(s.perMinute))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				capture.Go(ctx, func(ctx context.Context) { <-ctx.Done() })
+			}
+		}
+	})
+	s.Sink.Run(ctx)
+}
+
+// Stats passes the wrapped sink's numbers on.
+func (s *leakySink) Stats() capture.SinkStats { return s.Sink.(capture.StatsReporter).Stats() }

@@ -1,0 +1,146 @@
+package capture
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PipelineConfig is everything the workers of one pipeline need, with every
+// reference (SinkTargets, Secrets) already resolved.
+type PipelineConfig struct {
+	// Namespace is the only namespace the pipeline reads.
+	Namespace string `json:"namespace"`
+	// Name is the pipeline's name.
+	Name string `json:"name"`
+	// UID is the pipeline's UID; the stored positions are owned by it.
+	UID string `json:"uid,omitempty"`
+	// PositionsInterval is how often changed positions are stored (5s when
+	// zero); PositionsRetention how long positions of containers no longer
+	// selected are kept (1h when zero).
+	PositionsInterval  time.Duration `json:"positionsInterval,omitempty"`
+	PositionsRetention time.Duration `json:"positionsRetention,omitempty"`
+	// Selector selects pods; nil selects every pod of the namespace.
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// Include and Exclude are container name globs.
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+	// RotationInterval is how often each stream is closed and reopened.
+	RotationInterval time.Duration `json:"rotationInterval"`
+	// MaxStreams bounds the concurrently open streams.
+	MaxStreams int `json:"maxStreams"`
+	// StartFromBeginning reads a new container's whole log instead of only new lines.
+	StartFromBeginning bool `json:"startFromBeginning,omitempty"`
+	// PodLabels are pod label keys copied into every record.
+	PodLabels []string `json:"podLabels,omitempty"`
+	// Sinks receive every line, in the order of the pipeline's spec.
+	Sinks []SinkConfig `json:"sinks"`
+	// HealthWindow is how long the health sampler keeps samples.
+	HealthWindow time.Duration `json:"healthWindow,omitempty"`
+}
+
+// SinkKind is the type of a sink.
+type SinkKind string
+
+// Sink kinds.
+const (
+	SinkLoki   SinkKind = "Loki"
+	SinkFile   SinkKind = "File"
+	SinkHTTP   SinkKind = "HTTP"
+	SinkStdout SinkKind = "Stdout"
+)
+
+// SinkConfig is one resolved sink of a pipeline.
+type SinkConfig struct {
+	// Name is the SinkTarget's name.
+	Name string `json:"name"`
+	// Kind selects which of the type-specific fields is set.
+	Kind SinkKind `json:"kind"`
+	// Generation of the SinkTarget this was resolved from.
+	Generation int64 `json:"generation"`
+
+	Loki   *LokiConfig   `json:"loki,omitempty"`
+	File   *FileConfig   `json:"file,omitempty"`
+	HTTP   *HTTPConfig   `json:"http,omitempty"`
+	Stdout *StdoutConfig `json:"stdout,omitempty"`
+
+	// BatchMaxBytes and BatchMaxWait bound a batch.
+	BatchMaxBytes int64         `json:"batchMaxBytes"`
+	BatchMaxWait  time.Duration `json:"batchMaxWait"`
+	// MinBackoff and MaxBackoff bound the retry backoff.
+	MinBackoff time.Duration `json:"minBackoff"`
+	MaxBackoff time.Duration `json:"maxBackoff"`
+	// BufferMaxBytes bounds the queue; WhenFull is Block, DropOldest or DropNewest.
+	BufferMaxBytes int64  `json:"bufferMaxBytes"`
+	WhenFull       string `json:"whenFull"`
+}
+
+// Credentials are resolved secret values. They never appear in logs,
+// status or events; String redacts them.
+type Credentials struct {
+	Username    string `json:"username,omitempty"`
+	Password    string `json:"password,omitempty"`
+	BearerToken string `json:"bearerToken,omitempty"`
+}
+
+// String redacts the credentials so that they cannot be logged by accident.
+func (Credentials) String() string { return "[redacted]" }
+
+// TLSConfig holds resolved PEM material.
+type TLSConfig struct {
+	CAPEM              []byte `json:"caPEM,omitempty"`
+	CertPEM            []byte `json:"certPEM,omitempty"`
+	KeyPEM             []byte `json:"keyPEM,omitempty"`
+	ServerName         string `json:"serverName,omitempty"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+}
+
+// LokiConfig configures a Loki sink.
+type LokiConfig struct {
+	URL               string            `json:"url"`
+	TenantID          string            `json:"tenantID,omitempty"`
+	JSON              bool              `json:"json,omitempty"`
+	StaticLabels      map[string]string `json:"staticLabels,omitempty"`
+	MetadataLabels    []string          `json:"metadataLabels,omitempty"`
+	PodLabelsAsLabels []string          `json:"podLabelsAsLabels,omitempty"`
+	Credentials       Credentials       `json:"credentials"`
+	TLS               *TLSConfig        `json:"tls,omitempty"`
+}
+
+// FileConfig configures a File sink. Path is relative to the file sink root.
+type FileConfig struct {
+	Path     string `json:"path"`
+	Raw      bool   `json:"raw,omitempty"`
+	MaxSize  int64  `json:"maxSize"`
+	MaxFiles int    `json:"maxFiles"`
+	Compress bool   `json:"compress"`
+}
+
+// HTTPConfig configures an HTTP sink. Header values are resolved.
+type HTTPConfig struct {
+	URL         string            `json:"url"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Gzip        bool              `json:"gzip,omitempty"`
+	Credentials Credentials       `json:"credentials"`
+	TLS         *TLSConfig        `json:"tls,omitempty"`
+}
+
+// StdoutConfig configures a Stdout sink.
+type StdoutConfig struct {
+	Raw bool `json:"raw,omitempty"`
+}
+
+// Hash returns a stable digest of the whole configuration, secrets included,
+// so that a rotated credential changes it too.
+func (c *PipelineConfig) Hash() (string, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("hashing pipeline config %s/%s: %w", c.Namespace, c.Name, err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}

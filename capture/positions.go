@@ -1,0 +1,63 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// PipelineRef identifies the pipeline a positions object belongs to.
+type PipelineRef struct {
+	Namespace string
+	Name      string
+	UID       string
+}
+
+// PositionStore keeps pipelines' positions (opaque, encoded by the engine)
+// in the cluster. Load returns nil data when nothing is stored, an error
+// wrapping ErrForeignPositions when the object is not the operator's, and
+// any other error when it cannot be read. Save writes data, creating the
+// object when needed.
+type PositionStore interface {
+	Load(ctx context.Context, ref PipelineRef) ([]byte, error)
+	Save(ctx context.Context, ref PipelineRef, data []byte, containers int) error
+}
+
+// ErrForeignPositions means the positions object exists but was not written
+// by the operator for this pipeline.
+var ErrForeignPositions = errors.New("the positions object was not written by log-capturer for this pipeline")
+
+// PositionsStatus is how a pipeline's positions are stored.
+type PositionsStatus struct {
+	// Reason is one of the PositionsReason constants.
+	Reason  string
+	Message string
+	// Containers is how many containers the stored object holds and Bytes
+	// its compressed size.
+	Containers int
+	Bytes      int
+	// LastWrite is when positions were last written.
+	LastWrite time.Time
+}
+
+// Durable tells whether positions are written to the store now.
+func (s PositionsStatus) Durable() bool {
+	return s.Reason == PositionsStored || s.Reason == PositionsReset
+}
+
+// Reasons of PositionsStatus.
+const (
+	// PositionsStored means positions are written to the store.
+	PositionsStored = "Stored"
+	// PositionsReset means the stored positions could not be read and the
+	// workers started from startAt; positions are written anew.
+	PositionsReset = "Reset"
+	// PositionsForeign means an object of the positions' name exists that the
+	// operator did not write; it is left alone and positions are kept in
+	// memory only.
+	PositionsForeign = "Foreign"
+	// PositionsWriteFailed means the last write failed.
+	PositionsWriteFailed = "WriteFailed"
+	// PositionsInMemory means the engine has no store (tests, demo).
+	PositionsInMemory = "InMemory"
+)

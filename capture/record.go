@@ -1,0 +1,46 @@
+package capture
+
+import "time"
+
+// Record is one log line with where it came from.
+type Record struct {
+	// Time is the timestamp the container runtime gave the line.
+	Time time.Time
+	// Line is the line without its timestamp and trailing newline. Bytes
+	// are passed through as they were written, valid UTF-8 or not.
+	Line      string
+	Namespace string
+	Pod       string
+	Container string
+	Node      string
+	// Labels are the pod labels the pipeline asks for.
+	Labels map[string]string
+
+	// Acker is told when a sink is done with the record; the engine sets it
+	// for the records it tracks. Nil for records that are not tracked.
+	Acker Acker
+}
+
+// Acker receives the acknowledgements of one record. Every sink that was
+// given the record calls Ack once, in any order, when it delivered the
+// record or dropped it under the policy the user chose and counted it; never
+// for a record it gave up on because it was stopped. The position that makes
+// a restart skip the record advances only when every sink acknowledged it
+// and every line before it.
+type Acker interface {
+	Ack()
+}
+
+// Ack acknowledges r on behalf of one sink; records without an Acker ignore it.
+func (r *Record) Ack() {
+	if r.Acker != nil {
+		r.Acker.Ack()
+	}
+}
+
+// AckAll acknowledges every record of a batch.
+func AckAll(batch []*Record) {
+	for _, r := range batch {
+		r.Ack()
+	}
+}

@@ -1,0 +1,43 @@
+package capture
+
+import (
+	"context"
+	"time"
+)
+
+// Sink receives every record of a pipeline, in order per container. Write
+// blocks while the sink cannot take more (backpressure) and returns the
+// context's error when ctx ends first. Run is the sink's sender: the
+// pipeline runs it in a goroutine it owns, and it returns once Close has
+// drained it or ctx ended (a sink without a sender returns at once). Close
+// flushes and releases the sink; it is called once, after the last Write.
+type Sink interface {
+	Write(ctx context.Context, r *Record) error
+	Run(ctx context.Context)
+	Close(ctx context.Context) error
+}
+
+// SinkStats are what a sink reports about its deliveries.
+type SinkStats struct {
+	Name          string
+	SentLines     int64
+	SentBytes     int64
+	FailedBatches int64
+	Retries       int64
+	DroppedLines  int64
+	QueueBytes    int64
+	QueueMaxBytes int64
+	LastSuccess   time.Time
+	// FailingSince is when the current run of failed sends began, zero
+	// while the sink delivers.
+	FailingSince time.Time
+	LastError    string
+}
+
+// StatsReporter is a Sink that reports SinkStats.
+type StatsReporter interface {
+	Stats() SinkStats
+}
+
+// SinkFactory builds the sink of one pipeline ("<namespace>/<name>") for one SinkConfig.
+type SinkFactory func(pipeline string, cfg SinkConfig) (Sink, error)

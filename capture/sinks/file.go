@@ -1,0 +1,253 @@
+package sinks
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+// fileRegistry hands out one writer per file, however many pipelines write
+// to it, and closes it when the last of them is done.
+type fileRegistry struct {
+	root string
+
+	mu      sync.Mutex
+	writers map[string]*fileWriter
+}
+
+func newFileRegistry(root string) *fileRegistry {
+	return &fileRegistry{root: root, writers: map[string]*fileWriter{}}
+}
+
+// ErrOutsideRoot is returned for a file sink path that leaves the file sink root.
+var ErrOutsideRoot = errors.New("path leaves the file sink root")
+
+// resolve returns the absolute path of a File sink, refusing any path that
+// leaves the root, also through a symbolic link.
+func (r *fileRegistry) resolve(rel string) (string, error) {
+	if r.root == "" {
+		return "", errors.New("the operator has no --file-sink-root")
+	}
+	if filepath.IsAbs(rel) || slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), "..") {
+		return "", fmt.Errorf("%q: %w", rel, ErrOutsideRoot)
+	}
+	root, err := filepath.Abs(r.root)
+	if err != nil {
+		return "", fmt.Errorf("resolving the file sink root: %w", err)
+	}
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		return "", fmt.Errorf("creating the file sink root: %w", err)
+	}
+	if root, err = filepath.EvalSymlinks(root); err != nil {
+		return "", fmt.Errorf("resolving the file sink root: %w", err)
+	}
+	full := filepath.Join(root, rel)
+	dir := filepath.Dir(full)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
+	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", fmt.Errorf("resolving %s: %w", dir, err)
+	}
+	if realDir != root && !strings.HasPrefix(realDir, root+string(filepath.Separator)) {
+		return "", fmt.Errorf("%q resolves to %s: %w", rel, realDir, ErrOutsideRoot)
+	}
+	return filepath.Join(realDir, filepath.Base(full)), nil
+}
+
+func (r *fileRegistry) open(c *capture.FileConfig) (*fileDeliverer, error) {
+	path, err := r.resolve(c.Path)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.writers[path]
+	if !ok {
+		w = &fileWriter{path: path}
+		if err := w.openFile(); err != nil {
+			return nil, err
+		}
+		r.writers[path] = w
+	}
+	w.refs++
+	w.maxSize, w.maxFiles, w.compress = c.MaxSize, c.MaxFiles, c.Compress
+	return &fileDeliverer{reg: r, w: w, raw: c.Raw}, nil
+}
+
+func (r *fileRegistry) release(w *fileWriter) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w.refs--
+	if w.refs > 0 {
+		return nil
+	}
+	delete(r.writers, w.path)
+	return w.close()
+}
+
+// fileWriter appends to one file, rotating it by size.
+type fileWriter struct {
+	path     string
+	refs     int
+	maxSize  int64
+	maxFiles int
+	compress bool
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+}
+
+// openFile opens the file for appending, so that a restart continues it.
+func (w *fileWriter) openFile() error {
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", w.path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("reading %s: %w", w.path, err)
+	}
+	w.f, w.size = f, st.Size()
+	return nil
+}
+
+// write appends b, rotating first when b would take the file past maxSize.
+func (w *fileWriter) write(b []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		if err := w.openFile(); err != nil {
+			return err
+		}
+	}
+	if w.size > 0 && w.maxSize > 0 && w.size+int64(len(b)) > w.maxSize {
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// rotate syncs and renames the current file, compresses it when asked, opens
+// a new one and deletes the oldest rotated files beyond maxFiles.
+func (w *fileWriter) rotate() error {
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", w.path, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", w.path, err)
+	}
+	w.f = nil
+	rotated := w.path + "." + time.Now().UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(w.path, rotated); err != nil {
+		return fmt.Errorf("rotating %s: %w", w.path, err)
+	}
+	if err := w.openFile(); err != nil {
+		return err
+	}
+	if w.compress {
+		if err := gzipFile(rotated); err != nil {
+			return err
+		}
+	}
+	return w.prune()
+}
+
+func gzipFile(path string) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("compressing %s: %w", path, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(path+".gz", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("compressing %s: %w", path, err)
+	}
+	zw := gzip.NewWriter(out)
+	_, err = io.Copy(zw, in)
+	if cerr := zw.Close(); err == nil {
+		err = cerr
+	}
+	if serr := out.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("compressing %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("removing %s after compressing it: %w", path, err)
+	}
+	return nil
+}
+
+// prune deletes the oldest rotated files beyond maxFiles. Rotated names sort
+// by time.
+func (w *fileWriter) prune() error {
+	matches, err := filepath.Glob(w.path + ".*")
+	if err != nil {
+		return fmt.Errorf("listing rotated files of %s: %w", w.path, err)
+	}
+	slices.Sort(matches)
+	for len(matches) > w.maxFiles {
+		if err := os.Remove(matches[0]); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("removing %s: %w", matches[0], err)
+		}
+		matches = matches[1:]
+	}
+	return nil
+}
+
+func (w *fileWriter) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	w.f = nil
+	if err != nil {
+		return fmt.Errorf("closing %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// fileDeliverer formats batches for one pipeline and writes them through the
+// shared writer of its file.
+type fileDeliverer struct {
+	reg *fileRegistry
+	w   *fileWriter
+	raw bool
+	buf []byte
+}
+
+func (d *fileDeliverer) deliver(_ context.Context, batch []*capture.Record) error {
+	d.buf = appendBatch(d.buf[:0], batch, d.raw)
+	return d.w.write(d.buf)
+}
+
+func (d *fileDeliverer) close(context.Context) error { return d.reg.release(d.w) }

@@ -1,0 +1,185 @@
+package sinks
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+// WhenFull policies, as in the SinkTarget API.
+const (
+	Block      = "Block"
+	DropOldest = "DropOldest"
+	DropNewest = "DropNewest"
+)
+
+// recordSize is what a record costs in a queue: the line and its metadata.
+func recordSize(r *capture.Record) int64 {
+	return int64(len(r.Line) + len(r.Namespace) + len(r.Pod) + len(r.Container) + len(r.Node) + 32)
+}
+
+// queue is a FIFO of records bounded in bytes, with one pusher and one
+// popper. A record larger than the bound is taken when the queue is empty,
+// so that it cannot block forever.
+type queue struct {
+	max    int64
+	policy string
+
+	mu     sync.Mutex
+	recs   []*capture.Record
+	head   int
+	bytes  int64
+	closed bool
+
+	// notify wakes the popper after a push or close; space wakes a blocked pusher.
+	notify chan struct{}
+	space  chan struct{}
+
+	// onDrop counts dropped lines by policy.
+	onDrop func(n int)
+}
+
+func newQueue(maxBytes int64, policy string, onDrop func(int)) *queue {
+	return &queue{max: maxBytes, policy: policy, onDrop: onDrop,
+		notify: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// push adds r, applying the queue's policy when it is full. With Block it
+// waits for room until ctx ends.
+func (q *queue) push(ctx context.Context, r *capture.Record) error {
+	size := recordSize(r)
+	for {
+		q.mu.Lock()
+		if q.bytes == 0 || q.bytes+size <= q.max {
+			q.recs = append(q.recs, r)
+			q.bytes += size
+			q.mu.Unlock()
+			signal(q.notify)
+			return nil
+		}
+		// A dropped record is done with: it was counted, and the position
+		// may pass it.
+		switch q.policy {
+		case DropNewest:
+			q.mu.Unlock()
+			q.onDrop(1)
+			r.Ack()
+			return nil
+		case DropOldest:
+			var dropped []*capture.Record
+			for q.bytes > 0 && q.bytes+size > q.max {
+				q.bytes -= recordSize(q.recs[q.head])
+				dropped = append(dropped, q.recs[q.head])
+				q.recs[q.head] = nil
+				q.head++
+			}
+			q.compact()
+			q.mu.Unlock()
+			q.onDrop(len(dropped))
+			capture.AckAll(dropped)
+			continue
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// compact drops the consumed head of the slice once it is large.
+func (q *queue) compact() {
+	if q.head > 1024 && q.head*2 > len(q.recs) {
+		n := copy(q.recs, q.recs[q.head:])
+		clear(q.recs[n:])
+		q.recs = q.recs[:n]
+		q.head = 0
+	}
+	if q.head == len(q.recs) {
+		q.recs = q.recs[:0]
+		q.head = 0
+	}
+}
+
+// close lets the popper drain what is queued and then stop.
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	signal(q.notify)
+}
+
+// size is the queued bytes.
+func (q *queue) size() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
+// popBatch waits for the first record, then collects records until the batch
+// holds maxBytes or maxWait passed since the first one. It returns nil when
+// the queue is closed and empty, or ctx ended.
+func (q *queue) popBatch(ctx context.Context, dst []*capture.Record, maxBytes int64, maxWait time.Duration) []*capture.Record {
+	var (
+		batchBytes int64
+		timer      *time.Timer
+		deadline   <-chan time.Time
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		q.mu.Lock()
+		for q.head < len(q.recs) {
+			r := q.recs[q.head]
+			s := recordSize(r)
+			if len(dst) > 0 && batchBytes+s > maxBytes {
+				break
+			}
+			dst = append(dst, r)
+			batchBytes += s
+			q.bytes -= s
+			q.recs[q.head] = nil
+			q.head++
+		}
+		q.compact()
+		closed := q.closed
+		empty := q.head == len(q.recs)
+		q.mu.Unlock()
+		if len(dst) > 0 {
+			signal(q.space)
+		}
+		switch {
+		case len(dst) > 0 && (batchBytes >= maxBytes || !empty || closed):
+			return dst
+		case len(dst) == 0 && closed:
+			return nil
+		}
+		if len(dst) > 0 && timer == nil {
+			timer = time.NewTimer(maxWait)
+			deadline = timer.C
+		}
+		select {
+		case <-q.notify:
+		case <-deadline:
+			return dst
+		case <-ctx.Done():
+			if len(dst) > 0 {
+				return dst
+			}
+			return nil
+		}
+	}
+}

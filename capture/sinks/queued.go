@@ -1,0 +1,238 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+// deliverer sends one batch to a destination. It returns nil on success, a
+// *sendError for a failure the destination reported, or any other error
+// (network) that is retried.
+type deliverer interface {
+	deliver(ctx context.Context, batch []*capture.Record) error
+	close(ctx context.Context) error
+}
+
+// sendError is a failure the destination answered with.
+type sendError struct {
+	status     int
+	retryable  bool
+	retryAfter time.Duration
+	message    string
+}
+
+func (e *sendError) Error() string {
+	return fmt.Sprintf("destination answered %d: %s", e.status, e.message)
+}
+
+// queuedSink is the Sink of one (pipeline, SinkTarget): a bounded byte
+// queue, a batcher and a sender with retries, in one goroutine (Run).
+type queuedSink struct {
+	pipeline string
+	cfg      capture.SinkConfig
+	q        *queue
+	d        deliverer
+	c        *counters
+	duration prometheus.Observer
+	onReject func(message string)
+	// release tells the Factory the sink is closed.
+	release func()
+
+	// state is sinkNew until Run or Close claims the sender's work.
+	state atomic.Int32
+	done  chan struct{}
+
+	// mu guards the current run of failures, which is state, not a count.
+	mu           sync.Mutex
+	failingSince time.Time
+	lastError    string
+}
+
+func newQueuedSink(pipeline string, cfg capture.SinkConfig, d deliverer, c *counters, duration prometheus.Observer,
+	onReject func(string)) *queuedSink {
+	s := &queuedSink{pipeline: pipeline, cfg: cfg, d: d, c: c, duration: duration,
+		onReject: onReject, done: make(chan struct{})}
+	s.q = newQueue(cfg.BufferMaxBytes, cfg.WhenFull, func(n int) { s.drop(n, dropBufferFull) })
+	return s
+}
+
+// Write queues r, applying the sink's whenFull policy.
+func (s *queuedSink) Write(ctx context.Context, r *capture.Record) error {
+	return s.q.push(ctx, r)
+}
+
+const (
+	sinkNew int32 = iota
+	sinkRunning
+	sinkClosedBeforeRun
+)
+
+// Run batches and sends until Close drained the queue or ctx ends.
+func (s *queuedSink) Run(ctx context.Context) {
+	if !s.state.CompareAndSwap(sinkNew, sinkRunning) {
+		return
+	}
+	defer close(s.done)
+	s.drain(ctx)
+}
+
+// drain sends batches until the queue is closed and empty, or ctx ends.
+func (s *queuedSink) drain(ctx context.Context) {
+	batch := make([]*capture.Record, 0, 1024)
+	for {
+		batch = s.q.popBatch(ctx, batch[:0], s.cfg.BatchMaxBytes, s.cfg.BatchMaxWait)
+		if batch == nil {
+			return
+		}
+		s.send(ctx, batch)
+		clear(batch)
+	}
+}
+
+// send delivers one batch, retrying what can succeed later with exponential
+// backoff and jitter (or the server's Retry-After) until ctx ends.
+func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
+	backoff := s.cfg.MinBackoff
+	uncertain := 0
+	for {
+		start := time.Now()
+		err := s.d.deliver(ctx, batch)
+		s.duration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			s.succeeded(batch)
+			capture.AckAll(batch)
+			if uncertain > 0 {
+				// Attempts whose outcome was unknown may have been stored too.
+				s.c.possibleDuplicates.Add(int64(uncertain * len(batch)))
+			}
+			return
+		}
+		s.failed(err)
+		if outcomeUnknown(err) {
+			uncertain++
+		}
+		var se *sendError
+		if errors.As(err, &se) && !se.retryable {
+			// The batch can never succeed: it is counted and done with.
+			s.drop(len(batch), dropRejected)
+			capture.AckAll(batch)
+			if s.onReject != nil {
+				s.onReject(fmt.Sprintf("%s rejected a batch of %d lines for pipeline %s: %s",
+					s.cfg.Name, len(batch), s.pipeline, se.Error()))
+			}
+			return
+		}
+		wait := jitter(backoff)
+		if se != nil && se.retryAfter > 0 {
+			wait = min(se.retryAfter, s.cfg.MaxBackoff)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			// Not acknowledged: the workers read these lines again.
+			s.drop(len(batch), dropShutdown)
+			return
+		}
+		s.c.retries.Add(1)
+		backoff = min(2*backoff, s.cfg.MaxBackoff)
+	}
+}
+
+// outcomeUnknown tells whether a failed send may nevertheless have been
+// stored: the request went out but no answer came back (a timeout or a
+// connection lost after sending). A refused connection or an HTTP status is
+// a known outcome.
+func outcomeUnknown(err error) bool {
+	var se *sendError
+	if errors.As(err, &se) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return true
+}
+
+// jitter spreads d by ±20%.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
+}
+
+func (s *queuedSink) succeeded(batch []*capture.Record) {
+	var bytes int64
+	for _, r := range batch {
+		bytes += int64(len(r.Line))
+	}
+	s.c.sentLines.Add(int64(len(batch)))
+	s.c.sentBytes.Add(bytes)
+	s.c.lastSuccessNanos.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	s.failingSince = time.Time{}
+	s.mu.Unlock()
+}
+
+func (s *queuedSink) failed(err error) {
+	s.c.failedBatches.Add(1)
+	s.mu.Lock()
+	if s.failingSince.IsZero() {
+		s.failingSince = time.Now()
+	}
+	s.lastError = err.Error()
+	s.mu.Unlock()
+}
+
+func (s *queuedSink) drop(n int, reason dropReason) {
+	if n > 0 {
+		s.c.dropped[reason].Add(int64(n))
+	}
+}
+
+// Stats reports the sink's numbers.
+func (s *queuedSink) Stats() capture.SinkStats {
+	st := s.c.stats(s.cfg.Name)
+	st.QueueBytes = s.q.size()
+	st.QueueMaxBytes = s.cfg.BufferMaxBytes
+	s.mu.Lock()
+	st.FailingSince, st.LastError = s.failingSince, s.lastError
+	s.mu.Unlock()
+	return st
+}
+
+// Close lets Run send what is queued until ctx ends, then releases the
+// destination.
+func (s *queuedSink) Close(ctx context.Context) error {
+	s.q.close()
+	var err error
+	if s.state.CompareAndSwap(sinkNew, sinkClosedBeforeRun) {
+		s.drain(ctx) // Run never started: send what is queued here
+	} else {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			err = fmt.Errorf("sink %s did not drain in time: %w", s.cfg.Name, ctx.Err())
+		}
+	}
+	if cerr := s.d.close(ctx); cerr != nil && err == nil {
+		err = cerr
+	}
+	if s.release != nil {
+		s.release()
+	}
+	return err
+}

@@ -1,0 +1,82 @@
+package capture
+
+import "time"
+
+// Snapshot is what the workers of one pipeline report about themselves.
+// Every number is counted by the code that owns the thing counted.
+type Snapshot struct {
+	// Running is true while the pipeline's workers run.
+	Running bool
+	// SelectedContainers, ActiveStreams and WaitingStreams describe the pool:
+	// waiting containers are due for a stream but every slot is taken.
+	SelectedContainers int
+	ActiveStreams      int
+	WaitingStreams     int
+	// OpenStreams is how many response bodies are open now.
+	OpenStreams int
+	// Rotations counts streams closed and reopened on the rotation interval.
+	Rotations int64
+	// Reconnects counts streams reopened after EOF or an error.
+	Reconnects int64
+	// StreamErrors counts errors opening or reading streams.
+	StreamErrors int64
+	// Goroutines counts the goroutines the pipeline's workers own.
+	Goroutines int
+	// ProcessGoroutines and OpenFDs are the whole process's.
+	ProcessGoroutines int
+	OpenFDs           int
+	// LinesTotal and BytesTotal count what the workers read.
+	LinesTotal int64
+	BytesTotal int64
+	// Sinks are the pipeline's sinks' numbers, in spec order.
+	Sinks []SinkStats
+	// LongestWait is how long the longest-waiting container has been due
+	// for a stream without a free slot.
+	LongestWait time.Duration
+	// Window is what the sampler measured over the pipeline's health window.
+	Window Window
+	// Positions tells how the pipeline's positions are stored.
+	Positions PositionsStatus
+	// ResumeDuplicates counts lines sent again after a resume that the
+	// previous workers had handed to the sinks before their positions were
+	// last stored.
+	ResumeDuplicates int64
+	// Gaps counts stretches of log the kubelet no longer had when a
+	// container's capture resumed; LastGap is the latest.
+	Gaps    int64
+	LastGap *Gap
+}
+
+// Window is what the sampler measured over a pipeline's health window.
+// Growth numbers are least-squares slopes; "unexplained" goroutines are
+// those not accounted for by open streams, so that more pods is not a leak.
+type Window struct {
+	// Samples is how many samples the window holds; Covered how much time they span.
+	Samples int
+	Covered time.Duration
+	// GoroutineGrowthPerMinute is the slope of the pipeline's goroutines
+	// minus one per active stream.
+	GoroutineGrowthPerMinute float64
+	// FDGrowthPer10Minutes is the slope of the process's open FDs.
+	FDGrowthPer10Minutes float64
+	// LinesInWindow and LinesPerSecond describe what was read in the window.
+	LinesInWindow  int64
+	LinesPerSecond float64
+	// GapsInWindow counts stretches of log found gone when capture resumed.
+	GapsInWindow int64
+	// Sinks holds each sink's sent and dropped lines in the window.
+	Sinks []SinkWindow
+}
+
+// SinkWindow is one sink's deliveries within the health window.
+type SinkWindow struct {
+	Name    string
+	Sent    int64
+	Dropped int64
+}
+
+// Gap is a stretch of a container's log that was gone when capture resumed.
+type Gap struct {
+	Container string
+	From, To  time.Time
+}

@@ -1,0 +1,329 @@
+// Package workers is the capture engine: it runs the workers of log
+// pipelines. A pipeline's loop selects containers from the pod cache and
+// runs stream slices on a bounded pool, each slice reading one container's
+// log from a capture.LogSource for one rotation interval; a fan-out hands
+// every record to the pipeline's sinks; positions advance over what every
+// sink acknowledged and are kept in a capture.PositionStore; a sampler
+// records the workers' own counts for health.
+//
+// It knows nothing of CRDs or conditions: the controllers hand the Manager
+// a resolved capture.PipelineConfig and read back a capture.Snapshot. Only
+// the wiring (and tests) import this package.
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+// PodCache is the shared informer cache the workers select pods from.
+type PodCache interface {
+	client.Reader
+	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
+}
+
+// Options are what the Manager needs from its surroundings.
+type Options struct {
+	// Source opens the containers' logs.
+	Source capture.LogSource
+	// Pods is the informer cache pods are selected from.
+	Pods PodCache
+	// Sinks builds the sinks of a pipeline.
+	Sinks capture.SinkFactory
+	// DrainTimeout bounds how long a stopping pipeline waits for its sinks.
+	DrainTimeout time.Duration
+	// Log is the workers' logger.
+	Log logr.Logger
+	// SamplePeriod is how often each pipeline's numbers are sampled for
+	// health; 15s when zero.
+	SamplePeriod time.Duration
+	// Positions stores each pipeline's positions in the cluster; without it
+	// positions live in memory only and do not survive a restart.
+	Positions capture.PositionStore
+	// ForgetPipeline, when set, is called when a pipeline is removed, so that
+	// the sinks can forget what they keep per pipeline.
+	ForgetPipeline func(pipeline string)
+}
+
+// positionForgetter is a PositionStore that keeps something per pipeline in
+// memory, to be dropped when the pipeline's workers are removed.
+type positionForgetter interface {
+	Forget(ref capture.PipelineRef)
+}
+
+// Manager owns the capture workers of every pipeline. It is a
+// controller-runtime Runnable that needs leader election, so only the leader
+// runs workers, and the Prometheus collector of the workers' metrics. Apply
+// may be called before Start; pipelines applied then start with it.
+type Manager struct {
+	opts Options
+	deps deps
+
+	mu   sync.Mutex
+	root *group
+	// pipelines are the running configurations; kept is what outlives a
+	// pipeline's workers across configuration changes (positions, counters)
+	// until the pipeline is removed.
+	pipelines map[types.NamespacedName]*pipelineEntry
+	kept      map[types.NamespacedName]*keptState
+}
+
+type pipelineEntry struct {
+	hash string
+	p    *pipeline
+}
+
+type keptState struct {
+	tracker *tracker
+	stats   *pipelineStats
+}
+
+// NewManager returns a Manager with no pipelines.
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Source == nil || opts.Pods == nil || opts.Sinks == nil {
+		return nil, errors.New("the workers need a log source, a pod cache and a sink factory")
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.SamplePeriod <= 0 {
+		opts.SamplePeriod = 15 * time.Second
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logr.Discard()
+	}
+	return &Manager{
+		opts: opts,
+		deps: deps{source: opts.Source, pods: opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
+			samplePeriod: opts.SamplePeriod, log: opts.Log},
+		pipelines: map[types.NamespacedName]*pipelineEntry{},
+		kept:      map[types.NamespacedName]*keptState{},
+	}, nil
+}
+
+// Apply (re)configures the workers of a pipeline. It is idempotent: a config
+// whose hash already runs changes nothing. A new config replaces the
+// workers; containers resume where the old ones stopped.
+func (m *Manager) Apply(_ context.Context, key types.NamespacedName, cfg capture.PipelineConfig) error {
+	hash, err := cfg.Hash()
+	if err != nil {
+		return fmt.Errorf("applying pipeline %s: %w", key, err)
+	}
+	if cfg.MaxStreams < 1 || cfg.RotationInterval <= 0 {
+		return fmt.Errorf("applying pipeline %s: maxStreams and rotation interval must be positive", key)
+	}
+	m.mu.Lock()
+	old := m.pipelines[key]
+	m.mu.Unlock()
+	if old != nil && old.hash == hash {
+		return nil
+	}
+	sinks, err := m.buildSinks(key.String(), cfg.Sinks)
+	if err != nil {
+		return fmt.Errorf("applying pipeline %s: %w", key, err)
+	}
+	if old != nil {
+		old.p.stop(m.opts.DrainTimeout)
+	}
+	m.mu.Lock()
+	k := m.kept[key]
+	if k == nil {
+		k = &keptState{tracker: newTracker(), stats: &pipelineStats{}}
+		m.kept[key] = k
+	}
+	m.mu.Unlock()
+	p, err := newPipeline(m.deps, cfg, sinks, k.tracker, k.stats)
+	if err != nil {
+		closeSinks(sinks, m.opts.DrainTimeout)
+		return fmt.Errorf("applying pipeline %s: %w", key, err)
+	}
+	m.mu.Lock()
+	m.pipelines[key] = &pipelineEntry{hash: hash, p: p}
+	if m.root != nil {
+		p.start(m.root)
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Manager) buildSinks(pipeline string, cfgs []capture.SinkConfig) ([]capture.Sink, error) {
+	sinks := make([]capture.Sink, 0, len(cfgs))
+	for _, c := range cfgs {
+		s, err := m.opts.Sinks(pipeline, c)
+		if err != nil {
+			closeSinks(sinks, m.opts.DrainTimeout)
+			return nil, fmt.Errorf("building sink %s: %w", c.Name, err)
+		}
+		sinks = append(sinks, s)
+	}
+	return sinks, nil
+}
+
+// Remove stops the workers of a pipeline and forgets it, its positions and
+// counters included. Removing an unknown pipeline is not an error.
+func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
+	m.mu.Lock()
+	e := m.pipelines[key]
+	delete(m.pipelines, key)
+	m.mu.Unlock()
+	if e != nil {
+		e.p.stop(m.opts.DrainTimeout)
+	}
+	m.mu.Lock()
+	delete(m.kept, key)
+	m.mu.Unlock()
+	if f, ok := m.opts.Positions.(positionForgetter); ok {
+		f.Forget(capture.PipelineRef{Namespace: key.Namespace, Name: key.Name})
+	}
+	if m.opts.ForgetPipeline != nil {
+		m.opts.ForgetPipeline(key.String())
+	}
+	return nil
+}
+
+// Running lists the pipelines whose workers this Manager holds.
+func (m *Manager) Running() []types.NamespacedName {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]types.NamespacedName, 0, len(m.pipelines))
+	for k := range m.pipelines {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Snapshot reports the numbers of a pipeline's workers, and false when the
+// pipeline is unknown.
+func (m *Manager) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {
+	m.mu.Lock()
+	e := m.pipelines[key]
+	m.mu.Unlock()
+	if e == nil {
+		return capture.Snapshot{}, false
+	}
+	s := e.p.counts()
+	s.Window = e.p.sampler.window()
+	s.Positions = e.p.tracker.status()
+	s.ProcessGoroutines = goruntime.NumGoroutine()
+	s.OpenFDs = OpenFDs()
+	return s, true
+}
+
+// SinkStats aggregates the stats of a SinkTarget over every pipeline of its
+// namespace that delivers to it; false when none does.
+func (m *Manager) SinkStats(namespace, name string) (capture.SinkStats, bool) {
+	m.mu.Lock()
+	entries := make([]*pipelineEntry, 0, len(m.pipelines))
+	for k, e := range m.pipelines {
+		if k.Namespace == namespace {
+			entries = append(entries, e)
+		}
+	}
+	m.mu.Unlock()
+	out := capture.SinkStats{Name: name}
+	found := false
+	for _, e := range entries {
+		for _, sk := range e.p.sinks {
+			r, ok := sk.(capture.StatsReporter)
+			if !ok {
+				continue
+			}
+			st := r.Stats()
+			if st.Name != name {
+				continue
+			}
+			found = true
+			out.SentLines += st.SentLines
+			out.SentBytes += st.SentBytes
+			out.FailedBatches += st.FailedBatches
+			out.Retries += st.Retries
+			out.DroppedLines += st.DroppedLines
+			out.QueueBytes += st.QueueBytes
+			out.QueueMaxBytes += st.QueueMaxBytes
+			if st.LastSuccess.After(out.LastSuccess) {
+				out.LastSuccess = st.LastSuccess
+			}
+			if !st.FailingSince.IsZero() && (out.FailingSince.IsZero() || st.FailingSince.Before(out.FailingSince)) {
+				out.FailingSince = st.FailingSince
+				out.LastError = st.LastError
+			}
+		}
+	}
+	return out, found
+}
+
+// Start runs the workers until ctx ends, then stops every pipeline and waits
+// for all their goroutines.
+func (m *Manager) Start(ctx context.Context) error {
+	inf, err := m.opts.Pods.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("getting the pod informer: %w", err)
+	}
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    m.podEvent,
+		UpdateFunc: func(_, obj any) { m.podEvent(obj) },
+		DeleteFunc: m.podEvent,
+	})
+	if err != nil {
+		return fmt.Errorf("watching pods: %w", err)
+	}
+	defer func() { _ = inf.RemoveEventHandler(reg) }()
+
+	m.mu.Lock()
+	m.root = newGroup(ctx)
+	for _, e := range m.pipelines {
+		e.p.start(m.root)
+	}
+	m.mu.Unlock()
+
+	<-ctx.Done()
+
+	m.mu.Lock()
+	entries := make([]*pipelineEntry, 0, len(m.pipelines))
+	for _, e := range m.pipelines {
+		entries = append(entries, e)
+	}
+	m.pipelines = map[types.NamespacedName]*pipelineEntry{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		wg.Go(func() { e.p.stop(m.opts.DrainTimeout) })
+	}
+	wg.Wait()
+	m.root.Stop()
+	return nil
+}
+
+// podEvent wakes the pipelines of the pod's namespace.
+func (m *Manager) podEvent(obj any) {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, e := range m.pipelines {
+		if k.Namespace == pod.Namespace {
+			e.p.notify()
+		}
+	}
+}
+
+// NeedLeaderElection makes only the elected leader run workers.
+func (m *Manager) NeedLeaderElection() bool { return true }

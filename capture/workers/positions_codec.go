@@ -1,0 +1,216 @@
+package workers
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// positionsHeader is the first line of the stored positions, format v1. A
+// new format gets a new header; readers keep decoding the old ones, so an
+// upgraded operator resumes from what the previous version stored.
+const positionsHeader = "log-capturer positions v1"
+
+// maxPositionsBytes bounds what decodePositions inflates.
+const maxPositionsBytes = 64 << 20
+
+// storedPosition is one container's entry in the stored positions.
+type storedPosition struct {
+	Key       containerKey
+	Pod       string
+	Committed Position
+	Sent      Position
+	GoneSince time.Time
+}
+
+// encodePositions writes the positions as gzip-compressed text, one
+// container per line:
+//
+//	<pod uid> <container> <pod> <since> <count> <first-ns> <last-ns> <last-run> <sent-since> <sent-count> <gone-since>
+//
+// Times are Unix seconds (0 for none); first-ns and last-ns are the first
+// counted and the last delivered line's offsets from since in nanoseconds
+// (last-ns may be negative), last-run how many lines up to the last one
+// share its timestamp; "=" for the sent pair means "as committed".
+func encodePositions(entries []storedPosition) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, fmt.Errorf("compressing positions: %w", err)
+	}
+	w := bufio.NewWriter(zw)
+	_, _ = w.WriteString(positionsHeader + "\n")
+	var line []byte
+	for _, e := range entries {
+		line = line[:0]
+		line = append(line, e.Key.uid...)
+		line = append(line, ' ')
+		line = append(line, e.Key.name...)
+		line = append(line, ' ')
+		line = append(line, e.Pod...)
+		line = append(line, ' ')
+		line = appendUnix(line, e.Committed.Since)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, e.Committed.Count, 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, firstOffset(e.Committed), 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, lastOffset(e.Committed), 10)
+		line = append(line, ' ')
+		line = strconv.AppendInt(line, e.Committed.LastRun, 10)
+		if e.Sent.Since.Equal(e.Committed.Since) && e.Sent.Count == e.Committed.Count {
+			line = append(line, " = ="...)
+		} else {
+			line = append(line, ' ')
+			line = appendUnix(line, e.Sent.Since)
+			line = append(line, ' ')
+			line = strconv.AppendInt(line, e.Sent.Count, 10)
+		}
+		line = append(line, ' ')
+		line = appendUnix(line, e.GoneSince)
+		line = append(line, '\n')
+		_, _ = w.Write(line)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("compressing positions: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compressing positions: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func lastOffset(p Position) int64 {
+	if p.LastRun == 0 || p.Last.IsZero() || p.Since.IsZero() {
+		return 0
+	}
+	return int64(p.Last.Sub(p.Since))
+}
+
+func appendUnix(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, '0')
+	}
+	return strconv.AppendInt(b, t.Unix(), 10)
+}
+
+func parseUnix(s string) (time.Time, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, fmt.Errorf("bad time %q", s)
+	}
+	if n == 0 {
+		return time.Time{}, nil
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+func firstOffset(p Position) int64 {
+	if p.Count == 0 || p.First.IsZero() {
+		return 0
+	}
+	return int64(p.First.Sub(p.Since))
+}
+
+// decodePositions reads what encodePositions wrote. Any damage is an error:
+// a half-read position could skip lines.
+func decodePositions(data []byte) ([]storedPosition, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("not gzip-compressed positions: %w", err)
+	}
+	defer zr.Close()
+	text, err := io.ReadAll(io.LimitReader(zr, maxPositionsBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("decompressing positions: %w", err)
+	}
+	if len(text) > maxPositionsBytes {
+		return nil, fmt.Errorf("positions larger than %d bytes", maxPositionsBytes)
+	}
+	if len(text) == 0 {
+		return nil, errors.New("empty positions")
+	}
+	if text[len(text)-1] != '\n' {
+		return nil, errors.New("positions end in the middle of a line")
+	}
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	sc.Scan()
+	if h := sc.Text(); h != positionsHeader {
+		return nil, fmt.Errorf("unknown positions format %.60q (this operator reads %q)", h, positionsHeader)
+	}
+	var out []storedPosition
+	for n := 2; sc.Scan(); n++ {
+		e, err := decodePosition(sc.Text())
+		if err != nil {
+			return nil, fmt.Errorf("positions line %d: %w", n, err)
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading positions: %w", err)
+	}
+	return out, nil
+}
+
+func decodePosition(line string) (storedPosition, error) {
+	f := strings.Split(line, " ")
+	if len(f) != 11 {
+		return storedPosition{}, fmt.Errorf("%d fields, want 11", len(f))
+	}
+	var (
+		e    storedPosition
+		err  error
+		errs []error
+	)
+	if f[0] == "" || f[1] == "" || f[2] == "" {
+		return e, errors.New("empty pod uid, container or pod")
+	}
+	e.Key = containerKey{uid: types.UID(f[0]), name: f[1]}
+	e.Pod = f[2]
+	e.Committed.Since, err = parseUnix(f[3])
+	errs = append(errs, err)
+	e.Committed.Count, err = strconv.ParseInt(f[4], 10, 64)
+	errs = append(errs, err)
+	first, err := strconv.ParseInt(f[5], 10, 64)
+	errs = append(errs, err)
+	if first < 0 || first >= int64(time.Second) || e.Committed.Count < 0 {
+		errs = append(errs, fmt.Errorf("bad count %q or first offset %q", f[4], f[5]))
+	}
+	last, err := strconv.ParseInt(f[6], 10, 64)
+	errs = append(errs, err)
+	e.Committed.LastRun, err = strconv.ParseInt(f[7], 10, 64)
+	errs = append(errs, err)
+	if e.Committed.LastRun < 0 {
+		errs = append(errs, fmt.Errorf("bad last run %q", f[7]))
+	}
+	if e.Committed.Count > 0 {
+		e.Committed.First = e.Committed.Since.Add(time.Duration(first))
+	}
+	e.Committed.Last = e.Committed.Since
+	if e.Committed.LastRun > 0 {
+		e.Committed.Last = e.Committed.Since.Add(time.Duration(last))
+	}
+	if f[8] == "=" && f[9] == "=" {
+		e.Sent = e.Committed
+	} else {
+		e.Sent.Since, err = parseUnix(f[8])
+		errs = append(errs, err)
+		e.Sent.Count, err = strconv.ParseInt(f[9], 10, 64)
+		errs = append(errs, err)
+	}
+	e.GoneSince, err = parseUnix(f[10])
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return storedPosition{}, err
+	}
+	return e, nil
+}

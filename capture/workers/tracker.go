@@ -1,0 +1,232 @@
+package workers
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+// tracker holds one pipeline's per-container positions: the committed one
+// (every sink acknowledged every line up to it) and the sent one (the lines
+// up to it were handed to the sinks). It outlives the pipeline's workers
+// across configuration changes, is loaded from the PositionStore when the
+// workers first start in this replica, and is written back by the pipeline's
+// positions writer.
+//
+// It also tracks the lines in flight: a container's committed position
+// advances to a line's position only when that line and every earlier line
+// of the container are acknowledged, whatever order the sinks acknowledge in.
+type tracker struct {
+	mu      sync.Mutex
+	entries map[containerKey]*posEntry
+	dirty   bool
+	loaded  bool
+	state   capture.PositionsStatus
+}
+
+// posEntry is one container's positions and its lines in flight.
+type posEntry struct {
+	pod       string
+	committed Position
+	sent      Position
+	// resumed is set for entries loaded from the store: their sent position
+	// tells which re-read lines may be duplicates.
+	resumed bool
+	// goneSince is when the container stopped being selected; zero while it is.
+	goneSince time.Time
+	// inflight are the container's records handed to the sinks and not yet
+	// committed, oldest first, from index head.
+	inflight []*tracked
+	head     int
+}
+
+func newTracker() *tracker {
+	return &tracker{entries: map[containerKey]*posEntry{}}
+}
+
+// entry returns the container's entry, creating it.
+func (ps *tracker) entry(k containerKey, pod string) *posEntry {
+	e := ps.entries[k]
+	if e == nil {
+		e = &posEntry{pod: pod}
+		ps.entries[k] = e
+	}
+	return e
+}
+
+// resumeFrom returns where a newly selected container resumes: its committed
+// position and, when it was loaded from the store, the sent position up to
+// which re-read lines are possible duplicates. ok is false for a container
+// without a position; start is then recorded as its committed position.
+func (ps *tracker) resumeFrom(k containerKey, pod string, start Position) (pos, dupUntil Position, ok bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if e := ps.entries[k]; e != nil {
+		e.goneSince = time.Time{}
+		if e.resumed && e.sent.beyond(e.committed) {
+			dupUntil = e.sent
+		}
+		return e.committed, dupUntil, true
+	}
+	e := ps.entry(k, pod)
+	e.committed, e.sent = start, start
+	ps.dirty = true
+	return start, Position{}, false
+}
+
+// track records that r, with the position after it, is handed to n sinks.
+func (ps *tracker) track(r *tracked, n int) {
+	r.tracker = ps
+	r.pending.Store(int32(n)) //nolint:gosec // a pipeline has a handful of sinks
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	e := ps.entry(r.key, r.Pod)
+	e.sent = r.pos
+	e.inflight = append(e.inflight, r)
+	if n == 0 {
+		ps.commitAcked(e)
+	}
+}
+
+// commitAcked commits the container's acknowledged records from the oldest on.
+func (ps *tracker) commitAcked(e *posEntry) {
+	moved := false
+	for e.head < len(e.inflight) && e.inflight[e.head].pending.Load() <= 0 {
+		e.committed = e.inflight[e.head].pos
+		e.inflight[e.head] = nil
+		e.head++
+		moved = true
+	}
+	if moved {
+		ps.dirty = true
+	}
+	switch {
+	case e.head == len(e.inflight):
+		e.inflight, e.head = e.inflight[:0], 0
+	case e.head > 1024 && 2*e.head > len(e.inflight):
+		n := copy(e.inflight, e.inflight[e.head:])
+		clear(e.inflight[n:])
+		e.inflight, e.head = e.inflight[:n], 0
+	case len(e.inflight)-e.head > 4096 && len(e.inflight) == cap(e.inflight):
+		e.collapse()
+	}
+}
+
+// collapse shortens the records in flight behind an unacknowledged one (a
+// sink retrying while another one acknowledges more lines): of each run of
+// acknowledged records only the last matters.
+func (e *posEntry) collapse() {
+	out := e.inflight[:e.head]
+	live := e.inflight[e.head:]
+	for i, r := range live {
+		done := r.pending.Load() <= 0
+		if done && i+1 < len(live) && live[i+1].pending.Load() <= 0 {
+			continue
+		}
+		out = append(out, r)
+	}
+	clear(e.inflight[len(out):])
+	e.inflight = out
+}
+
+// ack is called when a record's last sink is done with it.
+func (ps *tracker) ack(k containerKey) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if e := ps.entries[k]; e != nil {
+		ps.commitAcked(e)
+	}
+}
+
+// retain marks which containers are selected now: the others' positions
+// are kept for the retention period after they were last selected.
+func (ps *tracker) retain(selected map[containerKey]bool, now time.Time) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for k, e := range ps.entries {
+		switch {
+		case selected[k]:
+			if !e.goneSince.IsZero() {
+				e.goneSince = time.Time{}
+				ps.dirty = true
+			}
+		case e.goneSince.IsZero():
+			e.goneSince = now
+			ps.dirty = true
+		}
+	}
+}
+
+// changes returns the stored form of the positions when they changed since
+// the last call, pruning containers gone for longer than retention.
+func (ps *tracker) changes(now time.Time, retention time.Duration) ([]storedPosition, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if !ps.dirty {
+		return nil, false
+	}
+	ps.dirty = false
+	out := make([]storedPosition, 0, len(ps.entries))
+	for k, e := range ps.entries {
+		if !e.goneSince.IsZero() && now.Sub(e.goneSince) > retention && e.head == len(e.inflight) {
+			delete(ps.entries, k)
+			continue
+		}
+		out = append(out, storedPosition{Key: k, Pod: e.pod, Committed: e.committed, Sent: e.sent, GoneSince: e.goneSince})
+	}
+	return out, true
+}
+
+// markDirty makes the next changes return the positions even if unchanged.
+func (ps *tracker) markDirty() {
+	ps.mu.Lock()
+	ps.dirty = true
+	ps.mu.Unlock()
+}
+
+// restore replaces the positions with what the store held.
+func (ps *tracker) restore(stored []storedPosition) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, s := range stored {
+		e := ps.entry(s.Key, s.Pod)
+		e.committed, e.sent, e.goneSince, e.resumed = s.Committed, s.Sent, s.GoneSince, true
+	}
+}
+
+func (ps *tracker) setState(s capture.PositionsStatus) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	// A reset stays visible: the positions it lost are not coming back.
+	if ps.state.Reason == capture.PositionsReset && s.Reason == capture.PositionsStored {
+		s.Reason, s.Message = capture.PositionsReset, ps.state.Message
+	}
+	ps.state = s
+}
+
+func (ps *tracker) status() capture.PositionsStatus {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.state
+}
+
+// tracked is a record as the pipeline tracks it: the container it came
+// from, the container's position after it, and how many sinks have not
+// acknowledged it yet. Sinks see only the embedded Record, whose Acker is
+// the tracked record itself.
+type tracked struct {
+	capture.Record
+	key     containerKey
+	pos     Position
+	tracker *tracker
+	pending atomic.Int32
+}
+
+// Ack is one sink's acknowledgement; the last one commits what it can.
+func (t *tracked) Ack() {
+	if t.pending.Add(-1) == 0 && t.tracker != nil {
+		t.tracker.ack(t.key)
+	}
+}

@@ -1,0 +1,93 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/controllers/internal/conditions"
+)
+
+// stallError is a problem only a change by the user can fix. It stalls the
+// object with its reason and message instead of being retried.
+type stallError struct {
+	reason  string
+	message string
+}
+
+func (e *stallError) Error() string { return e.message }
+
+// stall returns a stallError; the message is a sentence for status.
+func stall(reason, format string, args ...any) error {
+	return &stallError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// retryError is a problem that may pass by itself: the reconcile is
+// retried with backoff while Reconciling says why. notReady also sets
+// Ready=False, for a failure that leaves the object not working.
+type retryError struct {
+	reason   string
+	message  string
+	notReady bool
+	err      error
+}
+
+func (e *retryError) Error() string { return e.message }
+func (e *retryError) Unwrap() error { return e.err }
+
+// retry wraps err as a retryError that leaves Ready as it is, with the
+// message "<what> failed and is retried: <err>.".
+func retry(reason, what string, err error) error {
+	return newRetry(reason, what, err, false)
+}
+
+// retryNotReady is retry for a failure that makes the object not Ready.
+func retryNotReady(reason, what string, err error) error {
+	return newRetry(reason, what, err, true)
+}
+
+func newRetry(reason, what string, err error, notReady bool) *retryError {
+	return &retryError{reason: reason, message: fmt.Sprintf("%s failed and is retried: %v.", what, err), err: err, notReady: notReady}
+}
+
+// statusObject is an object whose status has conditions and an observed generation.
+type statusObject interface {
+	conditions.Setter
+	SetObservedGeneration(int64)
+}
+
+// computeResult is the one place that turns what a reconcile's steps
+// returned into the kstatus conditions (Ready, Reconciling, Stalled), the
+// observed generation and the result:
+//   - a stallError stalls the object and ends the reconcile without a retry;
+//   - any other error marks it Reconciling (a retryError with its reason)
+//     and is returned, so that controller-runtime retries with backoff;
+//   - nil clears Reconciling and Stalled and requeues after requeueAfter.
+//
+// Ready itself is set by the steps on success, by this function on failure.
+func computeResult(obj statusObject, requeueAfter time.Duration, err error) (ctrl.Result, error) {
+	obj.SetObservedGeneration(obj.GetGeneration())
+	var se *stallError
+	if errors.As(err, &se) {
+		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, se.reason, "%s", se.message)
+		conditions.MarkTrue(obj, logsv1alpha1.ConditionStalled, se.reason, "%s", se.message)
+		conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		re := &retryError{reason: logsv1alpha1.ReasonProgressing, message: fmt.Sprintf("Reconciling failed and is retried: %v.", err)}
+		errors.As(err, &re)
+		if re.notReady {
+			conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, re.reason, "%s", re.message)
+		}
+		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, re.reason, "%s", re.message)
+		conditions.Delete(obj, logsv1alpha1.ConditionStalled)
+		return ctrl.Result{}, err
+	}
+	conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
+	conditions.Delete(obj, logsv1alpha1.ConditionStalled)
+	return ctrl.Result{RequeueAfter: requeueAfter}, nil
+}

@@ -1,0 +1,123 @@
+package verdict
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+func TestEvaluate(t *testing.T) {
+	now := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	th := Thresholds{MaxGoroutineGrowthPerMinute: 2, MaxFDGrowthPer10Minutes: 50, Window: 10 * time.Minute,
+		NoDeliveryTimeout: 5 * time.Minute, RotationInterval: 5 * time.Minute,
+		RetryBudget: map[string]time.Duration{"loki": time.Minute, "file": time.Minute}}
+	healthy := func() capture.Snapshot {
+		return capture.Snapshot{Running: true, SelectedContainers: 10, ActiveStreams: 10, Goroutines: 14, OpenFDs: 40,
+			LinesTotal: 60000,
+			Window: capture.Window{Samples: 40, Covered: 10 * time.Minute, GoroutineGrowthPerMinute: 0.1,
+				FDGrowthPer10Minutes: 1, LinesInWindow: 6000, LinesPerSecond: 10,
+				Sinks: []capture.SinkWindow{{Name: "loki", Sent: 6000}}},
+			Sinks:     []capture.SinkStats{{Name: "loki", SentLines: 60000, LastSuccess: now.Add(-time.Second), QueueMaxBytes: 100}},
+			Positions: capture.PositionsStatus{Reason: capture.PositionsStored, Message: "Positions of 10 containers stored (900 bytes compressed)."}}
+	}
+	tests := []struct {
+		name         string
+		mutate       func(*capture.Snapshot)
+		workers      string
+		flow         string
+		notWorking   bool
+		degraded     bool
+		msgSubstring string
+	}{
+		{"healthy", func(*capture.Snapshot) {}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, "10.00 lines/s"},
+		{"not running", func(s *capture.Snapshot) { s.Running = false }, logsv1alpha1.ReasonWorkersNotRunning, logsv1alpha1.ReasonWorkersNotRunning, true, true, ""},
+		{"too few samples", func(s *capture.Snapshot) { s.Window.Covered = time.Minute }, logsv1alpha1.ReasonAwaitingMetrics, logsv1alpha1.ReasonHealthy, false, false, ""},
+		{"goroutine leak", func(s *capture.Snapshot) { s.Window.GoroutineGrowthPerMinute = 3 }, logsv1alpha1.ReasonGoroutineLeak, logsv1alpha1.ReasonHealthy, false, true, "grow by 3.00 per minute"},
+		{"fd leak", func(s *capture.Snapshot) { s.Window.FDGrowthPer10Minutes = 100 }, logsv1alpha1.ReasonFDLeak, logsv1alpha1.ReasonHealthy, false, true, "100.00 per 10 minutes"},
+		{"pool saturated", func(s *capture.Snapshot) { s.WaitingStreams, s.LongestWait = 5, 6*time.Minute },
+			logsv1alpha1.ReasonStreamPoolSaturated, logsv1alpha1.ReasonHealthy, false, true, "5 containers wait"},
+		{"pool busy but turning", func(s *capture.Snapshot) { s.WaitingStreams, s.LongestWait = 5, time.Minute },
+			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, ""},
+		{"nothing selected", func(s *capture.Snapshot) {
+			s.SelectedContainers, s.LinesTotal, s.Window.LinesInWindow, s.Window.Sinks[0].Sent = 0, 0, 0, 0
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonIdle, false, false, "matches no container"},
+		{"nothing written", func(s *capture.Snapshot) { s.Window.LinesInWindow, s.Window.Sinks[0].Sent = 0, 0 },
+			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonIdle, false, false, "wrote nothing"},
+		{"no delivery", func(s *capture.Snapshot) {
+			s.Sinks[0].LastSuccess = now.Add(-10 * time.Minute)
+			s.Window.Sinks[0].Sent = 0
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonNoLogsDelivered, true, true, "no sink delivered any for 5m0s"},
+		{"all dropped", func(s *capture.Snapshot) { s.Window.Sinks[0] = capture.SinkWindow{Name: "loki", Dropped: 6000} },
+			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonAllDataDropped, true, true, "6000 dropped"},
+		{"some dropped", func(s *capture.Snapshot) { s.Window.Sinks[0].Dropped = 42 },
+			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonSomeDataDropped, false, true, "dropped 42 of 6000"},
+		{"sink failing within budget", func(s *capture.Snapshot) { s.Sinks[0].FailingSince = now.Add(-30 * time.Second) },
+			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, ""},
+		{"only sink unavailable", func(s *capture.Snapshot) {
+			s.Sinks[0].FailingSince, s.Sinks[0].LastError = now.Add(-2*time.Minute), "answered 500"
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonSinkUnavailable, true, true, "answered 500"},
+		{"one of two sinks unavailable", func(s *capture.Snapshot) {
+			s.Sinks = append(s.Sinks, capture.SinkStats{Name: "file", FailingSince: now.Add(-2 * time.Minute)})
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonSinkUnavailable, false, true, "Sink file has failed"},
+		{"lines rotated away before capture resumed", func(s *capture.Snapshot) {
+			s.Window.GapsInWindow = 2
+			s.LastGap = &capture.Gap{Container: "shop/web-1/app", From: now.Add(-3 * time.Minute), To: now.Add(-2 * time.Minute)}
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonLogsUnrecoverable, false, true, "shop/web-1/app, between 2026-11-27T07:57:00Z and 2026-11-27T07:58:00Z (1m0s)"},
+		{"positions cannot be stored", func(s *capture.Snapshot) {
+			s.Positions = capture.PositionsStatus{Reason: capture.PositionsWriteFailed, Message: "Writing the positions of 10 containers failed: forbidden."}
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, true, "forbidden"},
+		{"buffer filling up", func(s *capture.Snapshot) { s.Sinks[0].QueueBytes = 85 },
+			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonBufferFillingUp, false, true, "85% full"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := healthy()
+			tc.mutate(&s)
+			v := Evaluate(s, th, now)
+			if v.Workers.Reason != tc.workers || v.Flow.Reason != tc.flow || v.NotWorking != tc.notWorking || v.Degraded != tc.degraded {
+				t.Fatalf("got workers=%s flow=%s notWorking=%v degraded=%v\n%s\n%s",
+					v.Workers.Reason, v.Flow.Reason, v.NotWorking, v.Degraded, v.Workers.Message, v.Flow.Message)
+			}
+			msg := v.Workers.Message + " " + v.Flow.Message + " " + v.Positions.Message
+			if !strings.Contains(msg, tc.msgSubstring) {
+				t.Fatalf("messages %q lack %q", msg, tc.msgSubstring)
+			}
+			if (v.Workers.Reason == logsv1alpha1.ReasonHealthy) != (v.Workers.Status == metav1.ConditionTrue) {
+				t.Fatalf("workers status %s with reason %s", v.Workers.Status, v.Workers.Reason)
+			}
+		})
+	}
+}
+
+func TestDecimal(t *testing.T) {
+	for in, want := range map[float64]string{0: "0.00", 2.5: "2.50", -0.049: "-0.05", 1234.567: "1234.57"} {
+		if got := Decimal(in); got != want {
+			t.Errorf("Decimal(%v) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestPositionsCondition(t *testing.T) {
+	for _, tc := range []struct {
+		reason string
+		status metav1.ConditionStatus
+		want   string
+	}{
+		{capture.PositionsStored, metav1.ConditionTrue, logsv1alpha1.ReasonPositionsStored},
+		{capture.PositionsReset, metav1.ConditionTrue, logsv1alpha1.ReasonPositionsReset},
+		{capture.PositionsForeign, metav1.ConditionFalse, logsv1alpha1.ReasonPositionsForeign},
+		{capture.PositionsWriteFailed, metav1.ConditionFalse, logsv1alpha1.ReasonPositionsWriteFailed},
+		{capture.PositionsInMemory, metav1.ConditionUnknown, logsv1alpha1.ReasonPositionsInMemory},
+		{"", metav1.ConditionUnknown, logsv1alpha1.ReasonPositionsLoading},
+	} {
+		c := positions(capture.Snapshot{Running: true, Positions: capture.PositionsStatus{Reason: tc.reason, Message: "m"}})
+		if c.Status != tc.status || c.Reason != tc.want {
+			t.Errorf("%q: got %s/%s, want %s/%s", tc.reason, c.Status, c.Reason, tc.status, tc.want)
+		}
+	}
+}

@@ -1,0 +1,198 @@
+// Package operator is the wiring of `log-capturer operator`: it composes
+// the controller-runtime manager, the controllers, the capture engine with
+// its API log source, the sinks and the position store. It is the only
+// package that imports the engine, the sinks and the controllers together;
+// nothing imports it but main and tests.
+package operator
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/apisource"
+	"github.com/log-capturer/log-capturer/capture/positionstore"
+	"github.com/log-capturer/log-capturer/capture/sinks"
+	"github.com/log-capturer/log-capturer/capture/workers"
+	"github.com/log-capturer/log-capturer/controllers"
+)
+
+// LeaderElectionID is the Lease the operator's replicas compete for.
+const LeaderElectionID = "log-capturer.logs.capturer.dev"
+
+// Options are the operator's settings.
+type Options struct {
+	Kubeconfig          string
+	MetricsBindAddress  string
+	HealthProbeBindAddr string
+	LeaderElect         bool
+	LeaderElectionNS    string
+	FileSinkRoot        string
+	Zap                 zap.Options
+	HealthSamplePeriod  time.Duration
+	// RestConfig, when set, is used instead of --kubeconfig.
+	RestConfig *rest.Config
+	// WrapSinks, when set, wraps the sink factory: an embedder adds or
+	// decorates sinks (tests inject faulty ones). Nil runs the built-in sinks.
+	WrapSinks func(capture.SinkFactory) capture.SinkFactory
+}
+
+// BindFlags registers the operator's flags on fs.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG when empty.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to; 0 disables them.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader among replicas; only the leader runs controllers and workers.")
+	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; the operator's own namespace when empty.")
+	fs.StringVar(&o.FileSinkRoot, "file-sink-root", "/var/lib/log-capturer/files", "The only directory under which File sinks may write.")
+	fs.DurationVar(&o.HealthSamplePeriod, "health-sample-period", 15*time.Second, "How often each pipeline's numbers are sampled and its health re-judged.")
+	o.Zap.BindFlags(fs)
+}
+
+// NewScheme returns the scheme with the Kubernetes and log-capturer types.
+func NewScheme() (*k8sruntime.Scheme, error) {
+	s := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding Kubernetes types to scheme: %w", err)
+	}
+	if err := logsv1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding log-capturer types to scheme: %w", err)
+	}
+	return s, nil
+}
+
+// Command parses the operator's flags and runs it until ctx ends or a
+// termination signal arrives.
+func Command(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("operator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o Options
+	o.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err //nolint:wrapcheck // flag errors are already user-facing
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	o.Zap.DestWriter = stderr
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.Zap)))
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, o)
+}
+
+// Run builds the manager with the controllers and the capture engine and
+// runs it until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	root, err := filepath.Abs(o.FileSinkRoot)
+	if err != nil {
+		return fmt.Errorf("resolving --file-sink-root: %w", err)
+	}
+	o.FileSinkRoot = root
+	cfg := o.RestConfig
+	switch {
+	case cfg != nil:
+	case o.Kubeconfig != "":
+		if cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig); err != nil {
+			return fmt.Errorf("loading kubeconfig %s: %w", o.Kubeconfig, err)
+		}
+	default:
+		if cfg, err = config.GetConfig(); err != nil {
+			return fmt.Errorf("loading Kubernetes client configuration: %w", err)
+		}
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:        o.HealthProbeBindAddr,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNS,
+		LeaderElectionReleaseOnCancel: true,
+		Client: client.Options{Cache: &client.CacheOptions{
+			// Secrets are read on demand and watched as metadata only.
+			DisableFor: []client.Object{&corev1.Secret{}},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating clientset: %w", err)
+	}
+	rejects := controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
+	if err := mgr.Add(rejects); err != nil {
+		return fmt.Errorf("adding the rejection recorder: %w", err)
+	}
+	factory := sinks.NewFactory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot, OnReject: rejects.Record})
+	newSink := capture.SinkFactory(factory.New)
+	if o.WrapSinks != nil {
+		newSink = o.WrapSinks(newSink)
+	}
+	engine, err := workers.NewManager(workers.Options{
+		Source:         apisource.New(clientset),
+		Pods:           mgr.GetCache(),
+		Sinks:          newSink,
+		Log:            ctrl.Log.WithName("workers"),
+		ForgetPipeline: factory.ForgetPipeline,
+		Positions: &positionstore.ConfigMapStore{Client: clientset,
+			OwnerAPIVersion: logsv1alpha1.GroupVersion.String(), OwnerKind: "LogPipeline"},
+		SamplePeriod: o.HealthSamplePeriod,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the capture engine: %w", err)
+	}
+	for _, c := range []prometheus.Collector{engine, factory} {
+		if err := ctrlmetrics.Registry.Register(c); err != nil {
+			return fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	defer ctrlmetrics.Registry.Unregister(engine)
+	defer ctrlmetrics.Registry.Unregister(factory)
+	if err := mgr.Add(engine); err != nil {
+		return fmt.Errorf("adding the capture engine: %w", err)
+	}
+	if err := controllers.Setup(ctx, mgr, engine, controllers.Options{Prober: factory, Deliveries: engine,
+		SamplePeriod: o.HealthSamplePeriod}); err != nil {
+		return err //nolint:wrapcheck // Setup names the controller
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).Info("starting operator", "fileSinkRoot", o.FileSinkRoot, "leaderElection", o.LeaderElect)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}
