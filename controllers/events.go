@@ -3,15 +3,18 @@ package controllers
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/controllers/internal/conditions"
 )
 
 // ReasonBatchRejected is the Event reason when a destination refuses a batch
@@ -34,6 +37,45 @@ func eventNote(s string) string {
 		cut--
 	}
 	return s[:cut] + mark
+}
+
+// readyEvents emits an Event when an object's Ready condition changes
+// status or reason. It remembers what it emitted last per object, so that
+// a reconcile that reads an object the cache has not updated yet (and so
+// sees the old Ready) does not emit the same transition twice.
+type readyEvents struct {
+	mu   sync.Mutex
+	last map[types.NamespacedName]string
+}
+
+func (e *readyEvents) record(rec events.EventRecorder, obj conditions.Setter, old *metav1.Condition) {
+	cur := conditions.Get(obj, logsv1alpha1.ConditionReady)
+	if rec == nil || cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
+		return
+	}
+	key, state := client.ObjectKeyFromObject(obj), string(cur.Status)+"/"+cur.Reason
+	e.mu.Lock()
+	if e.last == nil {
+		e.last = map[types.NamespacedName]string{}
+	}
+	seen := e.last[key] == state
+	e.last[key] = state
+	e.mu.Unlock()
+	if seen {
+		return
+	}
+	eventType := corev1.EventTypeNormal
+	if cur.Status != metav1.ConditionTrue {
+		eventType = corev1.EventTypeWarning
+	}
+	rec.Eventf(obj, nil, eventType, cur.Reason, "Reconcile", "%s", eventNote(cur.Message))
+}
+
+// forget drops what was remembered of a deleted object.
+func (e *readyEvents) forget(key types.NamespacedName) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.last, key)
 }
 
 // rejectQueue bounds the rejections waiting for their Event.

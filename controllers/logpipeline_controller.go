@@ -52,6 +52,8 @@ type LogPipelineReconciler struct {
 	// SamplePeriod is how often a running pipeline's health is re-judged
 	// and its numbers refreshed; 15s when zero.
 	SamplePeriod time.Duration
+
+	readyEvents readyEvents
 }
 
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines,verbs=get;list;watch;update;patch
@@ -70,6 +72,7 @@ func (r *LogPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			// Gone: whatever still runs for this key must stop too.
+			r.readyEvents.forget(req.NamespacedName)
 			return ctrl.Result{}, r.Workers.Remove(ctx, req.NamespacedName)
 		}
 		return ctrl.Result{}, fmt.Errorf("reading LogPipeline %s: %w", req.NamespacedName, err)
@@ -81,7 +84,7 @@ func (r *LogPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	oldReady := conditions.Get(obj, logsv1alpha1.ConditionReady).DeepCopy()
 	defer func() {
 		result, retErr = computeResult(obj, result.RequeueAfter, retErr)
-		recordTransition(r.Recorder, obj, oldReady)
+		r.readyEvents.record(r.Recorder, obj, oldReady)
 		if err := helper.Patch(ctx, obj); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
@@ -261,19 +264,6 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 			len(missing), len(obj.Spec.Sinks), obj.Namespace, missing)
 	}
 	return out, nil
-}
-
-// recordTransition emits an Event when Ready changes status or reason.
-func recordTransition(rec events.EventRecorder, obj conditions.Setter, old *metav1.Condition) {
-	cur := conditions.Get(obj, logsv1alpha1.ConditionReady)
-	if rec == nil || cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
-		return
-	}
-	eventType := corev1.EventTypeNormal
-	if cur.Status != metav1.ConditionTrue {
-		eventType = corev1.EventTypeWarning
-	}
-	rec.Eventf(obj, nil, eventType, cur.Reason, "Reconcile", "%s", eventNote(cur.Message))
 }
 
 // SetupWithManager registers the controller and its watches; SetupIndexes

@@ -3,9 +3,11 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
@@ -33,6 +35,8 @@ type SinkTargetReconciler struct {
 	Prober Prober
 	// Deliveries reports what the pipelines delivered to a sink; nil skips it.
 	Deliveries Deliveries
+
+	readyEvents readyEvents
 }
 
 // sinkRefreshInterval is how often a sink is probed and its delivery
@@ -56,7 +60,11 @@ type Deliveries interface {
 func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	obj := &logsv1alpha1.SinkTarget{}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			r.readyEvents.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("reading SinkTarget %s: %w", req.NamespacedName, err)
 	}
 	if !obj.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
@@ -65,7 +73,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	oldReady := conditions.Get(obj, logsv1alpha1.ConditionReady).DeepCopy()
 	defer func() {
 		result, retErr = computeResult(obj, result.RequeueAfter, retErr)
-		recordTransition(r.Recorder, obj, oldReady)
+		r.readyEvents.record(r.Recorder, obj, oldReady)
 		if err := helper.Patch(ctx, obj); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}

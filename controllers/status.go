@@ -16,16 +16,17 @@ import (
 func workerStatus(s capture.Snapshot, window time.Duration, now time.Time) *logsv1alpha1.WorkerStatus {
 	at := metav1.NewTime(now.Truncate(time.Second))
 	w := &logsv1alpha1.WorkerStatus{
-		ObservedAt:         &at,
-		SelectedContainers: clamp32(s.SelectedContainers),
-		ActiveStreams:      clamp32(s.ActiveStreams),
-		WaitingStreams:     clamp32(s.WaitingStreams),
-		Rotations:          s.Rotations,
-		Goroutines:         clamp32(s.Goroutines),
-		OpenFDs:            clamp32(s.OpenFDs),
-		LinesTotal:         s.LinesTotal,
-		BytesTotal:         s.BytesTotal,
-		LinesPerSecond:     int64(s.Window.LinesPerSecond + 0.5),
+		ObservedAt:          &at,
+		SelectedContainers:  clamp32(s.SelectedContainers),
+		ActiveStreams:       clamp32(s.ActiveStreams),
+		WaitingStreams:      clamp32(s.WaitingStreams),
+		Rotations:           s.Rotations,
+		Reconnects:          s.Reconnects,
+		Goroutines:          clamp32(s.Goroutines),
+		OpenFileDescriptors: clamp32(s.OpenFDs),
+		LinesTotal:          s.LinesTotal,
+		BytesTotal:          s.BytesTotal,
+		LinesPerSecond:      int64(s.Window.LinesPerSecond + 0.5),
 	}
 	if s.Window.Covered >= window/2 {
 		w.GoroutineGrowthPerMinute = verdict.Decimal(s.Window.GoroutineGrowthPerMinute)
@@ -61,8 +62,13 @@ func clamp32(n int) int32 {
 	return int32(n)
 }
 
-// totalsRefresh is how often running totals alone justify a status write.
-const totalsRefresh = time.Minute
+// totalsRefresh is how often running totals alone justify a status write;
+// reconnectsRefresh how often new reconnects do (they are rarer, and a user
+// watching for a cut connection should not wait a minute).
+const (
+	totalsRefresh     = time.Minute
+	reconnectsRefresh = 10 * time.Second
+)
 
 // meaningfulChange tells whether new numbers differ enough from old ones to
 // be worth a status write: stream counts, drops, failures starting, queue
@@ -80,7 +86,7 @@ func meaningfulChange(old, cur *logsv1alpha1.WorkerStatus) bool {
 	if absDiff(int64(old.Goroutines), int64(cur.Goroutines)) > 2 {
 		return true
 	}
-	if d := absDiff(int64(old.OpenFDs), int64(cur.OpenFDs)); d > 5 && 10*d > int64(max(old.OpenFDs, cur.OpenFDs)) {
+	if d := absDiff(int64(old.OpenFileDescriptors), int64(cur.OpenFileDescriptors)); d > 5 && 10*d > int64(max(old.OpenFileDescriptors, cur.OpenFileDescriptors)) {
 		return true
 	}
 	if moved(old.LinesPerSecond, cur.LinesPerSecond) {
@@ -96,10 +102,17 @@ func meaningfulChange(old, cur *logsv1alpha1.WorkerStatus) bool {
 	if (old.LastDeliveryTime == nil) != (cur.LastDeliveryTime == nil) {
 		return true
 	}
-	due := old.ObservedAt == nil || cur.ObservedAt == nil || cur.ObservedAt.Sub(old.ObservedAt.Time) >= totalsRefresh
-	return due && (old.LinesTotal != cur.LinesTotal || old.Rotations != cur.Rotations || failedBatches(old) != failedBatches(cur) ||
+	age := time.Duration(1<<63 - 1)
+	if old.ObservedAt != nil && cur.ObservedAt != nil {
+		age = cur.ObservedAt.Sub(old.ObservedAt.Time)
+	}
+	if old.Reconnects != cur.Reconnects && age >= reconnectsRefresh {
+		return true
+	}
+	due := age >= totalsRefresh
+	return due && (old.LinesTotal != cur.LinesTotal || old.Rotations != cur.Rotations || old.Reconnects != cur.Reconnects || failedBatches(old) != failedBatches(cur) ||
 		old.GoroutineGrowthPerMinute != cur.GoroutineGrowthPerMinute || old.FDGrowthPer10Minutes != cur.FDGrowthPer10Minutes ||
-		old.OpenFDs != cur.OpenFDs || old.Goroutines != cur.Goroutines)
+		old.OpenFileDescriptors != cur.OpenFileDescriptors || old.Goroutines != cur.Goroutines)
 }
 
 // moved is true when b differs from a by more than 10% (and at least 1).

@@ -14,7 +14,7 @@ func TestMeaningfulChange(t *testing.T) {
 	at := func(d time.Duration) *metav1.Time { m := metav1.NewTime(t0.Add(d)); return &m }
 	base := func() *logsv1alpha1.WorkerStatus {
 		return &logsv1alpha1.WorkerStatus{ObservedAt: at(0), SelectedContainers: 10, ActiveStreams: 10, Goroutines: 13,
-			OpenFDs: 40, LinesTotal: 1000, LinesPerSecond: 100, GoroutineGrowthPerMinute: "0.10", FDGrowthPer10Minutes: "1.00",
+			OpenFileDescriptors: 40, LinesTotal: 1000, LinesPerSecond: 100, GoroutineGrowthPerMinute: "0.10", FDGrowthPer10Minutes: "1.00",
 			Sinks: []logsv1alpha1.SinkWorkerStatus{{Name: "loki", SentLines: 1000, QueueFillPercent: 5}}}
 	}
 	tests := []struct {
@@ -25,6 +25,8 @@ func TestMeaningfulChange(t *testing.T) {
 		{"nothing", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt = at(time.Second) }, false},
 		{"totals within a minute", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.LinesTotal = at(30*time.Second), 5000 }, false},
 		{"totals after a minute", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.LinesTotal = at(time.Minute), 5000 }, true},
+		{"a reconnect within 10s", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.Reconnects = at(5*time.Second), 1 }, false},
+		{"a reconnect after 10s", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.Reconnects = at(10*time.Second), 1 }, true},
 		{"a stream more", func(w *logsv1alpha1.WorkerStatus) { w.ActiveStreams = 11 }, true},
 		{"handover goroutine", func(w *logsv1alpha1.WorkerStatus) { w.Goroutines = 14 }, false},
 		{"goroutines grew", func(w *logsv1alpha1.WorkerStatus) { w.Goroutines = 17 }, true},
@@ -32,8 +34,8 @@ func TestMeaningfulChange(t *testing.T) {
 		{"rate by 20%", func(w *logsv1alpha1.WorkerStatus) { w.LinesPerSecond = 120 }, true},
 		{"slope within a minute", func(w *logsv1alpha1.WorkerStatus) { w.GoroutineGrowthPerMinute = "2.90" }, false},
 		{"slope after a minute", func(w *logsv1alpha1.WorkerStatus) { w.ObservedAt, w.GoroutineGrowthPerMinute = at(time.Minute), "2.90" }, true},
-		{"fd jitter", func(w *logsv1alpha1.WorkerStatus) { w.OpenFDs = 43 }, false},
-		{"fds jump", func(w *logsv1alpha1.WorkerStatus) { w.OpenFDs = 60 }, true},
+		{"fd jitter", func(w *logsv1alpha1.WorkerStatus) { w.OpenFileDescriptors = 43 }, false},
+		{"fds jump", func(w *logsv1alpha1.WorkerStatus) { w.OpenFileDescriptors = 60 }, true},
 		{"drops", func(w *logsv1alpha1.WorkerStatus) { w.DroppedLines = 1 }, true},
 		{"queue fills", func(w *logsv1alpha1.WorkerStatus) { w.Sinks[0].QueueFillPercent = 50 }, true},
 		{"first failure", func(w *logsv1alpha1.WorkerStatus) { w.Sinks[0].FailedBatches = 1 }, true},

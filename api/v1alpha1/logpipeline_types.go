@@ -213,12 +213,18 @@ type WorkerStatus struct {
 	// Rotations is how many stream rotations happened since the workers started.
 	// +optional
 	Rotations int64 `json:"rotations"`
+	// Reconnects is how many streams were reopened early since the workers
+	// started: the server ended them (a connection cut, a kubelet restart)
+	// or an error did. Refreshed at most every 10 seconds.
+	// +optional
+	Reconnects int64 `json:"reconnects"`
 	// Goroutines is how many goroutines the pipeline's workers own.
 	// +optional
 	Goroutines int32 `json:"goroutines"`
-	// OpenFDs is the operator process's open file descriptors.
+	// OpenFileDescriptors is the operator process's open file descriptors.
+	// (Named openFDs until 2026-12, which kubectl describe rendered "Open F Ds".)
 	// +optional
-	OpenFDs int32 `json:"openFDs"`
+	OpenFileDescriptors int32 `json:"openFileDescriptors"`
 	// LinesTotal is how many lines the workers read.
 	// +optional
 	LinesTotal int64 `json:"linesTotal"`
@@ -293,7 +299,7 @@ type LogPipelineStatus struct {
 // +kubebuilder:printcolumn:name="Streams",type=integer,JSONPath=`.status.workers.activeStreams`
 // +kubebuilder:printcolumn:name="Lines/s",type=integer,JSONPath=`.status.workers.linesPerSecond`
 // +kubebuilder:printcolumn:name="Goroutines",type=integer,JSONPath=`.status.workers.goroutines`
-// +kubebuilder:printcolumn:name="FDs",type=integer,JSONPath=`.status.workers.openFDs`
+// +kubebuilder:printcolumn:name="FDs",type=integer,JSONPath=`.status.workers.openFileDescriptors`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LogPipeline struct {
 	metav1.TypeMeta   `json:",inline"`

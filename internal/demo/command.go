@@ -2,22 +2,19 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
-
-// ErrIncomplete is returned when a line generated in the demo was not delivered.
-var ErrIncomplete = errors.New("not every generated line was delivered")
 
 // Command runs `log-capturer demo` with its flags until Ctrl-C or --duration.
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,12 +25,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		assets = filepath.Join("bin", "k8s")
 	}
 	o := Options{Out: stdout}
-	fs.DurationVar(&o.Duration, "duration", 0, "Stop by itself after this long and print a summary (0: run until Ctrl-C).")
+	fs.DurationVar(&o.Duration, "duration", 0, "How long lines flow before the run checks them and stops (0: until Ctrl-C; the story takes about 30s).")
 	fs.StringVar(&o.AssetsDir, "assets", assets, "Directory with kube-apiserver and etcd (make envtest builds them).")
-	fs.StringVar(&o.OutputDir, "output", "demo-output", "File sink root: the sample File sink writes under it.")
+	fs.StringVar(&o.OutputDir, "output", "demo-output", "Where runs write: each run's File sink output is in a run-<time> directory of its own (the last 5 are kept).")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig-out", filepath.Join("bin", "demo.kubeconfig"), "Where to write a kubeconfig for kubectl.")
 	fs.DurationVar(&o.Rotation, "rotation", 10*time.Second, "Rotation interval of the sample pipeline in the demo.")
 	fs.DurationVar(&o.TableEvery, "table-every", 5*time.Second, "How often to print the live table (0: never).")
+	fs.BoolVar(&o.Quiet, "quiet", false, "Print only the summary: no live table, no story narration (for CI).")
 	verbose := fs.Bool("v", false, "Log the operator's messages to stderr.")
 	if err := fs.Parse(args); err != nil {
 		return err //nolint:wrapcheck // flag errors are already user-facing
@@ -54,8 +52,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if !sum.Complete() {
-		return ErrIncomplete
+	if p := sum.Problems(); len(p) > 0 {
+		return fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(p, "; "))
 	}
 	return nil
 }

@@ -6,11 +6,8 @@
 package demo
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
-	"text/tabwriter"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,11 +47,13 @@ const StyleAnnotation = "demo.logs.capturer.dev/style"
 
 // Options configure a demo run.
 type Options struct {
-	// Duration ends the demo by itself; 0 runs until ctx ends.
+	// Duration is how long lines flow before the run checks them and ends;
+	// 0 runs until ctx ends (Ctrl-C).
 	Duration time.Duration
 	// AssetsDir holds kube-apiserver and etcd (bin/k8s).
 	AssetsDir string
-	// OutputDir is the File sink root (./demo-output).
+	// OutputDir holds the runs' File sink output: each run writes under a
+	// directory of its own in it (./demo-output/run-<time>).
 	OutputDir string
 	// Kubeconfig is where the demo writes a kubeconfig for kubectl.
 	Kubeconfig string
@@ -64,36 +61,40 @@ type Options struct {
 	Rotation time.Duration
 	// TableEvery is how often the live table is printed; 0 disables it.
 	TableEvery time.Duration
-	// Out receives the table and the summary.
+	// Quiet prints only the summary: no live table, no story narration.
+	Quiet bool
+	// Out receives the table, the story and the summary.
 	Out io.Writer
-}
-
-// ContainerResult is one container's lines, generated and delivered.
-type ContainerResult struct {
-	Container string
-	Generated int
-	Delivered int
 }
 
 // Summary is what a demo run measured.
 type Summary struct {
-	Containers []ContainerResult
+	// RunDir is where this run's File sink output is.
+	RunDir string
+	// File compares each container's generated lines with the File sink's.
+	File []ContainerResult
+	// Loki compares every generated line with what the Loki receiver got.
+	Loki ContainerResult
+	// Story is what the scripted sequence observed in status.
+	Story      []Step
 	Rotations  int64
 	Ready      bool
 	Goroutines int
 	OpenFDs    int
-	LokiLines  int
 }
 
-// Complete tells whether every generated line was delivered to the File sink.
-func (s Summary) Complete() bool {
-	for _, c := range s.Containers {
-		if c.Generated != c.Delivered {
-			return false
-		}
+// Problems lists every way the run differs from every line exactly once.
+func (s Summary) Problems() []string {
+	out := problems("File sink", s.File)
+	out = append(out, problems("Loki", []ContainerResult{s.Loki})...)
+	if len(s.File) == 0 {
+		out = append(out, "no line was generated")
 	}
-	return len(s.Containers) > 0
+	return out
 }
+
+// Complete tells whether every generated line arrived exactly once at both sinks.
+func (s Summary) Complete() bool { return len(s.Problems()) == 0 }
 
 // Run runs the demo until ctx ends or Duration passes, then tears
 // everything down and returns what it measured.
@@ -102,10 +103,15 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	if o.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.Duration)
-		defer cancel()
+	out := &lockedWriter{w: o.Out}
+	runDir, err := newRunDir(o.OutputDir)
+	if err != nil {
+		return sum, err
+	}
+	sum.RunDir = runDir
+	// A kubeconfig of an earlier run points at a control plane that is gone.
+	if err := os.Remove(o.Kubeconfig); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return sum, fmt.Errorf("removing the old kubeconfig: %w", err)
 	}
 	crds, err := loadCRDs()
 	if err != nil {
@@ -120,7 +126,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if err := writeKubeconfig(env, o.Kubeconfig); err != nil {
 		return sum, err
 	}
-	fmt.Fprintf(o.Out, "control plane up; kubectl: KUBECONFIG=%s kubectl get lp -n %s -w\n", o.Kubeconfig, Namespace)
+	fmt.Fprintf(out, "control plane up; kubectl: KUBECONFIG=%s kubectl get lp -n %s -w\n", o.Kubeconfig, Namespace)
 
 	scheme, err := operator.NewScheme()
 	if err != nil {
@@ -144,13 +150,14 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	defer lokiSrv.Close()
 	defer loki.Close()
 
-	gens := newGenerators(kubelet)
+	lines := newLedger()
+	gens := newGenerators(kubelet, lines)
 	opCtx, stopOperator := context.WithCancel(context.WithoutCancel(ctx))
 	opDone := make(chan error, 1)
 	go func() {
 		opDone <- operator.Run(opCtx, operator.Options{
 			RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0", LeaderElect: false,
-			FileSinkRoot: o.OutputDir, HealthSamplePeriod: 2 * time.Second,
+			FileSinkRoot: runDir, HealthSamplePeriod: 2 * time.Second,
 		})
 	}()
 	shutdown := func() error {
@@ -164,42 +171,52 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		_ = shutdown()
 		return sum, err
 	}
-	fmt.Fprintf(o.Out, "demo pods, SinkTargets and LogPipeline %s/shop applied; File sink output: %s\n",
-		Namespace, filepath.Join(o.OutputDir, "shop", "logs.jsonl"))
-	watchPods(ctx, c, gens)
+	output := filepath.Join(runDir, "shop", "logs.jsonl")
+	fmt.Fprintf(out, "demo pods, SinkTargets and LogPipeline %s/shop applied; this run's File sink output: %s\n", Namespace, output)
+	runCtx := ctx
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
+	watchPods(runCtx, c, gens)
 
-	var tick <-chan time.Time
-	if o.TableEvery > 0 {
-		t := time.NewTicker(o.TableEvery)
-		defer t.Stop()
-		tick = t.C
+	var bg sync.WaitGroup
+	bgCtx, stopBG := context.WithCancel(runCtx)
+	defer func() { stopBG(); bg.Wait() }()
+	if o.TableEvery > 0 && !o.Quiet {
+		bg.Go(func() { liveTable(bgCtx, c, out, o.TableEvery) })
 	}
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case err := <-opDone:
-			gens.stop()
-			return sum, fmt.Errorf("operator stopped: %w", err)
-		case <-tick:
-			printTable(setupCtx, c, o.Out)
-		}
+	st := &story{c: c, kubelet: kubelet, loki: loki, out: out, quiet: o.Quiet, key: client.ObjectKey{Namespace: Namespace, Name: "shop"}}
+	bg.Go(func() { st.run(bgCtx) })
+
+	select {
+	case <-runCtx.Done():
+	case err := <-opDone:
+		stopBG()
+		bg.Wait()
+		gens.stop()
+		return sum, fmt.Errorf("operator stopped: %w", err)
 	}
+	stopBG()
+	bg.Wait()
+	loki.Recover() // the run ended during the outage: let the last lines in
 
 	// Stop writing, then wait until both sinks have every line: the File
 	// sink and the Loki sink batch independently.
 	gens.stop()
-	generated := gens.generated()
-	total := 0
-	for _, n := range generated {
-		total += n
-	}
+	generated := lines.generated()
+	all := union(generated)
 	deadline := time.Now().Add(30 * time.Second)
-	var delivered map[string]int
 	for {
-		delivered, err = countDelivered(o.OutputDir)
-		if err == nil && sameCounts(generated, delivered) && loki.Len() >= total || time.Now().After(deadline) {
+		delivered, err := readFileSink(output + "*")
+		if err != nil {
+			_ = shutdown()
+			return sum, err
+		}
+		sum.File = compareAll(generated, delivered)
+		sum.Loki = compare("every container", all, lokiLines(loki))
+		if len(problems("", sum.File)) == 0 && sum.Loki.Missing == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -213,21 +230,23 @@ loop:
 	sum.Rotations = int64(metric("log_capturer_container_stream_rotations_total", Namespace+"/shop"))
 	sum.Goroutines = int(metric("log_capturer_goroutines", ""))
 	sum.OpenFDs = int(metric("log_capturer_open_fds", ""))
-	keys := make([]string, 0, len(generated))
-	for k := range generated {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		sum.Containers = append(sum.Containers, ContainerResult{Container: k, Generated: generated[k], Delivered: delivered[k]})
-	}
+	sum.Story = st.Steps()
 	if err := shutdown(); err != nil {
 		return sum, fmt.Errorf("stopping the operator: %w", err)
 	}
 	// Read after shutdown, which flushes what the sinks still queue.
-	sum.LokiLines = loki.Len()
-	printSummary(o.Out, sum)
+	sum.Loki = compare("every container", all, lokiLines(loki))
+	printSummary(out, sum)
 	return sum, nil
+}
+
+// lokiLines is what the Loki receiver accepted, as a multiset of lines.
+func lokiLines(r *lokireceiver.Receiver) multiset {
+	out := multiset{}
+	for _, e := range r.Entries() {
+		out[lineKey{e.Time.UnixNano(), e.Line}]++
+	}
+	return out
 }
 
 // metric reads one series of the operator's metrics registry: the one of
@@ -315,8 +334,9 @@ var demoPods = []struct {
 }{{"web", StyleAccess}, {"api", StyleJSON}, {"worker", StyleStack}}
 
 // apply creates the namespace, the demo pods and the samples: the Loki
-// sample points at the in-process receiver, and the pipeline starts at the
-// beginning of each log and rotates every rotation.
+// sample points at the in-process receiver and retries for at most 2s
+// between attempts, and the pipeline starts at the beginning of each log and
+// rotates every rotation.
 func apply(ctx context.Context, c client.Client, lokiURL string, rotation time.Duration) error {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
 		return fmt.Errorf("creating namespace: %w", err)
@@ -359,6 +379,9 @@ func apply(ctx context.Context, c client.Client, lokiURL string, rotation time.D
 			switch {
 			case u.GetKind() == "SinkTarget" && u.GetName() == "loki":
 				_ = unstructured.SetNestedField(u.Object, lokiURL, "spec", "loki", "url")
+				// A short retry budget, so that the story's outage shows as
+				// SinkUnavailable within seconds.
+				_ = unstructured.SetNestedField(u.Object, "2s", "spec", "retry", "maxBackoff")
 			case u.GetKind() == "LogPipeline":
 				_ = unstructured.SetNestedField(u.Object, string(logsv1alpha1.StartAtBeginning), "spec", "startAt")
 				_ = unstructured.SetNestedField(u.Object, rotation.String(), "spec", "rotation", "interval")
@@ -405,96 +428,4 @@ func watchPods(ctx context.Context, c client.Client, gens *generators) {
 			}
 		}
 	})
-}
-
-// printTable prints what each pipeline's status says, read through the API
-// as `kubectl get lp` reads it.
-func printTable(ctx context.Context, c client.Client, out io.Writer) {
-	list := &logsv1alpha1.LogPipelineList{}
-	if err := c.List(ctx, list); err != nil {
-		return
-	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s\tPIPELINE\tREADY\tREASON\tSTREAMS\tLINES/S\tGOROUTINES\tFDS\tROTATIONS\tLINES\n", time.Now().Format("15:04:05"))
-	for _, p := range list.Items {
-		ready, reason := "Unknown", ""
-		for _, cnd := range p.Status.Conditions {
-			if cnd.Type == logsv1alpha1.ConditionReady {
-				ready, reason = string(cnd.Status), cnd.Reason
-			}
-		}
-		w := p.Status.Workers
-		if w == nil {
-			w = &logsv1alpha1.WorkerStatus{}
-		}
-		fmt.Fprintf(tw, "\t%s/%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Namespace, p.Name, ready, reason,
-			w.ActiveStreams, w.LinesPerSecond, w.Goroutines, w.OpenFDs, w.Rotations, w.LinesTotal)
-	}
-	_ = tw.Flush()
-}
-
-func printSummary(out io.Writer, s Summary) {
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tGENERATED\tDELIVERED")
-	for _, c := range s.Containers {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", c.Container, c.Generated, c.Delivered)
-	}
-	_ = tw.Flush()
-	fmt.Fprintf(out, "rotations=%d ready=%v goroutines=%d fds=%d loki=%d complete=%v\n",
-		s.Rotations, s.Ready, s.Goroutines, s.OpenFDs, s.LokiLines, s.Complete())
-}
-
-func sameCounts(a, b map[string]int) bool {
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-// countDelivered counts the File sink's records per container, in the
-// current file and the rotated (gzipped) ones.
-func countDelivered(root string) (map[string]int, error) {
-	out := map[string]int{}
-	files, err := filepath.Glob(filepath.Join(root, "shop", "logs.jsonl*"))
-	if err != nil {
-		return nil, fmt.Errorf("listing output: %w", err)
-	}
-	for _, f := range files {
-		if err := countFile(f, out); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-func countFile(path string, out map[string]int) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", path, err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
-		}
-		defer zr.Close()
-		r = zr
-	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var rec struct{ Namespace, Pod, Container string }
-		if json.Unmarshal(sc.Bytes(), &rec) != nil {
-			continue
-		}
-		out[rec.Namespace+"/"+rec.Pod+"/"+rec.Container]++
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	return nil
 }

@@ -24,18 +24,18 @@ const (
 )
 
 // generators writes realistic lines into the simulated kubelet's containers
-// and counts every line it wrote, per container.
+// and records every line it wrote in the run's ledger.
 type generators struct {
 	kubelet *kubeletsim.Kubelet
+	ledger  *ledger
 
 	mu      sync.Mutex
-	counts  map[string]int // "namespace/pod/container"
 	running map[string]context.CancelFunc
 	wg      sync.WaitGroup
 }
 
-func newGenerators(k *kubeletsim.Kubelet) *generators {
-	return &generators{kubelet: k, counts: map[string]int{}, running: map[string]context.CancelFunc{}}
+func newGenerators(k *kubeletsim.Kubelet, l *ledger) *generators {
+	return &generators{kubelet: k, ledger: l, running: map[string]context.CancelFunc{}}
 }
 
 // start begins generating for a container unless it already runs.
@@ -62,24 +62,13 @@ func (g *generators) stop() {
 	g.wg.Wait()
 }
 
-// generated returns how many lines each container got.
-func (g *generators) generated() map[string]int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := make(map[string]int, len(g.counts))
-	for k, v := range g.counts {
-		out[k] = v
-	}
-	return out
-}
-
 func (g *generators) write(key string, c *kubeletsim.Container, lines ...string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
 	for _, l := range lines {
 		c.Write(now, l)
-		g.counts[key]++
+		g.ledger.add(key, now, l)
 	}
 }
 

@@ -276,7 +276,7 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		Expect(w.LinesTotal).To(BeNumerically(">", 0))
 		Expect(w.Rotations).To(BeNumerically(">", 0))
 		Expect(w.Goroutines).To(BeNumerically(">", 0))
-		Expect(w.OpenFDs).To(BeNumerically(">", 0))
+		Expect(w.OpenFileDescriptors).To(BeNumerically(">", 0))
 		out := run("-n", ns, "get", "lp")
 		Expect(out).To(And(ContainSubstring("READY"), ContainSubstring("STREAMS"), ContainSubstring("GOROUTINES"), ContainSubstring("FDS"), ContainSubstring("writers")))
 		GinkgoWriter.Println(out)
@@ -301,9 +301,9 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		Eventually(func() int32 { return workers().SelectedContainers }, 2*time.Minute, 2*time.Second).Should(Equal(int32(5)))
 		Eventually(func() int32 { return workers().Goroutines }, 2*time.Minute, 2*time.Second).
 			Should(BeNumerically("<=", before.Goroutines+2), "the pipeline's goroutines return to their level")
-		Eventually(func() int32 { return workers().OpenFDs }, 2*time.Minute, 2*time.Second).
-			Should(BeNumerically("<=", before.OpenFDs+5), "the process's FDs return to their level")
+		Eventually(func() int32 { return workers().OpenFileDescriptors }, 2*time.Minute, 2*time.Second).
+			Should(BeNumerically("<=", before.OpenFileDescriptors+5), "the process's FDs return to their level")
 		after := workers()
-		GinkgoWriter.Printf("before: goroutines=%d fds=%d; after: goroutines=%d fds=%d\n", before.Goroutines, before.OpenFDs, after.Goroutines, after.OpenFDs)
+		GinkgoWriter.Printf("before: goroutines=%d fds=%d; after: goroutines=%d fds=%d\n", before.Goroutines, before.OpenFileDescriptors, after.Goroutines, after.OpenFileDescriptors)
 	})
 })

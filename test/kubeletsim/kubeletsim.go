@@ -6,6 +6,7 @@
 package kubeletsim
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -280,6 +281,8 @@ type Container struct {
 	changed  chan struct{}
 	ended    bool
 	faults   []fault
+	// cuts counts CutActive calls; a stream that sees it change cuts itself.
+	cuts int
 }
 
 type entry struct {
@@ -341,6 +344,21 @@ func (c *Container) FailNext(n, status int) { c.addFaults(n, fault{status: statu
 // a line, and drop the connection.
 func (c *Container) CutNext(n, after int) { c.addFaults(n, fault{cutAfter: after}) }
 
+// CutActive makes every stream that follows the container now cut its
+// connection in the middle of the next line it sends, as a kubelet
+// connection that breaks mid-line does; new streams are not affected.
+func (c *Container) CutActive() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cuts++
+}
+
+func (c *Container) cutCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cuts
+}
+
 // StallNext makes the next n streams send nothing more after their first
 // bytes, without closing, until the client goes away.
 func (c *Container) StallNext(n int) { c.addFaults(n, fault{stall: true}) }
@@ -399,6 +417,7 @@ func (c *Container) stream(ctx context.Context, w http.ResponseWriter, q query, 
 		buf     []byte
 		inst    = -1
 		started bool
+		cuts    = c.cutCount()
 	)
 	for {
 		es, from, changed, ended, in := c.snapshot(next, q.previous, inst)
@@ -422,6 +441,9 @@ func (c *Container) stream(ctx context.Context, w http.ResponseWriter, q query, 
 			}
 			buf = append(buf, e.line...)
 			buf = append(buf, '\n')
+		}
+		if len(buf) > 1 && c.cutCount() != cuts {
+			f.cutAfter = written + max(1, bytes.IndexByte(buf, '\n')/2)
 		}
 		if f.cutAfter > 0 && written+len(buf) > f.cutAfter {
 			cut := f.cutAfter - written
