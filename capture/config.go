@@ -35,6 +35,9 @@ type PipelineConfig struct {
 	MaxStreams int `json:"maxStreams"`
 	// StartFromBeginning reads a new container's whole log instead of only new lines.
 	StartFromBeginning bool `json:"startFromBeginning,omitempty"`
+	// MaxLineBytes is the longest line text kept; longer lines are cut and
+	// marked (1 MiB when zero).
+	MaxLineBytes int `json:"maxLineBytes,omitempty"`
 	// PodLabels are pod label keys copied into every record.
 	PodLabels []string `json:"podLabels,omitempty"`
 	// Sinks receive every line, in the order of the pipeline's spec.

@@ -25,6 +25,12 @@ type SinkStats struct {
 	FailedBatches int64
 	Retries       int64
 	DroppedLines  int64
+	// RejectedLines are the dropped lines the destination refused for good
+	// (a 4xx other than 429); LastRejected is when, and LastRejection what
+	// it said.
+	RejectedLines int64
+	LastRejected  time.Time
+	LastRejection string
 	QueueBytes    int64
 	QueueMaxBytes int64
 	LastSuccess   time.Time

@@ -25,6 +25,14 @@ type Snapshot struct {
 	// ProcessGoroutines and OpenFDs are the whole process's.
 	ProcessGoroutines int
 	OpenFDs           int
+	// TruncatedLines counts lines cut to the pipeline's maximum line size.
+	TruncatedLines int64
+	// Opens counts streams that waited for their turn to open and OpenWait
+	// how long they waited in all; OpenRateLimit is the process-wide rate
+	// they share (opens per second, 0 for unlimited).
+	Opens         int64
+	OpenWait      time.Duration
+	OpenRateLimit float64
 	// LinesTotal and BytesTotal count what the workers read.
 	LinesTotal int64
 	BytesTotal int64
@@ -64,6 +72,11 @@ type Window struct {
 	LinesPerSecond float64
 	// GapsInWindow counts stretches of log found gone when capture resumed.
 	GapsInWindow int64
+	// OpensInWindow counts the streams opened in the window, and
+	// OpenWaitInWindow how long they waited in all for the process-wide
+	// open rate.
+	OpensInWindow    int64
+	OpenWaitInWindow time.Duration
 	// Sinks holds each sink's sent and dropped lines in the window.
 	Sinks []SinkWindow
 }
@@ -73,6 +86,8 @@ type SinkWindow struct {
 	Name    string
 	Sent    int64
 	Dropped int64
+	// Rejected are the dropped lines the destination refused.
+	Rejected int64
 }
 
 // Gap is a stretch of a container's log that was gone when capture resumed.

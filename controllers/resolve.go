@@ -292,6 +292,7 @@ func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []capture.SinkConfig) cap
 		PodLabels:          p.Spec.PodLabels,
 		Sinks:              sinks,
 		HealthWindow:       p.Spec.Health.Window.Duration,
+		MaxLineBytes:       int(p.Spec.Lines.MaxSize.Value()),
 	}
 	if p.Spec.Selector != nil {
 		cfg.Selector = p.Spec.Selector.DeepCopy()

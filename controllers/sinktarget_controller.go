@@ -114,6 +114,13 @@ func (r *SinkTargetReconciler) checkDelivery(ctx context.Context, obj *logsv1alp
 			return
 		}
 	}
+	if !stats.LastRejected.IsZero() && stats.LastRejected.After(stats.LastSuccess) {
+		obj.Status.LastError = stats.LastRejection
+		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonDeliveryRejected,
+			"The %s sink's destination refused %d lines for good since the pipelines started (not retried; counted as dropped), the latest at %s: %s.",
+			obj.Status.Type, stats.RejectedLines, stats.LastRejected.UTC().Format(time.RFC3339), stats.LastRejection)
+		return
+	}
 	if !stats.FailingSince.IsZero() {
 		obj.Status.LastError = stats.LastError
 		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonDeliveryFailing,

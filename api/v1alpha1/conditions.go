@@ -64,6 +64,12 @@ const (
 	ReasonEndpointUnreachable = "EndpointUnreachable"
 	// ReasonDeliveryFailing means the sink's sends fail and are being retried.
 	ReasonDeliveryFailing = "DeliveryFailing"
+	// ReasonDeliveryRejected means the destination refused batches for good
+	// (a 4xx other than 429): their lines are dropped and counted, not
+	// retried. On a LogPipeline's FlowHealthy it is set while the window
+	// holds rejections; on a SinkTarget's Ready while the latest outcome of
+	// its sends is a rejection.
+	ReasonDeliveryRejected = "DeliveryRejected"
 	// ReasonHealthy means the measured numbers are within the thresholds.
 	ReasonHealthy = "Healthy"
 	// ReasonDegraded means the pipeline works but a health condition is
@@ -78,6 +84,11 @@ const (
 	// ReasonStreamPoolSaturated means containers wait for a stream slot
 	// longer than one rotation interval.
 	ReasonStreamPoolSaturated = "StreamPoolSaturated"
+	// ReasonRotationRateLimited means streams wait long for the operator's
+	// process-wide log-open rate (--log-open-rate): the pipeline's
+	// containers ÷ rotation interval, with every other namespace's, need
+	// more opens per second than it allows.
+	ReasonRotationRateLimited = "RotationRateLimited"
 	// ReasonNoLogsDelivered means lines were read but no sink delivered any
 	// for spec.health.noDeliveryTimeout.
 	ReasonNoLogsDelivered = "NoLogsDelivered"

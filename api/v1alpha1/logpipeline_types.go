@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -72,6 +73,11 @@ type LogPipelineSpec struct {
 	// +kubebuilder:default={}
 	Positions PositionsSpec `json:"positions,omitzero"`
 
+	// Lines limits what one log line may cost.
+	// +optional
+	// +kubebuilder:default={}
+	Lines LinesSpec `json:"lines,omitzero"`
+
 	// Suspend stops the pipeline's workers without deleting the pipeline.
 	// When it is set back to false, containers resume from their stored
 	// positions.
@@ -101,6 +107,19 @@ type PositionsSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="positions.retention must be between 1m and 720h"
 	Retention metav1.Duration `json:"retention,omitzero"`
+}
+
+// LinesSpec limits the lines a pipeline captures.
+type LinesSpec struct {
+	// MaxSize is the longest line kept, in bytes of its text. A longer line
+	// (a container writing without a newline, a binary blob) is cut to this
+	// size and marked "…[truncated by log-capturer]"; the rest of it is
+	// skipped as it is read, never held in memory, and the cut is counted
+	// in log_capturer_truncated_lines_total. Between 1Ki and 16Mi.
+	// +optional
+	// +kubebuilder:default="1Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0 && quantity(string(self)).compareTo(quantity('16Mi')) <= 0",message="lines.maxSize must be between 1Ki and 16Mi"
+	MaxSize resource.Quantity `json:"maxSize,omitzero"`
 }
 
 // SinkName is the name of a SinkTarget in the pipeline's namespace.

@@ -158,10 +158,11 @@ type FileSink struct {
 	// +optional
 	// +kubebuilder:default=JSON
 	Format RecordFormat `json:"format,omitempty"`
-	// MaxSize is the size at which the file is rotated.
+	// MaxSize is the size at which the file is rotated. Between 1Ki and 10Gi.
 	// +optional
 	// +kubebuilder:default="100Mi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0",message="maxSize must be at least 1Ki"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('10Gi')) <= 0",message="maxSize must be at most 10Gi"
 	MaxSize resource.Quantity `json:"maxSize,omitzero"`
 	// MaxFiles is how many rotated files are kept.
 	// +optional

@@ -30,6 +30,20 @@ const (
 	maxNameLength    = 253
 )
 
+// maxLabelValue is the longest label value the API server accepts.
+const maxLabelValue = 63
+
+// PositionsLabelValue is the value of PositionsLabel for a pipeline: its name,
+// or for a name longer than a label value may be, a prefix of it and a hash
+// of the whole name.
+func PositionsLabelValue(pipeline string) string {
+	if len(pipeline) <= maxLabelValue {
+		return pipeline
+	}
+	sum := sha256.Sum256([]byte(pipeline))
+	return pipeline[:maxLabelValue-17] + "-" + hex.EncodeToString(sum[:8])
+}
+
 // PositionsConfigMapName is the name of a pipeline's positions ConfigMap:
 // "<pipeline>-positions", shortened with a hash when that is too long.
 func PositionsConfigMapName(pipeline string) string {
@@ -141,8 +155,8 @@ func (s *ConfigMapStore) Forget(ref capture.PipelineRef) {
 }
 
 func (s *ConfigMapStore) check(cm *corev1.ConfigMap, ref capture.PipelineRef) error {
-	if cm.Labels[PositionsLabel] != ref.Name {
-		return fmt.Errorf("ConfigMap %s/%s lacks the label %s=%s: %w", cm.Namespace, cm.Name, PositionsLabel, ref.Name, capture.ErrForeignPositions)
+	if v := PositionsLabelValue(ref.Name); cm.Labels[PositionsLabel] != v {
+		return fmt.Errorf("ConfigMap %s/%s lacks the label %s=%s: %w", cm.Namespace, cm.Name, PositionsLabel, v, capture.ErrForeignPositions)
 	}
 	return nil
 }
@@ -163,7 +177,7 @@ func (s *ConfigMapStore) fill(cm *corev1.ConfigMap, ref capture.PipelineRef, dat
 	if cm.Labels == nil {
 		cm.Labels = map[string]string{}
 	}
-	cm.Labels[PositionsLabel] = ref.Name
+	cm.Labels[PositionsLabel] = PositionsLabelValue(ref.Name)
 	cm.Labels["app.kubernetes.io/managed-by"] = "log-capturer"
 	if ref.UID != "" && s.OwnerKind != "" && !s.ownedBy(cm, ref) {
 		t := true

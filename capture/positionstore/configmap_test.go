@@ -3,11 +3,13 @@ package positionstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/log-capturer/log-capturer/capture"
@@ -101,5 +103,37 @@ func TestPositionsConfigMapNameFitsAnyPipelineName(t *testing.T) {
 	}
 	if PositionsConfigMapName(string(long)) == PositionsConfigMapName(string(long[:252])+"b") {
 		t.Error("two long names share a ConfigMap")
+	}
+}
+
+// TestLongPipelineNamesStorePositions checks that a pipeline name longer
+// than a label value may be (64 to 253 characters) still gets a positions
+// object the API server accepts, with a label no other pipeline shares.
+func TestLongPipelineNamesStorePositions(t *testing.T) {
+	ctx := context.Background()
+	seen := map[string]string{}
+	for _, n := range []int{1, 63, 64, 100, 253} {
+		name := strings.Repeat("a", n-1) + "z"
+		v := PositionsLabelValue(name)
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			t.Fatalf("label value for a %d-character name: %v", n, errs)
+		}
+		if other, ok := seen[v]; ok {
+			t.Fatalf("%q and %q share the label value %q", other, name, v)
+		}
+		seen[v] = name
+		c := fake.NewClientset()
+		s := &ConfigMapStore{Client: c, OwnerAPIVersion: "logs.capturer.dev/v1alpha1", OwnerKind: "LogPipeline"}
+		ref := capture.PipelineRef{Namespace: "shop", Name: name, UID: "uid-1"}
+		if err := s.Save(ctx, ref, []byte("data"), 1); err != nil {
+			t.Fatalf("%d characters: %v", n, err)
+		}
+		fresh := &ConfigMapStore{Client: c, OwnerAPIVersion: "logs.capturer.dev/v1alpha1", OwnerKind: "LogPipeline"}
+		if got, err := fresh.Load(ctx, ref); err != nil || string(got) != "data" {
+			t.Fatalf("%d characters: loaded %q, %v", n, got, err)
+		}
+	}
+	if PositionsLabelValue(strings.Repeat("a", 100)) == PositionsLabelValue(strings.Repeat("a", 99)+"b") {
+		t.Error("two long names share a label value")
 	}
 }

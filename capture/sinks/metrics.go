@@ -31,7 +31,7 @@ type counters struct {
 	sentLines, sentBytes, failedBatches, retries atomic.Int64
 	truncated, possibleDuplicates                atomic.Int64
 	dropped                                      [dropReasons]atomic.Int64
-	lastSuccessNanos                             atomic.Int64
+	lastSuccessNanos, lastRejectedNanos          atomic.Int64
 }
 
 func (c *counters) stats(name string) capture.SinkStats {
@@ -42,6 +42,10 @@ func (c *counters) stats(name string) capture.SinkStats {
 	}
 	if t := c.lastSuccessNanos.Load(); t != 0 {
 		st.LastSuccess = time.Unix(0, t)
+	}
+	st.RejectedLines = c.dropped[dropRejected].Load()
+	if t := c.lastRejectedNanos.Load(); t != 0 {
+		st.LastRejected = time.Unix(0, t)
 	}
 	return st
 }

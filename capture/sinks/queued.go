@@ -53,9 +53,10 @@ type queuedSink struct {
 	done  chan struct{}
 
 	// mu guards the current run of failures, which is state, not a count.
-	mu           sync.Mutex
-	failingSince time.Time
-	lastError    string
+	mu            sync.Mutex
+	failingSince  time.Time
+	lastError     string
+	lastRejection string
 }
 
 func newQueuedSink(pipeline string, cfg capture.SinkConfig, d deliverer, c *counters, duration prometheus.Observer,
@@ -123,12 +124,16 @@ func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
 		}
 		var se *sendError
 		if errors.As(err, &se) && !se.retryable {
-			// The batch can never succeed: it is counted and done with.
+			// The batch can never succeed: it is counted and done with. The
+			// destination answered, so the sink is not failing; the
+			// rejection is its own outcome.
 			s.drop(len(batch), dropRejected)
 			capture.AckAll(batch)
+			msg := fmt.Sprintf("%s rejected a batch of %d lines for pipeline %s: %s",
+				s.cfg.Name, len(batch), s.pipeline, se.Error())
+			s.rejected(msg)
 			if s.onReject != nil {
-				s.onReject(fmt.Sprintf("%s rejected a batch of %d lines for pipeline %s: %s",
-					s.cfg.Name, len(batch), s.pipeline, se.Error()))
+				s.onReject(msg)
 			}
 			return
 		}
@@ -197,6 +202,13 @@ func (s *queuedSink) failed(err error) {
 	s.mu.Unlock()
 }
 
+func (s *queuedSink) rejected(msg string) {
+	s.c.lastRejectedNanos.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	s.failingSince, s.lastRejection = time.Time{}, msg
+	s.mu.Unlock()
+}
+
 func (s *queuedSink) drop(n int, reason dropReason) {
 	if n > 0 {
 		s.c.dropped[reason].Add(int64(n))
@@ -209,7 +221,7 @@ func (s *queuedSink) Stats() capture.SinkStats {
 	st.QueueBytes = s.q.size()
 	st.QueueMaxBytes = s.cfg.BufferMaxBytes
 	s.mu.Lock()
-	st.FailingSince, st.LastError = s.failingSince, s.lastError
+	st.FailingSince, st.LastError, st.LastRejection = s.failingSince, s.lastError, s.lastRejection
 	s.mu.Unlock()
 	return st
 }

@@ -273,6 +273,12 @@ func TestLokiRejectedBatchIsCountedAndReported(t *testing.T) {
 	first := records(30)
 	write(t, s, first)
 	eventually(t, "the rejection", func() bool { return s.Sink.(capture.StatsReporter).Stats().DroppedLines == 30 })
+	// A rejection is its own outcome: counted as rejected, not as a sink
+	// that keeps failing and retrying.
+	if st := s.Sink.(capture.StatsReporter).Stats(); st.RejectedLines != 30 || !st.FailingSince.IsZero() ||
+		st.LastRejected.IsZero() || !strings.Contains(st.LastRejection, "entry too far behind") {
+		t.Fatalf("after a rejection: rejected %d, failing since %v, last rejection %q", st.RejectedLines, st.FailingSince, st.LastRejection)
+	}
 	second := records(60)[30:]
 	write(t, s, second)
 	s.stop(t)

@@ -152,6 +152,31 @@ var _ = Describe("Capture workers", func() {
 		Consistently(sink.Len, time.Second, 100*time.Millisecond).Should(Equal(gen.total()))
 	})
 
+	It("wait for their turn under an open rate set too low, lose nothing, and show the wait in their numbers", func() {
+		ns := newNamespace()
+		pods := createPods(ns, 10)
+		// 10 containers rotating every second need 10 opens/s; allow 2.
+		h := startHarness(func(o *workers.Options) { o.LogOpenRate, o.LogOpenBurst = 2, 1 })
+		defer h.stop()
+		key := types.NamespacedName{Namespace: ns, Name: "limited"}
+		gen := startGenerator(ns, pods, 20*time.Millisecond)
+		Expect(h.mgr.Apply(ctx, key, pipelineConfig(ns, "limited", 10, time.Second))).To(Succeed())
+		Eventually(func() int64 { return snapshot(h, key).Rotations }, 30*time.Second).Should(BeNumerically(">=", 20))
+		s := snapshot(h, key)
+		avg := s.OpenWait / time.Duration(max(1, s.Opens))
+		GinkgoWriter.Printf("open rate 2/s for 10 containers rotating every 1s: %d opens waited %s on average, %d rotations\n",
+			s.Opens, avg.Round(time.Millisecond), s.Rotations)
+		Expect(s.OpenRateLimit).To(BeNumerically("==", 2))
+		Expect(avg).To(BeNumerically(">", time.Second), "the wait for the open rate shows in the numbers")
+		// Waiting to open is neither a rotation nor a stream error: each
+		// rotation is a stream that was open and read for the interval.
+		Expect(s.StreamErrors).To(BeZero())
+		gen.stop()
+		want := gen.expected()
+		sink := h.memSink(key, "mem")
+		Eventually(func() []string { return verify(sink.Records(), want) }, 60*time.Second, 250*time.Millisecond).Should(BeEmpty())
+	})
+
 	It("stops reading when the sink is full and resumes without loss", func() {
 		ns := newNamespace()
 		pods := createPods(ns, 3)

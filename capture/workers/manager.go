@@ -53,6 +53,11 @@ type Options struct {
 	// Positions stores each pipeline's positions in the cluster; without it
 	// positions live in memory only and do not survive a restart.
 	Positions capture.PositionStore
+	// LogOpenRate bounds how many log streams the whole process opens per
+	// second, shared fairly between namespaces (LogOpenBurst at once); zero
+	// is unlimited. Containers ÷ rotation interval must fit in it.
+	LogOpenRate  float64
+	LogOpenBurst int
 	// ForgetPipeline, when set, is called when a pipeline is removed, so that
 	// the sinks can forget what they keep per pipeline.
 	ForgetPipeline func(pipeline string)
@@ -107,7 +112,8 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	return &Manager{
 		opts: opts,
-		deps: deps{source: opts.Source, pods: opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
+		deps: deps{source: opts.Source, opens: newOpenLimiter(opts.LogOpenRate, opts.LogOpenBurst),
+			pods: opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
 			samplePeriod: opts.SamplePeriod, log: opts.Log},
 		pipelines: map[types.NamespacedName]*pipelineEntry{},
 		kept:      map[types.NamespacedName]*keptState{},
@@ -251,6 +257,10 @@ func (m *Manager) SinkStats(namespace, name string) (capture.SinkStats, bool) {
 			out.FailedBatches += st.FailedBatches
 			out.Retries += st.Retries
 			out.DroppedLines += st.DroppedLines
+			out.RejectedLines += st.RejectedLines
+			if st.LastRejected.After(out.LastRejected) {
+				out.LastRejected, out.LastRejection = st.LastRejected, st.LastRejection
+			}
 			out.QueueBytes += st.QueueBytes
 			out.QueueMaxBytes += st.QueueMaxBytes
 			if st.LastSuccess.After(out.LastSuccess) {
@@ -284,6 +294,7 @@ func (m *Manager) Start(ctx context.Context) error {
 
 	m.mu.Lock()
 	m.root = newGroup(ctx)
+	m.root.Go(m.deps.opens.run)
 	for _, e := range m.pipelines {
 		e.p.start(m.root)
 	}

@@ -61,6 +61,10 @@ var pipelineSeries = []series{
 		func(p *pipeline) float64 { return float64(p.stats.positionErrors.Load()) }),
 	gauge("log_capturer_positions_bytes", "Compressed size of the pipeline's stored positions.",
 		func(p *pipeline) float64 { return float64(p.stats.positionBytes.Load()) }),
+	{prometheus.NewDesc("log_capturer_truncated_lines_total",
+		"Lines cut to the pipeline's lines.maxSize and marked, by reason; the rest of each was skipped unread into memory.",
+		[]string{"pipeline"}, prometheus.Labels{"reason": "max_line_size"}), prometheus.CounterValue,
+		func(p *pipeline) float64 { return float64(p.stats.truncatedLines.Load()) }},
 }
 
 var (

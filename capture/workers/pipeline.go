@@ -95,13 +95,18 @@ type pipelineStats struct {
 	positionWrites                atomic.Int64
 	positionErrors                atomic.Int64
 	positionBytes                 atomic.Int64
-	lastGap                       atomic.Pointer[capture.Gap]
+	truncatedLines                atomic.Int64
+	// opens and openWaitNanos count the streams that waited for their turn
+	// to open, and how long they waited in all.
+	opens, openWaitNanos atomic.Int64
+	lastGap              atomic.Pointer[capture.Gap]
 }
 
 // deps are what a pipeline uses from its surroundings, handed to it by the
 // manager.
 type deps struct {
 	source       capture.LogSource
+	opens        *openLimiter
 	pods         client.Reader
 	store        capture.PositionStore
 	drainTimeout time.Duration
@@ -470,6 +475,10 @@ func (p *pipeline) counts() capture.Snapshot {
 		ResumeDuplicates:   p.stats.resumeDuplicates.Load(),
 		Gaps:               p.stats.gaps.Load(),
 		LastGap:            p.stats.lastGap.Load(),
+		TruncatedLines:     p.stats.truncatedLines.Load(),
+		Opens:              p.stats.opens.Load(),
+		OpenWait:           time.Duration(p.stats.openWaitNanos.Load()),
+		OpenRateLimit:      p.deps.opens.perSecond(),
 		Goroutines:         p.goroutines(),
 	}
 	for _, sk := range p.sinks {

@@ -19,8 +19,14 @@ import (
 // upgraded operator resumes from what the previous version stored.
 const positionsHeader = "log-capturer positions v1"
 
-// maxPositionsBytes bounds what decodePositions inflates.
-const maxPositionsBytes = 64 << 20
+// Bounds of what decodePositions accepts, so that a positions object a
+// tenant rewrote (it lives in the tenant's namespace) cannot be a
+// decompression bomb: 10,000 containers take about 1 MiB of text.
+const (
+	maxPositionsBytes   = 8 << 20
+	maxPositionsEntries = 50000
+	maxPositionsField   = 253 // a pod name; UIDs and container names are shorter
+)
 
 // storedPosition is one container's entry in the stored positions.
 type storedPosition struct {
@@ -141,13 +147,17 @@ func decodePositions(data []byte) ([]storedPosition, error) {
 	if text[len(text)-1] != '\n' {
 		return nil, errors.New("positions end in the middle of a line")
 	}
+	lines := bytes.Count(text, []byte{'\n'})
+	if lines-1 > maxPositionsEntries {
+		return nil, fmt.Errorf("more than %d positions (%d)", maxPositionsEntries, lines-1)
+	}
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	sc.Scan()
 	if h := sc.Text(); h != positionsHeader {
 		return nil, fmt.Errorf("unknown positions format %.60q (this operator reads %q)", h, positionsHeader)
 	}
-	var out []storedPosition
+	out := make([]storedPosition, 0, lines-1)
 	for n := 2; sc.Scan(); n++ {
 		e, err := decodePosition(sc.Text())
 		if err != nil {
@@ -162,35 +172,47 @@ func decodePositions(data []byte) ([]storedPosition, error) {
 }
 
 func decodePosition(line string) (storedPosition, error) {
-	f := strings.Split(line, " ")
-	if len(f) != 11 {
-		return storedPosition{}, fmt.Errorf("%d fields, want 11", len(f))
+	if n := strings.Count(line, " ") + 1; n != 11 {
+		return storedPosition{}, fmt.Errorf("%d fields, want 11", n)
 	}
+	var f [11]string // split without allocating: a bomb has millions of lines
+	for i := range 10 {
+		f[i], line, _ = strings.Cut(line, " ")
+	}
+	f[10] = line
 	var (
-		e    storedPosition
-		err  error
-		errs []error
+		e        storedPosition
+		err      error
+		firstErr error // the first failure; no allocation per field
 	)
+	keep := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
 	if f[0] == "" || f[1] == "" || f[2] == "" {
 		return e, errors.New("empty pod uid, container or pod")
+	}
+	if len(f[0]) > maxPositionsField || len(f[1]) > maxPositionsField || len(f[2]) > maxPositionsField {
+		return e, fmt.Errorf("a pod uid, container or pod name longer than %d bytes", maxPositionsField)
 	}
 	e.Key = containerKey{uid: types.UID(f[0]), name: f[1]}
 	e.Pod = f[2]
 	e.Committed.Since, err = parseUnix(f[3])
-	errs = append(errs, err)
+	keep(err)
 	e.Committed.Count, err = strconv.ParseInt(f[4], 10, 64)
-	errs = append(errs, err)
+	keep(err)
 	first, err := strconv.ParseInt(f[5], 10, 64)
-	errs = append(errs, err)
+	keep(err)
 	if first < 0 || first >= int64(time.Second) || e.Committed.Count < 0 {
-		errs = append(errs, fmt.Errorf("bad count %q or first offset %q", f[4], f[5]))
+		keep(fmt.Errorf("bad count %q or first offset %q", f[4], f[5]))
 	}
 	last, err := strconv.ParseInt(f[6], 10, 64)
-	errs = append(errs, err)
+	keep(err)
 	e.Committed.LastRun, err = strconv.ParseInt(f[7], 10, 64)
-	errs = append(errs, err)
+	keep(err)
 	if e.Committed.LastRun < 0 {
-		errs = append(errs, fmt.Errorf("bad last run %q", f[7]))
+		keep(fmt.Errorf("bad last run %q", f[7]))
 	}
 	if e.Committed.Count > 0 {
 		e.Committed.First = e.Committed.Since.Add(time.Duration(first))
@@ -203,14 +225,14 @@ func decodePosition(line string) (storedPosition, error) {
 		e.Sent = e.Committed
 	} else {
 		e.Sent.Since, err = parseUnix(f[8])
-		errs = append(errs, err)
+		keep(err)
 		e.Sent.Count, err = strconv.ParseInt(f[9], 10, 64)
-		errs = append(errs, err)
+		keep(err)
 	}
 	e.GoneSince, err = parseUnix(f[10])
-	errs = append(errs, err)
-	if err := errors.Join(errs...); err != nil {
-		return storedPosition{}, err
+	keep(err)
+	if firstErr != nil {
+		return storedPosition{}, firstErr
 	}
 	return e, nil
 }

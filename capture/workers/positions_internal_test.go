@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -69,11 +70,44 @@ func TestDecodePositionsRejectsDamage(t *testing.T) {
 		{"first beyond a second", "bad count", gz(positionsHeader + "\nu main pod 5 1 2000000000 0 1 = = 0\n")},
 		{"negative last run", "bad last run", gz(positionsHeader + "\nu main pod 5 1 2 0 -1 = = 0\n")},
 		{"truncated gzip", "unexpected EOF", gz(positionsHeader + "\nu main pod 5 1 2 0 1 = = 0\n")[:30]},
+		{"an over-long name", "longer than 253 bytes", gz(positionsHeader + "\nu main " + strings.Repeat("p", 254) + " 5 1 2 0 1 = = 0\n")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodePositions(tc.data)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPositionsBombsAreRefusedWithinBounds decodes positions objects a
+// tenant could write into its namespace: millions of entries in a few
+// hundred KiB of gzip. Decoding refuses them with a clear error, and the
+// heap grows by far less than the entries would take.
+func TestPositionsBombsAreRefusedWithinBounds(t *testing.T) {
+	entry := "u main pod 5 1 2 0 1 = = 0\n"
+	for _, tc := range []struct {
+		name, want string
+		entries    int
+	}{
+		{"3 million entries (inflates past the size bound)", "positions larger than", 3_000_000},
+		{"entries past the count bound, within the size bound", "more than 50000 positions", 60_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := gz(positionsHeader + "\n" + strings.Repeat(entry, tc.entries))
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := decodePositions(data)
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%d KiB of gzip, %d entries: refused after allocating %d MiB", len(data)>>10, tc.entries, alloc>>20)
+			if alloc > 64<<20 {
+				t.Fatalf("decoding allocated %d MiB before refusing", alloc>>20)
 			}
 		})
 	}

@@ -16,6 +16,8 @@ type healthSample struct {
 	active     int
 	lines      int64
 	gaps       int64
+	opens      int64
+	openWait   time.Duration
 	sinks      []capture.SinkStats
 }
 
@@ -61,6 +63,8 @@ func (s *sampler) window() capture.Window {
 	fdPerMin, _ := SlopePerMinute(fds)
 	h.FDGrowthPer10Minutes = 10 * fdPerMin
 	h.LinesInWindow = last.lines - first.lines
+	h.OpensInWindow = last.opens - first.opens
+	h.OpenWaitInWindow = last.openWait - first.openWait
 	h.GapsInWindow = last.gaps - first.gaps
 	if len(s.samples) == 1 {
 		h.GapsInWindow = last.gaps
@@ -69,10 +73,11 @@ func (s *sampler) window() capture.Window {
 		h.LinesPerSecond = float64(h.LinesInWindow) / secs
 	}
 	for i, sk := range last.sinks {
-		w := capture.SinkWindow{Name: sk.Name, Sent: sk.SentLines, Dropped: sk.DroppedLines}
+		w := capture.SinkWindow{Name: sk.Name, Sent: sk.SentLines, Dropped: sk.DroppedLines, Rejected: sk.RejectedLines}
 		if i < len(first.sinks) {
 			w.Sent -= first.sinks[i].SentLines
 			w.Dropped -= first.sinks[i].DroppedLines
+			w.Rejected -= first.sinks[i].RejectedLines
 		}
 		h.Sinks = append(h.Sinks, w)
 	}
@@ -86,7 +91,7 @@ func (p *pipeline) sample(ctx context.Context) {
 	for {
 		s := p.counts()
 		p.sampler.add(healthSample{at: time.Now(), goroutines: s.Goroutines, fds: OpenFDs(),
-			active: s.ActiveStreams, lines: s.LinesTotal, gaps: s.Gaps, sinks: s.Sinks})
+			active: s.ActiveStreams, lines: s.LinesTotal, gaps: s.Gaps, opens: s.Opens, openWait: s.OpenWait, sinks: s.Sinks})
 		select {
 		case <-ctx.Done():
 			return

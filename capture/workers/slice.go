@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/log-capturer/log-capturer/capture"
 )
@@ -15,36 +17,95 @@ import (
 // readerPool reuses the line readers of stream slices.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
-// runSlice follows one container's log for one rotation interval: it opens
-// the stream at the container's position, hands every new complete line to
-// the pipeline, and closes the stream before it returns. It runs in exactly
-// one goroutine, which is the only reader of the stream.
+// openTimeout bounds opening a stream; a stream that does not open in time
+// failed, it did not rotate.
+const openTimeout = 30 * time.Second
+
+// slice is one stream slice's request context: it is cancelled when the
+// rotation interval passes (measured from when the stream opened, so that
+// waiting to open never counts as reading) or when opening takes too long.
+type slice struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	rotated  atomic.Bool
+	timedOut atomic.Bool
+}
+
+func newSlice(parent context.Context) *slice {
+	s := &slice{}
+	s.ctx, s.cancel = context.WithCancel(parent)
+	return s
+}
+
+// open opens a stream with the open timeout.
+func (s *slice) open(p *pipeline, req capture.LogRequest) (io.ReadCloser, error) {
+	t := time.AfterFunc(openTimeout, func() { s.timedOut.Store(true); s.cancel() })
+	body, err := p.deps.source.OpenLog(s.ctx, req)
+	if !t.Stop() && err == nil {
+		_ = body.Close()
+		err = fmt.Errorf("opening the log stream took more than %s", openTimeout)
+	}
+	return body, err //nolint:wrapcheck // the source names the log
+}
+
+// startRotation ends the slice after d; the returned function stops the timer.
+func (s *slice) startRotation(d time.Duration) func() bool {
+	t := time.AfterFunc(d, func() { s.rotated.Store(true); s.cancel() })
+	return t.Stop
+}
+
+// classify tells why a stream ended from the contexts, the slice's timers
+// and the error.
+func (s *slice) classify(ctx context.Context, err error) (outcome, error) {
+	switch {
+	case ctx.Err() != nil:
+		return outcomeStopped, nil
+	case s.rotated.Load():
+		return outcomeRotated, nil
+	case s.timedOut.Load():
+		return outcomeFailed, fmt.Errorf("opening the log stream took more than %s", openTimeout)
+	case errors.Is(err, capture.ErrLogNotFound):
+		return outcomeNotFound, err
+	}
+	return outcomeFailed, err
+}
+
+// runSlice follows one container's log for one rotation interval: it waits
+// for its turn to open (the process-wide open rate), opens the stream at the
+// container's position, hands every new complete line to the pipeline, and
+// closes the stream before it returns. It runs in exactly one goroutine,
+// which is the only reader and the only closer of the stream.
 func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
 	res := sliceResult{key: c.key, pos: c.pos, dupUntil: c.dupUntil}
-	rctx, cancel := context.WithTimeout(ctx, p.cfg.RotationInterval)
-	defer cancel()
-
-	body, err := p.deps.source.OpenLog(rctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
-		Container: c.name, Since: c.pos.Since, Follow: true})
-	if err != nil {
-		res.outcome, res.err = classify(ctx, rctx, err)
+	if err := p.waitToOpen(ctx, c.namespace); err != nil {
+		res.outcome = outcomeStopped
 		return res
 	}
+	s := newSlice(ctx)
+	defer s.cancel()
+	body, err := s.open(p, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
+		Container: c.name, Since: c.pos.Since, Follow: true})
+	if err != nil {
+		res.outcome, res.err = s.classify(ctx, err)
+		return res
+	}
+	stop := s.startRotation(p.cfg.RotationInterval)
+	defer stop()
 	p.stats.openStreams.Add(1)
 	err = p.read(ctx, body, c, &res, true)
 	closeErr := body.Close()
 	p.stats.openStreams.Add(-1)
 	if errors.Is(err, errLogReplaced) {
-		return p.readPrevious(ctx, rctx, c, res)
+		return p.readPrevious(ctx, s, c, res)
 	}
-	if err == nil && closeErr != nil && rctx.Err() == nil {
+	if err == nil && closeErr != nil && s.ctx.Err() == nil {
 		err = fmt.Errorf("closing log stream: %w", closeErr)
 	}
-	if err == nil && rctx.Err() == nil {
+	if err == nil && s.ctx.Err() == nil {
 		res.outcome = outcomeEnded
 		return res
 	}
-	res.outcome, res.err = classify(ctx, rctx, err)
+	res.outcome, res.err = s.classify(ctx, err)
 	return res
 }
 
@@ -54,9 +115,10 @@ var errLogReplaced = errors.New("the container's log was replaced")
 // readPrevious runs when the followed log is not the one the position
 // counted, because the container restarted while no stream was open: it reads
 // what the previous instance wrote after the position, then lets the next
-// slice follow the new instance from its start.
-func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sliceResult) sliceResult {
-	body, err := p.deps.source.OpenLog(rctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
+// slice follow the new instance from its start. The slice's rotation still
+// bounds it.
+func (p *pipeline) readPrevious(ctx context.Context, s *slice, c *container, res sliceResult) sliceResult {
+	body, err := p.deps.source.OpenLog(s.ctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
 		Container: c.name, Since: res.pos.Since, Previous: true})
 	counted, lastBefore, countBefore := false, res.pos.Last, res.pos.Count
 	if err == nil {
@@ -65,8 +127,8 @@ func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sli
 		_ = body.Close()
 		p.stats.openStreams.Add(-1)
 	}
-	if ctx.Err() != nil || rctx.Err() != nil {
-		res.outcome, res.err = classify(ctx, rctx, err)
+	if ctx.Err() != nil || s.ctx.Err() != nil {
+		res.outcome, res.err = s.classify(ctx, err)
 		return res
 	}
 	// Neither log holds the counted lines: what followed them is gone
@@ -87,19 +149,6 @@ func (p *pipeline) readCounted(ctx context.Context, body io.Reader, c *container
 	var skip resumer
 	err := p.readWith(ctx, body, c, res, false, &skip)
 	return skip.checked && !skip.replaced && !skip.gap, err
-}
-
-// classify tells why a stream ended from its contexts and error.
-func classify(ctx, rctx context.Context, err error) (outcome, error) {
-	switch {
-	case ctx.Err() != nil:
-		return outcomeStopped, nil
-	case rctx.Err() != nil:
-		return outcomeRotated, nil
-	case errors.Is(err, capture.ErrLogNotFound):
-		return outcomeNotFound, err
-	}
-	return outcomeFailed, err
 }
 
 // read consumes the stream until it ends. A line counts only with its
@@ -125,14 +174,17 @@ func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, r
 		readerPool.Put(br)
 	}()
 	*skip = newResumer(res.pos)
+	maxText := p.maxLineBytes()
 	var (
 		long []byte
+		// over counts the bytes of the current line beyond what long keeps.
+		over int
 		last = res.pos.Last
 	)
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long, chunk...)
+			long, over = appendCapped(long, chunk, maxText+maxPrefix, over)
 			continue
 		}
 		if err != nil {
@@ -141,19 +193,21 @@ func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, r
 			}
 			return err //nolint:wrapcheck // classified by the caller
 		}
-		line := chunk
-		if len(long) > 0 {
-			long = append(long, chunk...)
+		line := chunk[:len(chunk)-1]
+		if len(long) > 0 || over > 0 {
+			long, over = appendCapped(long, chunk, maxText+maxPrefix, over)
 			line = long
+			if over == 0 {
+				line = long[:len(long)-1]
+			}
 		}
-		line = line[:len(line)-1]
 		ts, text, ok := splitTimestamp(line)
 		if !ok {
 			ts = last // a line without timestamp belongs with the one before
 		}
 		last = ts
 		if skip.delivered(ts) {
-			long = long[:0]
+			long, over = long[:0], 0
 			continue
 		}
 		if skip.gap && !res.gap {
@@ -165,7 +219,14 @@ func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, r
 		}
 		next := res.pos
 		next.deliver(ts)
-		r := &tracked{Record: capture.Record{Time: ts, Line: string(text), Namespace: c.namespace, Pod: c.pod,
+		str := ""
+		if over > 0 || len(text) > maxText {
+			str = cutLine(text, maxText)
+			p.stats.truncatedLines.Add(1)
+		} else {
+			str = string(text)
+		}
+		r := &tracked{Record: capture.Record{Time: ts, Line: str, Namespace: c.namespace, Pod: c.pod,
 			Container: c.name, Node: c.node, Labels: c.labels}, key: c.key, pos: next}
 		r.Acker = r
 		select {
@@ -184,6 +245,45 @@ func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, r
 		res.lines++
 		p.stats.lines.Add(1)
 		p.stats.bytes.Add(int64(len(text)))
-		long = long[:0]
+		long, over = long[:0], 0
 	}
+}
+
+// defaultMaxLine is the line cap when the pipeline sets none.
+const defaultMaxLine = 1 << 20
+
+// maxPrefix is room for the timestamp and its space before a line's text.
+const maxPrefix = 64
+
+// truncatedMarker ends a line cut to the pipeline's maximum line size.
+const truncatedMarker = "…[truncated by log-capturer]"
+
+func (p *pipeline) maxLineBytes() int {
+	if p.cfg.MaxLineBytes > 0 {
+		return p.cfg.MaxLineBytes
+	}
+	return defaultMaxLine
+}
+
+// appendCapped appends chunk to long up to limit bytes and counts the rest
+// in over, so that an endless line costs at most limit bytes of memory.
+func appendCapped(long, chunk []byte, limit, over int) ([]byte, int) {
+	room := max(0, limit-len(long))
+	if len(chunk) <= room {
+		return append(long, chunk...), over
+	}
+	return append(long, chunk[:room]...), over + len(chunk) - room
+}
+
+// cutLine returns the first max bytes of text, cut at a character boundary
+// when the text is UTF-8 there, with the marker.
+func cutLine(text []byte, maxBytes int) string {
+	cut := min(maxBytes, len(text))
+	for i := 0; i < utf8.UTFMax && cut-i > 0 && cut < len(text); i++ {
+		if utf8.RuneStart(text[cut-i]) {
+			cut -= i
+			break
+		}
+	}
+	return string(text[:cut]) + truncatedMarker
 }

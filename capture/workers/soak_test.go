@@ -92,7 +92,9 @@ var _ = Describe("Soak", Label("soak"), func() {
 		ns := newNamespace()
 		pods := createPods(ns, 100)
 		sink := newSeqSink()
-		h := startHarness()
+		// 50 slots rotating every second need up to 50 opens/s: the open rate
+		// is raised as an admin would, by its flag, to leave room.
+		h := startHarness(func(o *workers.Options) { o.LogOpenRate, o.LogOpenBurst = 100, 100 })
 		defer h.stop()
 		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
 		key := types.NamespacedName{Namespace: ns, Name: "soak"}

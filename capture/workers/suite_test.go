@@ -26,6 +26,7 @@ import (
 	"github.com/log-capturer/log-capturer/capture"
 	"github.com/log-capturer/log-capturer/capture/apisource"
 	"github.com/log-capturer/log-capturer/capture/workers"
+	"github.com/log-capturer/log-capturer/internal/operator"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 	"github.com/log-capturer/log-capturer/test/kubeletsim"
 )
@@ -105,9 +106,14 @@ type harness struct {
 
 func startHarness(opts ...func(*workers.Options)) *harness {
 	h := &harness{reg: prometheus.NewRegistry(), done: make(chan struct{}), sinks: map[string]capture.Sink{}}
+	// The client configuration and open rate the operator ships.
+	streams, err := operator.NewStreamClientset(cfg)
+	Expect(err).NotTo(HaveOccurred())
 	o := workers.Options{
-		Source: apisource.New(clientset),
-		Pods:   podCache,
+		Source:       apisource.New(streams),
+		LogOpenRate:  operator.DefaultLogOpenRate,
+		LogOpenBurst: operator.DefaultLogOpenBurst,
+		Pods:         podCache,
 		Sinks: func(pipeline string, c capture.SinkConfig) (capture.Sink, error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -122,7 +128,6 @@ func startHarness(opts ...func(*workers.Options)) *harness {
 	for _, f := range opts {
 		f(&o)
 	}
-	var err error
 	h.mgr, err = workers.NewManager(o)
 	Expect(err).NotTo(HaveOccurred())
 	h.reg.MustRegister(h.mgr)

@@ -6,6 +6,7 @@
 package operator
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,6 +47,15 @@ import (
 // LeaderElectionID is the Lease the operator's replicas compete for.
 const LeaderElectionID = "log-capturer.logs.capturer.dev"
 
+// Defaults of the operator's API rates: the binary ships these, and tests
+// that run the operator use them unless they say otherwise.
+const (
+	DefaultKubeAPIQPS   = 50
+	DefaultKubeAPIBurst = 100
+	DefaultLogOpenRate  = 50
+	DefaultLogOpenBurst = 50
+)
+
 // Options are the operator's settings.
 type Options struct {
 	Kubeconfig          string
@@ -55,6 +66,16 @@ type Options struct {
 	FileSinkRoot        string
 	Zap                 zap.Options
 	HealthSamplePeriod  time.Duration
+	// KubeAPIQPS and KubeAPIBurst are client-go's client-side limit for the
+	// operator's API requests other than log streams.
+	KubeAPIQPS   float64
+	KubeAPIBurst int
+	// LogOpenRate and LogOpenBurst bound the log streams the process opens
+	// per second, fairly shared between namespaces; a negative rate is
+	// unlimited. Zero values of these four take the defaults the binary
+	// ships, so that an embedder (or a test) runs what users run.
+	LogOpenRate  float64
+	LogOpenBurst int
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
 	// WrapSinks, when set, wraps the sink factory: an embedder adds or
@@ -71,7 +92,24 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; the operator's own namespace when empty.")
 	fs.StringVar(&o.FileSinkRoot, "file-sink-root", "/var/lib/log-capturer/files", "The only directory under which File sinks may write.")
 	fs.DurationVar(&o.HealthSamplePeriod, "health-sample-period", 15*time.Second, "How often each pipeline's numbers are sampled and its health re-judged.")
+	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", DefaultKubeAPIQPS, "Client-side rate limit of the operator's API requests (reads, status, positions writes); log streams are paced by --log-open-rate instead.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", DefaultKubeAPIBurst, "Burst of --kube-api-qps.")
+	fs.Float64Var(&o.LogOpenRate, "log-open-rate", DefaultLogOpenRate, "Log streams the operator opens per second at most, shared fairly between namespaces: containers ÷ rotation interval, summed over all pipelines, must fit (50/s fits 15,000 containers at the 5m default rotation); negative is unlimited.")
+	fs.IntVar(&o.LogOpenBurst, "log-open-burst", DefaultLogOpenBurst, "Log streams opened at once before --log-open-rate applies.")
 	o.Zap.BindFlags(fs)
+}
+
+// NewStreamClientset returns the clientset log streams are opened with:
+// they are paced by the engine's own open limiter, fair between namespaces,
+// so client-go's limiter must not throttle them underneath.
+func NewStreamClientset(cfg *rest.Config) (kubernetes.Interface, error) {
+	streamCfg := rest.CopyConfig(cfg)
+	streamCfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
+	c, err := kubernetes.NewForConfig(streamCfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating the log stream clientset: %w", err)
+	}
+	return c, nil
 }
 
 // NewScheme returns the scheme with the Kubernetes and log-capturer types.
@@ -109,6 +147,10 @@ func Command(ctx context.Context, args []string, stderr io.Writer) error {
 // Run builds the manager with the controllers and the capture engine and
 // runs it until ctx ends.
 func Run(ctx context.Context, o Options) error {
+	o.KubeAPIQPS = cmp.Or(o.KubeAPIQPS, DefaultKubeAPIQPS)
+	o.KubeAPIBurst = cmp.Or(o.KubeAPIBurst, DefaultKubeAPIBurst)
+	o.LogOpenRate = cmp.Or(o.LogOpenRate, DefaultLogOpenRate)
+	o.LogOpenBurst = cmp.Or(o.LogOpenBurst, DefaultLogOpenBurst)
 	root, err := filepath.Abs(o.FileSinkRoot)
 	if err != nil {
 		return fmt.Errorf("resolving --file-sink-root: %w", err)
@@ -130,6 +172,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst, cfg.RateLimiter = float32(o.KubeAPIQPS), o.KubeAPIBurst, nil
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
@@ -154,6 +198,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating clientset: %w", err)
 	}
+	streams, err := NewStreamClientset(cfg)
+	if err != nil {
+		return err
+	}
 	rejects := controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
 	if err := mgr.Add(rejects); err != nil {
 		return fmt.Errorf("adding the rejection recorder: %w", err)
@@ -164,7 +212,9 @@ func Run(ctx context.Context, o Options) error {
 		newSink = o.WrapSinks(newSink)
 	}
 	engine, err := workers.NewManager(workers.Options{
-		Source:         apisource.New(clientset),
+		Source:         apisource.New(streams),
+		LogOpenRate:    o.LogOpenRate,
+		LogOpenBurst:   o.LogOpenBurst,
 		Pods:           mgr.GetCache(),
 		Sinks:          newSink,
 		Log:            ctrl.Log.WithName("workers"),

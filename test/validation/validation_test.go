@@ -67,6 +67,8 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("pipeline with nine sinks", pipelineHead+"  sinks: [a, b, c, d, e, f, g, h, i]\n", "must have at most 8 items"),
 		Entry("pipeline naming a sink twice", pipelineHead+"  sinks: [loki, file, loki]\n", "sink names must be unique"),
 		Entry("pipeline with an invalid sink name", pipelineHead+"  sinks: [Bad_Name]\n", "spec.sinks[0]: Invalid value"),
+		Entry("line size over 16Mi", pipelineHead+"  sinks: [a]\n  lines: {maxSize: 32Mi}\n", "lines.maxSize must be between 1Ki and 16Mi"),
+		Entry("line size under 1Ki", pipelineHead+"  sinks: [a]\n  lines: {maxSize: 100}\n", "lines.maxSize must be between 1Ki and 16Mi"),
 		Entry("rotation under one second", pipelineHead+"  sinks: [a]\n  rotation: {interval: 500ms}\n", "rotation.interval must be between 1s and 24h"),
 		Entry("rotation that is not a duration", pipelineHead+"  sinks: [a]\n  rotation: {interval: soon}\n", "spec.rotation.interval: Invalid value"),
 		Entry("stream pool of zero", pipelineHead+"  sinks: [a]\n  streamPool: {maxStreams: 0}\n", "should be greater than or equal to 1"),
@@ -86,6 +88,7 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("absolute file path", sinkHead+"  file: {path: /etc/passwd}\n", "path must be relative to the operator's file sink root"),
 		Entry("file size that is not a quantity", sinkHead+"  file: {path: a.log, maxSize: lots}\n", "spec.file.maxSize"),
 		Entry("file size under 1Ki", sinkHead+"  file: {path: a.log, maxSize: 10}\n", "maxSize must be at least 1Ki"),
+		Entry("file size over 10Gi", sinkHead+"  file: {path: a.log, maxSize: 20Gi}\n", "maxSize must be at most 10Gi"),
 		Entry("unknown whenFull", sinkHead+"  stdout: {}\n  buffer: {whenFull: Explode}\n", `Unsupported value: "Explode"`),
 		Entry("min backoff over max backoff", sinkHead+"  stdout: {}\n  retry: {minBackoff: 10m, maxBackoff: 1m}\n", "retry.minBackoff must not exceed retry.maxBackoff"),
 		Entry("batch over 64Mi", sinkHead+"  stdout: {}\n  batch: {maxBytes: 100Mi}\n", "batch.maxBytes must be between 1Ki and 64Mi"),
@@ -115,6 +118,7 @@ var _ = Describe("Defaults", func() {
 		Expect(got.Spec.Health.MaxFDGrowthPer10Minutes).To(Equal(int32(50)))
 		Expect(got.Spec.Health.Window.Duration).To(Equal(10 * time.Minute))
 		Expect(got.Spec.Health.NoDeliveryTimeout.Duration).To(Equal(5 * time.Minute))
+		Expect(got.Spec.Lines.MaxSize.Equal(resource.MustParse("1Mi"))).To(BeTrue())
 		Expect(got.Spec.Suspend).To(BeFalse())
 	})
 

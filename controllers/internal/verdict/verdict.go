@@ -91,6 +91,16 @@ func workers(s capture.Snapshot, t Thresholds) Condition {
 			fmt.Sprintf("The process's open file descriptors grow by %s per 10 minutes over the last %s (threshold %s); %d are open.",
 				Decimal(h.FDGrowthPer10Minutes), h.Covered.Round(time.Second), Decimal(t.MaxFDGrowthPer10Minutes), s.OpenFDs)}
 	}
+	if h.OpensInWindow > 0 {
+		avg := h.OpenWaitInWindow / time.Duration(h.OpensInWindow)
+		if avg > max(time.Second, t.RotationInterval/10) {
+			need := float64(s.SelectedContainers) / t.RotationInterval.Seconds()
+			return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonRotationRateLimited,
+				fmt.Sprintf("Streams waited %s on average to open (%d opens in the last %s) for the operator's log-open rate of %s/s, which all namespaces share; %d containers rotating every %s need %s opens/s of it. Lengthen spec.rotation.interval, or ask the operator's admin to raise --log-open-rate.",
+					avg.Round(time.Millisecond), h.OpensInWindow, h.Covered.Round(time.Second), Decimal(s.OpenRateLimit),
+					s.SelectedContainers, t.RotationInterval, Decimal(need))}
+		}
+	}
 	if s.WaitingStreams > 0 && s.LongestWait > t.RotationInterval {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonStreamPoolSaturated,
 			fmt.Sprintf("%d containers wait for one of %d stream slots; the longest has waited %s, more than the rotation interval %s.",
@@ -127,6 +137,19 @@ func flow(s capture.Snapshot, t Thresholds, now time.Time) Condition {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonLogsUnrecoverable,
 			fmt.Sprintf("%d times in the last %s a container's log no longer held the lines after its position when capture resumed, so they are lost; the latest: %s, between %s and %s (%s). The kubelet rotated them away, or the container restarted more than once.",
 				h.GapsInWindow, h.Covered.Round(time.Second), g.Container, stamp(g.From), stamp(g.To), g.To.Sub(g.From).Round(time.Millisecond))}
+	}
+	for _, w := range h.Sinks {
+		if w.Rejected > 0 {
+			last := ""
+			for _, sk := range s.Sinks {
+				if sk.Name == w.Name {
+					last = sk.LastRejection
+				}
+			}
+			return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonDeliveryRejected,
+				fmt.Sprintf("Sink %s's destination refused %d lines in the last %s for good (not retried; counted as dropped): %s",
+					w.Name, w.Rejected, h.Covered.Round(time.Second), last)}
+		}
 	}
 	if dropped > 0 {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonSomeDataDropped,

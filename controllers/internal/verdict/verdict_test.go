@@ -41,6 +41,12 @@ func TestEvaluate(t *testing.T) {
 		{"fd leak", func(s *capture.Snapshot) { s.Window.FDGrowthPer10Minutes = 100 }, logsv1alpha1.ReasonFDLeak, logsv1alpha1.ReasonHealthy, false, true, "100.00 per 10 minutes"},
 		{"pool saturated", func(s *capture.Snapshot) { s.WaitingStreams, s.LongestWait = 5, 6*time.Minute },
 			logsv1alpha1.ReasonStreamPoolSaturated, logsv1alpha1.ReasonHealthy, false, true, "5 containers wait"},
+		{"rotation rate limited", func(s *capture.Snapshot) {
+			s.Window.OpensInWindow, s.Window.OpenWaitInWindow, s.OpenRateLimit = 100, 4500*time.Second, 50
+		}, logsv1alpha1.ReasonRotationRateLimited, logsv1alpha1.ReasonHealthy, false, true, "waited 45s on average to open (100 opens in the last 10m0s) for the operator's log-open rate of 50.00/s"},
+		{"opens that waited a little", func(s *capture.Snapshot) {
+			s.Window.OpensInWindow, s.Window.OpenWaitInWindow, s.OpenRateLimit = 100, 20*time.Second, 50
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, ""},
 		{"pool busy but turning", func(s *capture.Snapshot) { s.WaitingStreams, s.LongestWait = 5, time.Minute },
 			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, ""},
 		{"nothing selected", func(s *capture.Snapshot) {
@@ -54,6 +60,10 @@ func TestEvaluate(t *testing.T) {
 		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonNoLogsDelivered, true, true, "no sink delivered any for 5m0s"},
 		{"all dropped", func(s *capture.Snapshot) { s.Window.Sinks[0] = capture.SinkWindow{Name: "loki", Dropped: 6000} },
 			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonAllDataDropped, true, true, "6000 dropped"},
+		{"some rejected by the destination", func(s *capture.Snapshot) {
+			s.Window.Sinks[0].Dropped, s.Window.Sinks[0].Rejected = 42, 42
+			s.Sinks[0].LastRejection = "loki rejected a batch of 42 lines: destination answered 400: entry too far behind"
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonDeliveryRejected, false, true, "refused 42 lines in the last 10m0s for good (not retried; counted as dropped): loki rejected"},
 		{"some dropped", func(s *capture.Snapshot) { s.Window.Sinks[0].Dropped = 42 },
 			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonSomeDataDropped, false, true, "dropped 42 of 6000"},
 		{"sink failing within budget", func(s *capture.Snapshot) { s.Sinks[0].FailingSince = now.Add(-30 * time.Second) },
