@@ -53,6 +53,9 @@ func (e *readyEvents) record(rec events.EventRecorder, obj conditions.Setter, ol
 	if rec == nil || cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
 		return
 	}
+	if cur.Status == metav1.ConditionUnknown {
+		return // not known yet (a probe under way): nothing to announce
+	}
 	key, state := client.ObjectKeyFromObject(obj), string(cur.Status)+"/"+cur.Reason
 	e.mu.Lock()
 	if e.last == nil {

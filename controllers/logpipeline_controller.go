@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -27,6 +28,10 @@ import (
 	"github.com/log-capturer/log-capturer/controllers/internal/patch"
 	"github.com/log-capturer/log-capturer/controllers/internal/verdict"
 )
+
+// reconcileWorkers is how many objects of a kind reconcile at once, so that
+// one pipeline's slow step (a drain on re-apply) does not hold the others.
+const reconcileWorkers = 4
 
 // Finalizer keeps a LogPipeline until its workers are stopped.
 const Finalizer = "logs.capturer.dev/finalizer"
@@ -274,6 +279,7 @@ func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, deletingPredicate()))).
 		Watches(&logsv1alpha1.SinkTarget{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSink)).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers}).
 		Complete(r)
 }
 

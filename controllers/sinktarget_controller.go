@@ -14,9 +14,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/capture"
@@ -37,6 +39,7 @@ type SinkTargetReconciler struct {
 	Deliveries Deliveries
 
 	readyEvents readyEvents
+	probes      *probes
 }
 
 // sinkRefreshInterval is how often a sink is probed and its delivery
@@ -62,6 +65,9 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.readyEvents.forget(req.NamespacedName)
+			if r.probes != nil {
+				r.probes.forget(req.NamespacedName)
+			}
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("reading SinkTarget %s: %w", req.NamespacedName, err)
@@ -88,13 +94,13 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.checkDelivery(ctx, obj, cfg)
+	r.checkDelivery(obj, cfg)
 	return ctrl.Result{RequeueAfter: sinkRefreshInterval}, nil
 }
 
 // checkDelivery sets Ready from the probe and the pipelines' delivery
 // numbers, once the configuration is known to be valid.
-func (r *SinkTargetReconciler) checkDelivery(ctx context.Context, obj *logsv1alpha1.SinkTarget, cfg capture.SinkConfig) {
+func (r *SinkTargetReconciler) checkDelivery(obj *logsv1alpha1.SinkTarget, cfg capture.SinkConfig) {
 	var stats capture.SinkStats
 	if r.Deliveries != nil {
 		stats, _ = r.Deliveries.SinkStats(obj.Namespace, obj.Name)
@@ -103,11 +109,14 @@ func (r *SinkTargetReconciler) checkDelivery(ctx context.Context, obj *logsv1alp
 		t := metav1.NewTime(stats.LastSuccess.Truncate(time.Second))
 		obj.Status.LastSuccessfulDelivery = &t
 	}
-	if r.Prober != nil {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := r.Prober.Probe(pctx, cfg)
-		cancel()
-		if err != nil {
+	if r.probes != nil {
+		ok, err := r.probes.result(client.ObjectKeyFromObject(obj), cfg, sinkRefreshInterval, time.Now())
+		switch {
+		case !ok:
+			conditions.MarkUnknown(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonEndpointProbing,
+				"The %s sink's configuration is valid; its endpoint is being probed.", obj.Status.Type)
+			return
+		case err != nil:
 			obj.Status.LastError = err.Error()
 			conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonEndpointUnreachable,
 				"The %s sink's configuration is valid but its endpoint is not reachable: %v.", obj.Status.Type, err)
@@ -136,10 +145,18 @@ func (r *SinkTargetReconciler) checkDelivery(ctx context.Context, obj *logsv1alp
 // SetupWithManager registers the controller and its watches; SetupIndexes
 // must have run on mgr.
 func (r *SinkTargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&logsv1alpha1.SinkTarget{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sinksForSecret)).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers})
+	if r.Prober != nil {
+		r.probes = newProbes(r.Prober)
+		if err := mgr.Add(r.probes); err != nil {
+			return fmt.Errorf("adding the SinkTarget probes: %w", err)
+		}
+		b = b.WatchesRawSource(source.Channel(r.probes.done, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r) //nolint:wrapcheck // Setup names the controller
 }
 
 func (r *SinkTargetReconciler) sinksForSecret(ctx context.Context, o client.Object) []reconcile.Request {

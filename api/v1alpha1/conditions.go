@@ -62,6 +62,9 @@ const (
 	// ReasonEndpointUnreachable means the sink's cheap probe (Loki's /ready,
 	// a File sink's path) failed.
 	ReasonEndpointUnreachable = "EndpointUnreachable"
+	// ReasonEndpointProbing means the sink's configuration is valid and its
+	// endpoint is being probed, off the reconcile path.
+	ReasonEndpointProbing = "EndpointProbing"
 	// ReasonDeliveryFailing means the sink's sends fail and are being retried.
 	ReasonDeliveryFailing = "DeliveryFailing"
 	// ReasonDeliveryRejected means the destination refused batches for good

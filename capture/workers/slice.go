@@ -17,18 +17,16 @@ import (
 // readerPool reuses the line readers of stream slices.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
-// openTimeout bounds opening a stream; a stream that does not open in time
-// failed, it did not rotate.
-const openTimeout = 30 * time.Second
-
 // slice is one stream slice's request context: it is cancelled when the
-// rotation interval passes (measured from when the stream opened, so that
-// waiting to open never counts as reading) or when opening takes too long.
+// rotation interval passes. The interval is counted from when the slice's
+// turn to open came (the process-wide open rate), never from before, so
+// that waiting for a turn is neither a rotation nor an error. It includes
+// the open itself: the kubelet answers a follow of an idle container only
+// with its first line, so an open may last the whole interval.
 type slice struct {
-	ctx      context.Context
-	cancel   context.CancelFunc
-	rotated  atomic.Bool
-	timedOut atomic.Bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	rotated atomic.Bool
 }
 
 func newSlice(parent context.Context) *slice {
@@ -37,33 +35,19 @@ func newSlice(parent context.Context) *slice {
 	return s
 }
 
-// open opens a stream with the open timeout.
-func (s *slice) open(p *pipeline, req capture.LogRequest) (io.ReadCloser, error) {
-	t := time.AfterFunc(openTimeout, func() { s.timedOut.Store(true); s.cancel() })
-	body, err := p.deps.source.OpenLog(s.ctx, req)
-	if !t.Stop() && err == nil {
-		_ = body.Close()
-		err = fmt.Errorf("opening the log stream took more than %s", openTimeout)
-	}
-	return body, err //nolint:wrapcheck // the source names the log
-}
-
 // startRotation ends the slice after d; the returned function stops the timer.
 func (s *slice) startRotation(d time.Duration) func() bool {
 	t := time.AfterFunc(d, func() { s.rotated.Store(true); s.cancel() })
 	return t.Stop
 }
 
-// classify tells why a stream ended from the contexts, the slice's timers
-// and the error.
+// classify tells why a stream ended from the contexts, the rotation and the error.
 func (s *slice) classify(ctx context.Context, err error) (outcome, error) {
 	switch {
 	case ctx.Err() != nil:
 		return outcomeStopped, nil
 	case s.rotated.Load():
 		return outcomeRotated, nil
-	case s.timedOut.Load():
-		return outcomeFailed, fmt.Errorf("opening the log stream took more than %s", openTimeout)
 	case errors.Is(err, capture.ErrLogNotFound):
 		return outcomeNotFound, err
 	}
@@ -71,9 +55,9 @@ func (s *slice) classify(ctx context.Context, err error) (outcome, error) {
 }
 
 // runSlice follows one container's log for one rotation interval: it waits
-// for its turn to open (the process-wide open rate), opens the stream at the
-// container's position, hands every new complete line to the pipeline, and
-// closes the stream before it returns. It runs in exactly one goroutine,
+// for its turn to open (the process-wide open rate), then, for one rotation
+// interval, opens the stream at the container's position and hands every new
+// complete line to the pipeline; it closes the stream before it returns. It runs in exactly one goroutine,
 // which is the only reader and the only closer of the stream.
 func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
 	res := sliceResult{key: c.key, pos: c.pos, dupUntil: c.dupUntil}
@@ -83,14 +67,14 @@ func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
 	}
 	s := newSlice(ctx)
 	defer s.cancel()
-	body, err := s.open(p, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
+	stop := s.startRotation(p.cfg.RotationInterval)
+	defer stop()
+	body, err := p.deps.source.OpenLog(s.ctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
 		Container: c.name, Since: c.pos.Since, Follow: true})
 	if err != nil {
 		res.outcome, res.err = s.classify(ctx, err)
 		return res
 	}
-	stop := s.startRotation(p.cfg.RotationInterval)
-	defer stop()
 	p.stats.openStreams.Add(1)
 	err = p.read(ctx, body, c, &res, true)
 	closeErr := body.Close()

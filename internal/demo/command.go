@@ -52,6 +52,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	return check(sum)
+}
+
+// check is the run's verdict: nil when every line of the run arrived exactly
+// once, else ErrIncomplete naming each container and count.
+func check(sum Summary) error {
 	if p := sum.Problems(); len(p) > 0 {
 		return fmt.Errorf("%w: %s", ErrIncomplete, strings.Join(p, "; "))
 	}

@@ -41,9 +41,11 @@ func children(t *testing.T) int {
 	return n
 }
 
-// TestDemoTwiceInARow runs the demo twice in the same directories, as a
-// newcomer does: each run checks only what it produced, the scripted faults
-// are observed in status, and every line arrives exactly once.
+// TestDemoTwiceInARow runs the demo again and again in the same
+// directories, as a newcomer does: each run checks only what it produced,
+// the scripted faults are observed in status, and every line arrives exactly
+// once; a run ended by Ctrl-C in the middle of its story checks the same
+// way, and the run after it passes too.
 func TestDemoTwiceInARow(t *testing.T) {
 	assets, err := envtestutil.AssetsDir()
 	if err != nil {
@@ -51,14 +53,18 @@ func TestDemoTwiceInARow(t *testing.T) {
 	}
 	dir := t.TempDir()
 	before := children(t)
-	for run := 1; run <= 2; run++ {
-		sum, out := runDemo(t, assets, dir, run == 1)
+	for run := 1; run <= 3; run++ {
+		interrupted := run == 2
+		sum, out := runDemo(t, assets, dir, run == 1, interrupted)
 		t.Logf("run %d:\n%s", run, out)
 		if p := sum.Problems(); len(p) > 0 {
 			t.Fatalf("run %d: %v", run, p)
 		}
 		if !strings.Contains(out, "PROOF: all ") {
 			t.Errorf("run %d printed no proof line", run)
+		}
+		if interrupted {
+			continue // Ctrl-C came in the middle of the story
 		}
 		for _, st := range sum.Story {
 			if !st.Observed {
@@ -89,7 +95,7 @@ func TestDemoTwiceInARow(t *testing.T) {
 		}
 	}
 	runs, _ := filepath.Glob(filepath.Join(dir, "out", "run-*"))
-	if len(runs) != 2 {
+	if len(runs) != 3 {
 		t.Errorf("%d run directories, want one per run: %v", len(runs), runs)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -102,28 +108,54 @@ func TestDemoTwiceInARow(t *testing.T) {
 }
 
 // runDemo runs the demo for 40s in dir; withPod also creates a pod through
-// the demo's kubeconfig while it runs, as a user with kubectl would.
-func runDemo(t *testing.T, assets, dir string, withPod bool) (demo.Summary, string) {
+// the demo's kubeconfig while it runs, as a user with kubectl would, and
+// interrupted ends it as Ctrl-C does, 15s after lines started to flow.
+func runDemo(t *testing.T, assets, dir string, withPod, interrupted bool) (demo.Summary, string) {
 	t.Helper()
 	kubeconfig := filepath.Join(dir, "demo.kubeconfig")
 	var out bytes.Buffer
 	done := make(chan struct{})
 	var sum demo.Summary
 	var runErr error
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sb := &syncBuffer{b: &out}
+	duration := 40 * time.Second
+	if interrupted {
+		duration = 0 // until Ctrl-C
+	}
 	go func() {
 		defer close(done)
-		sum, runErr = demo.Run(context.Background(), demo.Options{Duration: 40 * time.Second, AssetsDir: assets,
+		sum, runErr = demo.Run(ctx, demo.Options{Duration: duration, AssetsDir: assets,
 			OutputDir: filepath.Join(dir, "out"), Kubeconfig: kubeconfig, Rotation: 3 * time.Second,
-			TableEvery: 5 * time.Second, Out: &syncBuffer{b: &out}})
+			TableEvery: 5 * time.Second, Out: sb})
 	}()
 	if withPod {
 		createPod(t, kubeconfig)
+	}
+	if interrupted {
+		waitFor(t, sb, "applied")
+		time.Sleep(15 * time.Second)
+		cancel() // what Ctrl-C does: signal.NotifyContext ends the run's context
 	}
 	<-done
 	if runErr != nil {
 		t.Fatal(runErr)
 	}
 	return sum, out.String()
+}
+
+// waitFor waits until the demo printed want.
+func waitFor(t *testing.T, out *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(out.String(), want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the demo never printed %q", want)
 }
 
 // createPod waits for the demo's kubeconfig and creates a pod on its node.
@@ -168,4 +200,10 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

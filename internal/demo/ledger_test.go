@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -39,5 +40,23 @@ func TestCompareIsExactInBothDirections(t *testing.T) {
 				t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestARunWithALineMissingFails checks the run's verdict: one line the File
+// sink lacks fails the run with a message naming the container and the count.
+func TestARunWithALineMissingFails(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	gen := map[string]multiset{"demo/web-1/web": {{t0.UnixNano(), "a"}: 1, {t0.UnixNano() + 1, "b"}: 1}}
+	all := union(gen)
+	ok := Summary{File: compareAll(gen, gen), Loki: compare("every container", all, all)}
+	if err := check(ok); err != nil {
+		t.Fatalf("a complete run failed: %v", err)
+	}
+	missing := Summary{File: compareAll(gen, map[string]multiset{"demo/web-1/web": {{t0.UnixNano(), "a"}: 1}}),
+		Loki: compare("every container", all, all)}
+	err := check(missing)
+	if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "File sink: 1 of 2 lines of demo/web-1/web missing") {
+		t.Fatalf("a run with a line missing: %v", err)
 	}
 }
