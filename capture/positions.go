@@ -17,10 +17,11 @@ type PipelineRef struct {
 // in the cluster. Load returns nil data when nothing is stored, an error
 // wrapping ErrForeignPositions when the object is not the operator's, and
 // any other error when it cannot be read. Save writes data, creating the
-// object when needed.
+// object when needed. Delete removes a deleted pipeline's positions.
 type PositionStore interface {
 	Load(ctx context.Context, ref PipelineRef) ([]byte, error)
 	Save(ctx context.Context, ref PipelineRef, data []byte, containers int) error
+	Delete(ctx context.Context, ref PipelineRef) error
 }
 
 // ErrForeignPositions means the positions object exists but was not written

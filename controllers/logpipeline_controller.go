@@ -42,6 +42,8 @@ type Workers interface {
 	Apply(ctx context.Context, key types.NamespacedName, cfg capture.PipelineConfig) error
 	// Remove stops a pipeline's workers; removing an unknown pipeline is no error.
 	Remove(ctx context.Context, key types.NamespacedName) error
+	// Delete stops a deleted pipeline's workers and deletes its stored positions.
+	Delete(ctx context.Context, key types.NamespacedName) error
 	// Snapshot reports a pipeline's worker numbers.
 	Snapshot(key types.NamespacedName) (capture.Snapshot, bool)
 }
@@ -68,7 +70,7 @@ type LogPipelineReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one LogPipeline's workers and status in line with its spec.
@@ -120,7 +122,7 @@ func (r *LogPipelineReconciler) persistFinalizer(ctx context.Context, obj *logsv
 }
 
 func (r *LogPipelineReconciler) reconcileDelete(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
-	if err := r.Workers.Remove(ctx, client.ObjectKeyFromObject(obj)); err != nil {
+	if err := r.Workers.Delete(ctx, client.ObjectKeyFromObject(obj)); err != nil {
 		return fmt.Errorf("stopping workers of deleted pipeline: %w", err)
 	}
 	controllerutil.RemoveFinalizer(obj, Finalizer)

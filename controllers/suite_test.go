@@ -162,6 +162,10 @@ func (f *fakeWorkers) Remove(_ context.Context, key types.NamespacedName) error 
 	return nil
 }
 
+func (f *fakeWorkers) Delete(ctx context.Context, key types.NamespacedName) error {
+	return f.Remove(ctx, key)
+}
+
 func (f *fakeWorkers) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

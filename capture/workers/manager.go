@@ -200,6 +200,21 @@ func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
 	return nil
 }
 
+// Delete stops a deleted pipeline's workers, as Remove does, and deletes its
+// stored positions (after the workers' last write).
+func (m *Manager) Delete(ctx context.Context, key types.NamespacedName) error {
+	if err := m.Remove(ctx, key); err != nil {
+		return err
+	}
+	if m.opts.Positions == nil {
+		return nil
+	}
+	if err := m.opts.Positions.Delete(ctx, capture.PipelineRef{Namespace: key.Namespace, Name: key.Name}); err != nil {
+		return fmt.Errorf("deleting the positions of %s: %w", key, err)
+	}
+	return nil
+}
+
 // Running lists the pipelines whose workers this Manager holds.
 func (m *Manager) Running() []types.NamespacedName {
 	m.mu.Lock()

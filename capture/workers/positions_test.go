@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -102,9 +103,17 @@ func (s *crashableStore) Save(ctx context.Context, ref capture.PipelineRef, data
 	return s.PositionStore.Save(ctx, ref, data, containers) //nolint:wrapcheck // the store names the object
 }
 
+// positionsHome stands for the operator's namespace, where positions live.
+const positionsHome = "default"
+
+// positionsObject is the key of a pipeline's positions ConfigMap.
+func positionsObject(key types.NamespacedName) types.NamespacedName {
+	return types.NamespacedName{Namespace: positionsHome, Name: positionstore.PositionsConfigMapName(key.Namespace, key.Name)}
+}
+
 // withStore gives a harness a ConfigMap position store.
 func withStore(o *workers.Options) {
-	o.Positions = &positionstore.ConfigMapStore{Client: clientset, OwnerAPIVersion: "logs.capturer.dev/v1alpha1", OwnerKind: "LogPipeline"}
+	o.Positions = &positionstore.ConfigMapStore{Client: clientset, Namespace: positionsHome, OwnerKind: "LogPipeline"}
 }
 
 func startStoreHarness() *harness {
@@ -332,6 +341,52 @@ var _ = Describe("Durable positions", func() {
 		Expect(snapshot(h2, key).Gaps).To(BeZero())
 	})
 
+	It("carry over positions an earlier version kept in the pipeline's namespace, with no loss and no duplicate", func() {
+		ns := newNamespace()
+		pods := createPods(ns, 5)
+		key := types.NamespacedName{Namespace: ns, Name: "upgrade"}
+		uid := string(uuid.NewUUID())
+		gen := startGenerator(ns, pods, 20*time.Millisecond)
+
+		h1 := startStoreHarness()
+		Expect(h1.mgr.Apply(ctx, key, durableConfig(ns, key.Name, uid))).To(Succeed())
+		time.Sleep(2 * time.Second)
+		h1.stop()
+		first := seqs(h1.ackSink(key).Records())
+
+		// What the earlier version left: the same positions, in the tenant's
+		// namespace, owned by the pipeline; nothing in the operator's yet.
+		stored := &corev1.ConfigMap{}
+		Expect(k8sClient.Get(ctx, positionsObject(key), stored)).To(Succeed())
+		Expect(k8sClient.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: positionstore.LegacyConfigMapName(key.Name),
+				Labels: map[string]string{positionstore.PositionsLabel: key.Name},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "logs.capturer.dev/v1alpha1", Kind: "LogPipeline",
+					Name: key.Name, UID: types.UID(uid)}}},
+			BinaryData: stored.BinaryData,
+		})).To(Succeed())
+		Expect(k8sClient.Delete(ctx, stored)).To(Succeed())
+
+		h2, _, dups := resume(key, uid, first, gen)
+		Expect(dups).To(BeZero())
+		Expect(snapshot(h2, key).Gaps).To(BeZero())
+		Eventually(func() error { return k8sClient.Get(ctx, positionsObject(key), &corev1.ConfigMap{}) }, 10*time.Second).
+			Should(Succeed(), "the positions are carried over into the operator's namespace")
+	})
+
+	It("delete a deleted pipeline's positions", func() {
+		ns := newNamespace()
+		createPods(ns, 1)
+		key := types.NamespacedName{Namespace: ns, Name: "deleted"}
+		h := startStoreHarness()
+		defer h.stop()
+		Expect(h.mgr.Apply(ctx, key, durableConfig(ns, key.Name, string(uuid.NewUUID())))).To(Succeed())
+		Eventually(func() error { return k8sClient.Get(ctx, positionsObject(key), &corev1.ConfigMap{}) }, 10*time.Second).Should(Succeed())
+		Expect(h.mgr.Delete(ctx, key)).To(Succeed())
+		err := k8sClient.Get(ctx, positionsObject(key), &corev1.ConfigMap{})
+		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	})
+
 	It("fall back to startAt with a clear status when the stored positions are corrupted or foreign", func() {
 		ns := newNamespace()
 		pods := createPods(ns, 2)
@@ -341,15 +396,14 @@ var _ = Describe("Durable positions", func() {
 		corrupt := types.NamespacedName{Namespace: ns, Name: "corrupt"}
 		uids := map[types.NamespacedName]string{corrupt: string(uuid.NewUUID())}
 		Expect(k8sClient.Create(ctx, &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: positionstore.PositionsConfigMapName(corrupt.Name),
-				Labels: map[string]string{positionstore.PositionsLabel: corrupt.Name},
-				OwnerReferences: []metav1.OwnerReference{{APIVersion: "logs.capturer.dev/v1alpha1", Kind: "LogPipeline",
-					Name: corrupt.Name, UID: types.UID(uids[corrupt])}}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: positionsHome, Name: positionsObject(corrupt).Name,
+				Labels:      map[string]string{positionstore.PositionsLabel: corrupt.Name, positionstore.PositionsNamespaceLabel: ns},
+				Annotations: map[string]string{positionstore.PipelineUIDAnnotation: uids[corrupt]}},
 			BinaryData: map[string][]byte{positionstore.PositionsDataKey: []byte("not gzip at all")},
 		})).To(Succeed())
 		foreign := types.NamespacedName{Namespace: ns, Name: "foreign"}
 		Expect(k8sClient.Create(ctx, &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: positionstore.PositionsConfigMapName(foreign.Name)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: positionsHome, Name: positionsObject(foreign).Name},
 			Data:       map[string]string{"someone": "else's"},
 		})).To(Succeed())
 
@@ -363,7 +417,7 @@ var _ = Describe("Durable positions", func() {
 		Expect(positionsStatus(h, corrupt).Message).To(ContainSubstring("not gzip-compressed positions"))
 		Eventually(func() string { return positionsStatus(h, foreign).Reason }, 10*time.Second).Should(Equal(capture.PositionsForeign))
 		Expect(positionsStatus(h, foreign).Durable()).To(BeFalse())
-		Expect(positionsStatus(h, foreign).Message).To(ContainSubstring("lacks the label"))
+		Expect(positionsStatus(h, foreign).Message).To(ContainSubstring("lacks the labels"))
 
 		// Both capture from startAt; the corrupted object is replaced by a
 		// readable one, the foreign one is left alone.
@@ -372,14 +426,14 @@ var _ = Describe("Durable positions", func() {
 		}
 		Eventually(func() (int, error) {
 			cm := &corev1.ConfigMap{}
-			if err := k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: positionstore.PositionsConfigMapName(corrupt.Name)}, cm); err != nil {
+			if err := k8sClient.Get(ctx, positionsObject(corrupt), cm); err != nil {
 				return 0, err
 			}
 			return strconv.Atoi(cm.Data["containers"])
 		}, 10*time.Second).Should(Equal(2))
 		Consistently(func() map[string]string {
 			cm := &corev1.ConfigMap{}
-			Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: positionstore.PositionsConfigMapName(foreign.Name)}, cm)).To(Succeed())
+			Expect(k8sClient.Get(ctx, positionsObject(foreign), cm)).To(Succeed())
 			return cm.Data
 		}, 3*time.Second, 500*time.Millisecond).Should(Equal(map[string]string{"someone": "else's"}))
 	})

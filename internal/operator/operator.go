@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,8 +65,11 @@ type Options struct {
 	LeaderElect         bool
 	LeaderElectionNS    string
 	FileSinkRoot        string
-	Zap                 zap.Options
-	HealthSamplePeriod  time.Duration
+	// PositionsNamespace is where pipelines' positions are kept; the
+	// operator's own namespace when empty ("default" out of a cluster).
+	PositionsNamespace string
+	Zap                zap.Options
+	HealthSamplePeriod time.Duration
 	// KubeAPIQPS and KubeAPIBurst are client-go's client-side limit for the
 	// operator's API requests other than log streams.
 	KubeAPIQPS   float64
@@ -90,6 +94,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to; 0 disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader among replicas; only the leader runs controllers and workers.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; the operator's own namespace when empty.")
+	fs.StringVar(&o.PositionsNamespace, "positions-namespace", "", "Namespace where pipelines' positions are kept, out of tenants' reach; the operator's own namespace when empty (\"default\" outside a cluster).")
 	fs.StringVar(&o.FileSinkRoot, "file-sink-root", "/var/lib/log-capturer/files", "The only directory under which File sinks may write.")
 	fs.DurationVar(&o.HealthSamplePeriod, "health-sample-period", 15*time.Second, "How often each pipeline's numbers are sampled and its health re-judged.")
 	fs.Float64Var(&o.KubeAPIQPS, "kube-api-qps", DefaultKubeAPIQPS, "Client-side rate limit of the operator's API requests (reads, status, positions writes); log streams are paced by --log-open-rate instead.")
@@ -97,6 +102,16 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.LogOpenRate, "log-open-rate", DefaultLogOpenRate, "Log streams the operator opens per second at most, shared fairly between namespaces: containers ÷ rotation interval, summed over all pipelines, must fit (50/s fits 15,000 containers at the 5m default rotation); negative is unlimited.")
 	fs.IntVar(&o.LogOpenBurst, "log-open-burst", DefaultLogOpenBurst, "Log streams opened at once before --log-open-rate applies.")
 	o.Zap.BindFlags(fs)
+}
+
+// ownNamespace is the namespace the operator's pod runs in, or "default"
+// when it runs outside a cluster.
+func ownNamespace() string {
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+		return "default"
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // NewStreamClientset returns the clientset log streams are opened with:
@@ -198,6 +213,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating clientset: %w", err)
 	}
+	positionsNS := cmp.Or(o.PositionsNamespace, ownNamespace())
 	streams, err := NewStreamClientset(cfg)
 	if err != nil {
 		return err
@@ -219,9 +235,8 @@ func Run(ctx context.Context, o Options) error {
 		Sinks:          newSink,
 		Log:            ctrl.Log.WithName("workers"),
 		ForgetPipeline: factory.ForgetPipeline,
-		Positions: &positionstore.ConfigMapStore{Client: clientset,
-			OwnerAPIVersion: logsv1alpha1.GroupVersion.String(), OwnerKind: "LogPipeline"},
-		SamplePeriod: o.HealthSamplePeriod,
+		Positions:      &positionstore.ConfigMapStore{Client: clientset, Namespace: positionsNS, OwnerKind: "LogPipeline"},
+		SamplePeriod:   o.HealthSamplePeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the capture engine: %w", err)
