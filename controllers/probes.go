@@ -76,15 +76,18 @@ func configHash(cfg capture.SinkConfig) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// result returns the last probe of key's current configuration, and asks
-// for a new one when there is none or it is older than maxAge. ok is false
-// while no probe of this configuration has finished.
+// result returns the last probe of key, and asks for a new one when there
+// is none, it is older than maxAge or it probed another configuration. Until
+// the new one lands the last result stands, so that a changed credential
+// does not flip Ready to Unknown and back within milliseconds (a reconcile
+// reading the cache before the flip arrived would then skip the write back,
+// the object being "unchanged"). ok is false while no probe of key finished.
 func (p *probes) result(key types.NamespacedName, cfg capture.SinkConfig, maxAge time.Duration, now time.Time) (ok bool, err error) {
 	h := configHash(cfg)
 	p.mu.Lock()
 	r, have := p.results[key]
-	ok = have && r.hash == h
-	if (!ok || now.Sub(r.at) >= maxAge) && !p.pending[key] {
+	ok = have
+	if (!have || r.hash != h || now.Sub(r.at) >= maxAge) && !p.pending[key] {
 		p.pending[key] = true
 		if len(p.waiting[key.Namespace]) == 0 {
 			p.order = append(p.order, key.Namespace)

@@ -300,7 +300,9 @@ type RetrySpec struct {
 
 // BufferSpec bounds the per-pipeline queue of a sink.
 type BufferSpec struct {
-	// MaxBytes is the most bytes of log lines queued for this sink per pipeline.
+	// MaxBytes is the most memory the records queued for this sink per
+	// pipeline may take: each counts its line plus about 288 bytes of
+	// bookkeeping, so that the bound is what the queue costs.
 	// +optional
 	// +kubebuilder:default="8Mi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0 && quantity(string(self)).compareTo(quantity('1Gi')) <= 0",message="buffer.maxBytes must be between 1Ki and 1Gi"
