@@ -30,27 +30,22 @@ func TestOpenLimiterIsFairBetweenNamespaces(t *testing.T) {
 			})
 		}
 	}
-	enqueue("busy", 60)
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		l.mu.Lock()
-		n := len(l.queues["busy"])
-		l.mu.Unlock()
-		if n == 60 || time.Now().After(deadline) {
-			break
+	queued := func(ns string, n int) { // wait until ns has n waiters queued
+		for {
+			l.mu.Lock()
+			got := len(l.queues[ns])
+			l.mu.Unlock()
+			if got == n || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
 	}
+	enqueue("busy", 60)
+	queued("busy", 60)
 	enqueue("quiet", 3)
-	for {
-		l.mu.Lock()
-		n := len(l.queues["quiet"])
-		l.mu.Unlock()
-		if n == 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	queued("quiet", 3)
 	var runner sync.WaitGroup
 	runner.Go(func() { l.run(ctx) })
 	start := time.Now()

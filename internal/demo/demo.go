@@ -416,16 +416,19 @@ func watchPods(ctx context.Context, c client.Client, gens *generators) {
 		}
 	}
 	scan()
-	gens.wg.Go(func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				scan()
-			}
+	gens.wg.Go(func() { every(ctx, time.Second, scan) })
+}
+
+// every calls f every period until ctx ends.
+func every(ctx context.Context, period time.Duration, f func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
 		}
-	})
+	}
 }

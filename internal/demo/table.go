@@ -28,17 +28,8 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 }
 
 // liveTable prints the table every period until ctx ends.
-func liveTable(ctx context.Context, c client.Client, out io.Writer, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			printTable(ctx, c, out)
-		}
-	}
+func liveTable(ctx context.Context, c client.Client, out io.Writer, period time.Duration) {
+	every(ctx, period, func() { printTable(ctx, c, out) })
 }
 
 // printTable prints what each pipeline's status says, read through the API
