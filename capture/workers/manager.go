@@ -58,6 +58,10 @@ type Options struct {
 	// is unlimited. Containers ÷ rotation interval must fit in it.
 	LogOpenRate  float64
 	LogOpenBurst int
+	// PositionsWriteRate bounds how many positions objects the whole process
+	// writes per second, shared fairly between namespaces; zero is unlimited.
+	// Pipelines ÷ positions.writeInterval must fit in it, or writes are spaced.
+	PositionsWriteRate float64
 	// ForgetPipeline, when set, is called when a pipeline is removed, so that
 	// the sinks can forget what they keep per pipeline.
 	ForgetPipeline func(pipeline string)
@@ -112,8 +116,9 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	return &Manager{
 		opts: opts,
-		deps: deps{source: opts.Source, opens: newOpenLimiter(opts.LogOpenRate, opts.LogOpenBurst),
-			pods: opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
+		deps: deps{source: opts.Source, opens: newFairLimiter(opts.LogOpenRate, opts.LogOpenBurst),
+			writes: newFairLimiter(opts.PositionsWriteRate, int(opts.PositionsWriteRate)),
+			pods:   opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
 			samplePeriod: opts.SamplePeriod, log: opts.Log},
 		pipelines: map[types.NamespacedName]*pipelineEntry{},
 		kept:      map[types.NamespacedName]*keptState{},
@@ -310,6 +315,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	m.root = newGroup(ctx)
 	m.root.Go(m.deps.opens.run)
+	m.root.Go(m.deps.writes.run)
 	for _, e := range m.pipelines {
 		e.p.start(m.root)
 	}

@@ -8,13 +8,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// openLimiter paces the opening of log streams for the whole process and
-// shares the pace fairly between namespaces: each grant goes to the next
-// namespace with a waiting stream, in turn, so a namespace with many
-// containers or a short rotation waits for its own streams only. Every
-// open costs the API server and the kubelet a request; this is the one
-// place that bounds them (client-go's own limiter is off for log streams).
-type openLimiter struct {
+// fairLimiter paces a kind of API request for the whole process and shares
+// the pace fairly between namespaces: each grant goes to the next namespace
+// with a waiting request, in turn, so a namespace with many containers or
+// pipelines, or a short interval, waits for its own requests only. The
+// engine has two: log stream opens (every open costs the API server and the
+// kubelet a request; client-go's own limiter is off for log streams) and
+// positions writes.
+type fairLimiter struct {
 	limiter *rate.Limiter // nil: unlimited
 
 	mu     sync.Mutex
@@ -28,18 +29,18 @@ type openTicket struct {
 	cancelled bool
 }
 
-// newOpenLimiter allows perSecond opens a second, bursts of burst; a rate of
-// zero or less is unlimited.
-func newOpenLimiter(perSecond float64, burst int) *openLimiter {
-	l := &openLimiter{queues: map[string][]*openTicket{}, wake: make(chan struct{}, 1)}
+// newFairLimiter allows perSecond grants a second, bursts of burst; a rate
+// of zero or less is unlimited.
+func newFairLimiter(perSecond float64, burst int) *fairLimiter {
+	l := &fairLimiter{queues: map[string][]*openTicket{}, wake: make(chan struct{}, 1)}
 	if perSecond > 0 {
 		l.limiter = rate.NewLimiter(rate.Limit(perSecond), max(1, burst))
 	}
 	return l
 }
 
-// wait blocks until namespace may open a stream, or ctx ends.
-func (l *openLimiter) wait(ctx context.Context, namespace string) error {
+// wait blocks until namespace gets its grant, or ctx ends.
+func (l *fairLimiter) wait(ctx context.Context, namespace string) error {
 	if l == nil || l.limiter == nil {
 		return nil
 	}
@@ -65,9 +66,9 @@ func (l *openLimiter) wait(ctx context.Context, namespace string) error {
 	}
 }
 
-// run grants opens at the limiter's pace until ctx ends; the Manager runs
-// it in its goroutine group.
-func (l *openLimiter) run(ctx context.Context) {
+// run grants at the limiter's pace until ctx ends; the Manager runs it in
+// its goroutine group.
+func (l *fairLimiter) run(ctx context.Context) {
 	if l.limiter == nil {
 		return
 	}
@@ -86,14 +87,14 @@ func (l *openLimiter) run(ctx context.Context) {
 	}
 }
 
-func (l *openLimiter) waiting() bool {
+func (l *fairLimiter) waiting() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.order) > 0
 }
 
 // grant wakes the oldest live waiter of the next namespace in turn.
-func (l *openLimiter) grant() {
+func (l *fairLimiter) grant() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for len(l.order) > 0 {
@@ -120,8 +121,8 @@ func (l *openLimiter) grant() {
 	}
 }
 
-// rate is the configured opens per second, 0 for unlimited.
-func (l *openLimiter) perSecond() float64 {
+// perSecond is the configured rate, 0 for unlimited.
+func (l *fairLimiter) perSecond() float64 {
 	if l == nil || l.limiter == nil {
 		return 0
 	}

@@ -11,7 +11,7 @@ import (
 // before 3 of a quiet one: the quiet one's are granted in turn, within the
 // first few grants, not after the busy one's.
 func TestOpenLimiterIsFairBetweenNamespaces(t *testing.T) {
-	l := newOpenLimiter(200, 1)
+	l := newFairLimiter(200, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
@@ -69,7 +69,7 @@ func TestOpenLimiterIsFairBetweenNamespaces(t *testing.T) {
 }
 
 func TestOpenLimiterCancelledWaitersDoNotHoldOthers(t *testing.T) {
-	l := newOpenLimiter(100, 1)
+	l := newFairLimiter(100, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var runner sync.WaitGroup
@@ -96,7 +96,7 @@ func TestOpenLimiterCancelledWaitersDoNotHoldOthers(t *testing.T) {
 }
 
 func TestOpenLimiterUnlimited(t *testing.T) {
-	l := newOpenLimiter(0, 0)
+	l := newFairLimiter(0, 0)
 	for range 1000 {
 		if err := l.wait(context.Background(), "a"); err != nil {
 			t.Fatal(err)

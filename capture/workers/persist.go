@@ -70,22 +70,26 @@ func (p *pipeline) writePositions(ctx context.Context) {
 			<-p.fanoutDone // the sinks acknowledged what they could
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.deps.drainTimeout)
 			defer cancel()
-			p.flushPositions(wctx)
+			p.flushPositions(wctx, false) // the last write waits for no turn
 			return
 		case <-t.C:
-			p.flushPositions(ctx)
+			p.flushPositions(ctx, true)
 		}
 	}
 }
 
-// flushPositions writes the positions when they changed.
-func (p *pipeline) flushPositions(ctx context.Context) {
+// flushPositions writes the positions when they changed; paced, it first
+// waits for the namespace's turn under the process-wide write rate.
+func (p *pipeline) flushPositions(ctx context.Context, paced bool) {
 	ps := p.tracker
 	store := p.deps.store
 	ps.mu.Lock()
-	loaded := ps.loaded
+	loaded, dirty := ps.loaded, ps.dirty
 	ps.mu.Unlock()
-	if store == nil || !loaded {
+	if store == nil || !loaded || !dirty {
+		return
+	}
+	if paced && p.deps.writes.wait(ctx, p.cfg.Namespace) != nil {
 		return
 	}
 	now := time.Now()

@@ -106,7 +106,8 @@ type pipelineStats struct {
 // manager.
 type deps struct {
 	source       capture.LogSource
-	opens        *openLimiter
+	opens        *fairLimiter
+	writes       *fairLimiter
 	pods         client.Reader
 	store        capture.PositionStore
 	drainTimeout time.Duration

@@ -374,6 +374,32 @@ var _ = Describe("Durable positions", func() {
 			Should(Succeed(), "the positions are carried over into the operator's namespace")
 	})
 
+	It("share one positions write rate for the process", func() {
+		ns := newNamespace()
+		createPods(ns, 1)
+		h := startHarness(withStore, func(o *workers.Options) { o.PositionsWriteRate = 1 })
+		defer h.stop()
+		h.factory = func(string, capture.SinkConfig) capture.Sink { return &ackLaterSink{delay: 10 * time.Millisecond} }
+		gen := startGenerator(ns, []string{"gen-000"}, 20*time.Millisecond)
+		defer gen.stop()
+		keys := []types.NamespacedName{{Namespace: ns, Name: "a"}, {Namespace: ns, Name: "b"}, {Namespace: ns, Name: "c"}}
+		start := time.Now()
+		for _, key := range keys {
+			Expect(h.mgr.Apply(ctx, key, durableConfig(ns, key.Name, string(uuid.NewUUID())))).To(Succeed())
+		}
+		time.Sleep(6 * time.Second)
+		writes := 0.0
+		for _, key := range keys {
+			writes += testutilCounter(h, "log_capturer_positions_writes_total", key.String())
+		}
+		elapsed := time.Since(start).Seconds()
+		GinkgoWriter.Printf("3 pipelines writing every 1s under a rate of 1/s: %.0f writes in %.1fs\n", writes, elapsed)
+		// Three pipelines would write about 3 times a second; the rate allows
+		// one a second and a burst of one.
+		Expect(writes).To(BeNumerically("<=", elapsed+1))
+		Expect(writes).To(BeNumerically(">=", 2))
+	})
+
 	It("delete a deleted pipeline's positions", func() {
 		ns := newNamespace()
 		createPods(ns, 1)

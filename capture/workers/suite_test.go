@@ -110,10 +110,11 @@ func startHarness(opts ...func(*workers.Options)) *harness {
 	streams, err := operator.NewStreamClientset(cfg)
 	Expect(err).NotTo(HaveOccurred())
 	o := workers.Options{
-		Source:       apisource.New(streams),
-		LogOpenRate:  operator.DefaultLogOpenRate,
-		LogOpenBurst: operator.DefaultLogOpenBurst,
-		Pods:         podCache,
+		Source:             apisource.New(streams),
+		LogOpenRate:        operator.DefaultLogOpenRate,
+		LogOpenBurst:       operator.DefaultLogOpenBurst,
+		PositionsWriteRate: operator.DefaultPositionsWriteRate,
+		Pods:               podCache,
 		Sinks: func(pipeline string, c capture.SinkConfig) (capture.Sink, error) {
 			h.mu.Lock()
 			defer h.mu.Unlock()

@@ -55,6 +55,9 @@ const (
 	DefaultKubeAPIBurst = 100
 	DefaultLogOpenRate  = 50
 	DefaultLogOpenBurst = 50
+	// DefaultPositionsWriteRate fits 100 pipelines at the 5s default
+	// positions.writeInterval.
+	DefaultPositionsWriteRate = 20
 )
 
 // Options are the operator's settings.
@@ -80,6 +83,9 @@ type Options struct {
 	// ships, so that an embedder (or a test) runs what users run.
 	LogOpenRate  float64
 	LogOpenBurst int
+	// PositionsWriteRate bounds the positions writes of the process per
+	// second, fairly shared between namespaces; negative is unlimited.
+	PositionsWriteRate float64
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
 	// WrapSinks, when set, wraps the sink factory: an embedder adds or
@@ -101,6 +107,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", DefaultKubeAPIBurst, "Burst of --kube-api-qps.")
 	fs.Float64Var(&o.LogOpenRate, "log-open-rate", DefaultLogOpenRate, "Log streams the operator opens per second at most, shared fairly between namespaces: containers ÷ rotation interval, summed over all pipelines, must fit (50/s fits 15,000 containers at the 5m default rotation); negative is unlimited.")
 	fs.IntVar(&o.LogOpenBurst, "log-open-burst", DefaultLogOpenBurst, "Log streams opened at once before --log-open-rate applies.")
+	fs.Float64Var(&o.PositionsWriteRate, "positions-write-rate", DefaultPositionsWriteRate, "Positions objects the operator writes per second at most, shared fairly between namespaces: pipelines ÷ positions.writeInterval must fit (20/s fits 100 pipelines at the 5s default), or writes are spaced out; negative is unlimited.")
 	o.Zap.BindFlags(fs)
 }
 
@@ -166,6 +173,7 @@ func Run(ctx context.Context, o Options) error {
 	o.KubeAPIBurst = cmp.Or(o.KubeAPIBurst, DefaultKubeAPIBurst)
 	o.LogOpenRate = cmp.Or(o.LogOpenRate, DefaultLogOpenRate)
 	o.LogOpenBurst = cmp.Or(o.LogOpenBurst, DefaultLogOpenBurst)
+	o.PositionsWriteRate = cmp.Or(o.PositionsWriteRate, DefaultPositionsWriteRate)
 	root, err := filepath.Abs(o.FileSinkRoot)
 	if err != nil {
 		return fmt.Errorf("resolving --file-sink-root: %w", err)
@@ -228,15 +236,16 @@ func Run(ctx context.Context, o Options) error {
 		newSink = o.WrapSinks(newSink)
 	}
 	engine, err := workers.NewManager(workers.Options{
-		Source:         apisource.New(streams),
-		LogOpenRate:    o.LogOpenRate,
-		LogOpenBurst:   o.LogOpenBurst,
-		Pods:           mgr.GetCache(),
-		Sinks:          newSink,
-		Log:            ctrl.Log.WithName("workers"),
-		ForgetPipeline: factory.ForgetPipeline,
-		Positions:      &positionstore.ConfigMapStore{Client: clientset, Namespace: positionsNS, OwnerKind: "LogPipeline"},
-		SamplePeriod:   o.HealthSamplePeriod,
+		Source:             apisource.New(streams),
+		LogOpenRate:        o.LogOpenRate,
+		LogOpenBurst:       o.LogOpenBurst,
+		PositionsWriteRate: o.PositionsWriteRate,
+		Pods:               mgr.GetCache(),
+		Sinks:              newSink,
+		Log:                ctrl.Log.WithName("workers"),
+		ForgetPipeline:     factory.ForgetPipeline,
+		Positions:          &positionstore.ConfigMapStore{Client: clientset, Namespace: positionsNS, OwnerKind: "LogPipeline"},
+		SamplePeriod:       o.HealthSamplePeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the capture engine: %w", err)
