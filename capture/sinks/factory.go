@@ -50,7 +50,7 @@ func NewFactory(o Options) *Factory {
 // New builds the sink of one pipeline for one SinkConfig; it is a
 // runtime.SinkFactory.
 func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, error) {
-	s := newQueuedSink(pipeline, c, nil, nil, nil, nil)
+	s := newQueuedSink(pipeline, c)
 	var (
 		d   deliverer
 		err error

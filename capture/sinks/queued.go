@@ -59,10 +59,10 @@ type queuedSink struct {
 	lastRejection string
 }
 
-func newQueuedSink(pipeline string, cfg capture.SinkConfig, d deliverer, c *counters, duration prometheus.Observer,
-	onReject func(string)) *queuedSink {
-	s := &queuedSink{pipeline: pipeline, cfg: cfg, d: d, c: c, duration: duration,
-		onReject: onReject, done: make(chan struct{})}
+// newQueuedSink returns the sink with its queue; the Factory gives it its
+// deliverer, counters and callbacks.
+func newQueuedSink(pipeline string, cfg capture.SinkConfig) *queuedSink {
+	s := &queuedSink{pipeline: pipeline, cfg: cfg, done: make(chan struct{})}
 	s.q = newQueue(cfg.BufferMaxBytes, cfg.WhenFull, func(n int) { s.drop(n, dropBufferFull) })
 	return s
 }

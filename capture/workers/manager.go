@@ -220,17 +220,6 @@ func (m *Manager) Delete(ctx context.Context, key types.NamespacedName) error {
 	return nil
 }
 
-// Running lists the pipelines whose workers this Manager holds.
-func (m *Manager) Running() []types.NamespacedName {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]types.NamespacedName, 0, len(m.pipelines))
-	for k := range m.pipelines {
-		out = append(out, k)
-	}
-	return out
-}
-
 // Snapshot reports the numbers of a pipeline's workers, and false when the
 // pipeline is unknown.
 func (m *Manager) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {

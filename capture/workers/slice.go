@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -17,36 +16,13 @@ import (
 // readerPool reuses the line readers of stream slices.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
-// slice is one stream slice's request context: it is cancelled when the
-// rotation interval passes. The interval is counted from when the slice's
-// turn to open came (the process-wide open rate), never from before, so
-// that waiting for a turn is neither a rotation nor an error. It includes
-// the open itself: the kubelet answers a follow of an idle container only
-// with its first line, so an open may last the whole interval.
-type slice struct {
-	ctx     context.Context
-	cancel  context.CancelFunc
-	rotated atomic.Bool
-}
-
-func newSlice(parent context.Context) *slice {
-	s := &slice{}
-	s.ctx, s.cancel = context.WithCancel(parent)
-	return s
-}
-
-// startRotation ends the slice after d; the returned function stops the timer.
-func (s *slice) startRotation(d time.Duration) func() bool {
-	t := time.AfterFunc(d, func() { s.rotated.Store(true); s.cancel() })
-	return t.Stop
-}
-
-// classify tells why a stream ended from the contexts, the rotation and the error.
-func (s *slice) classify(ctx context.Context, err error) (outcome, error) {
+// classify tells why a stream ended from its contexts and error: ctx is the
+// slice's, rctx the slice's bounded by its rotation interval.
+func classify(ctx, rctx context.Context, err error) (outcome, error) {
 	switch {
 	case ctx.Err() != nil:
 		return outcomeStopped, nil
-	case s.rotated.Load():
+	case rctx.Err() != nil:
 		return outcomeRotated, nil
 	case errors.Is(err, capture.ErrLogNotFound):
 		return outcomeNotFound, err
@@ -57,22 +33,24 @@ func (s *slice) classify(ctx context.Context, err error) (outcome, error) {
 // runSlice follows one container's log for one rotation interval: it waits
 // for its turn to open (the process-wide open rate), then, for one rotation
 // interval, opens the stream at the container's position and hands every new
-// complete line to the pipeline; it closes the stream before it returns. It runs in exactly one goroutine,
-// which is the only reader and the only closer of the stream.
+// complete line to the pipeline; it closes the stream before it returns.
+// The interval counts from the turn, never from before, so that waiting for
+// it is neither a rotation nor an error; it includes the open, because the
+// kubelet answers a follow of an idle container only with its first line.
+// runSlice runs in exactly one goroutine, which is the only reader and the
+// only closer of the stream.
 func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
 	res := sliceResult{key: c.key, pos: c.pos, dupUntil: c.dupUntil}
 	if err := p.waitToOpen(ctx, c.namespace); err != nil {
 		res.outcome = outcomeStopped
 		return res
 	}
-	s := newSlice(ctx)
-	defer s.cancel()
-	stop := s.startRotation(p.cfg.RotationInterval)
-	defer stop()
-	body, err := p.deps.source.OpenLog(s.ctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.RotationInterval)
+	defer cancel()
+	body, err := p.deps.source.OpenLog(rctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
 		Container: c.name, Since: c.pos.Since, Follow: true})
 	if err != nil {
-		res.outcome, res.err = s.classify(ctx, err)
+		res.outcome, res.err = classify(ctx, rctx, err)
 		return res
 	}
 	p.stats.openStreams.Add(1)
@@ -80,16 +58,16 @@ func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
 	closeErr := body.Close()
 	p.stats.openStreams.Add(-1)
 	if errors.Is(err, errLogReplaced) {
-		return p.readPrevious(ctx, s, c, res)
+		return p.readPrevious(ctx, rctx, c, res)
 	}
-	if err == nil && closeErr != nil && s.ctx.Err() == nil {
+	if err == nil && closeErr != nil && rctx.Err() == nil {
 		err = fmt.Errorf("closing log stream: %w", closeErr)
 	}
-	if err == nil && s.ctx.Err() == nil {
+	if err == nil && rctx.Err() == nil {
 		res.outcome = outcomeEnded
 		return res
 	}
-	res.outcome, res.err = s.classify(ctx, err)
+	res.outcome, res.err = classify(ctx, rctx, err)
 	return res
 }
 
@@ -101,8 +79,8 @@ var errLogReplaced = errors.New("the container's log was replaced")
 // what the previous instance wrote after the position, then lets the next
 // slice follow the new instance from its start. The slice's rotation still
 // bounds it.
-func (p *pipeline) readPrevious(ctx context.Context, s *slice, c *container, res sliceResult) sliceResult {
-	body, err := p.deps.source.OpenLog(s.ctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
+func (p *pipeline) readPrevious(ctx, rctx context.Context, c *container, res sliceResult) sliceResult {
+	body, err := p.deps.source.OpenLog(rctx, capture.LogRequest{Namespace: c.namespace, Pod: c.pod,
 		Container: c.name, Since: res.pos.Since, Previous: true})
 	counted, lastBefore, countBefore := false, res.pos.Last, res.pos.Count
 	if err == nil {
@@ -111,8 +89,8 @@ func (p *pipeline) readPrevious(ctx context.Context, s *slice, c *container, res
 		_ = body.Close()
 		p.stats.openStreams.Add(-1)
 	}
-	if ctx.Err() != nil || s.ctx.Err() != nil {
-		res.outcome, res.err = s.classify(ctx, err)
+	if ctx.Err() != nil || rctx.Err() != nil {
+		res.outcome, res.err = classify(ctx, rctx, err)
 		return res
 	}
 	// Neither log holds the counted lines: what followed them is gone

@@ -19,12 +19,12 @@ type fairLimiter struct {
 	limiter *rate.Limiter // nil: unlimited
 
 	mu     sync.Mutex
-	queues map[string][]*openTicket
+	queues map[string][]*ticket
 	order  []string // namespaces with waiters, in turn
 	wake   chan struct{}
 }
 
-type openTicket struct {
+type ticket struct {
 	ready     chan struct{}
 	cancelled bool
 }
@@ -32,7 +32,7 @@ type openTicket struct {
 // newFairLimiter allows perSecond grants a second, bursts of burst; a rate
 // of zero or less is unlimited.
 func newFairLimiter(perSecond float64, burst int) *fairLimiter {
-	l := &fairLimiter{queues: map[string][]*openTicket{}, wake: make(chan struct{}, 1)}
+	l := &fairLimiter{queues: map[string][]*ticket{}, wake: make(chan struct{}, 1)}
 	if perSecond > 0 {
 		l.limiter = rate.NewLimiter(rate.Limit(perSecond), max(1, burst))
 	}
@@ -44,7 +44,7 @@ func (l *fairLimiter) wait(ctx context.Context, namespace string) error {
 	if l == nil || l.limiter == nil {
 		return nil
 	}
-	t := &openTicket{ready: make(chan struct{})}
+	t := &ticket{ready: make(chan struct{})}
 	l.mu.Lock()
 	if len(l.queues[namespace]) == 0 {
 		l.order = append(l.order, namespace)
@@ -101,7 +101,7 @@ func (l *fairLimiter) grant() {
 		ns := l.order[0]
 		l.order = l.order[1:]
 		q := l.queues[ns]
-		var t *openTicket
+		var t *ticket
 		for len(q) > 0 && t == nil {
 			if !q[0].cancelled {
 				t = q[0]
