@@ -148,7 +148,7 @@ func (r *SinkTargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&logsv1alpha1.SinkTarget{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sinksForSecret)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers})
+		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue})
 	if r.Prober != nil {
 		r.probes = newProbes(r.Prober)
 		if err := mgr.Add(r.probes); err != nil {
