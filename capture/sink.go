@@ -38,6 +38,19 @@ type SinkStats struct {
 	// while the sink delivers.
 	FailingSince time.Time
 	LastError    string
+	// MemoryShareLimited counts lines that found the namespace's share of
+	// the process's memory budget full, LastMemoryShareLimited when the
+	// last did. NamespaceQueuedBytes is what the namespace's queues hold
+	// now, of NamespaceShareBytes, its share of MemoryBudgetBytes divided
+	// between BudgetNamespaces namespaces (zero when there is no budget).
+	MemoryShareLimited     int64
+	LastMemoryShareLimited time.Time
+	NamespaceQueuedBytes   int64
+	NamespaceShareBytes    int64
+	MemoryBudgetBytes      int64
+	BudgetNamespaces       int
+	// WhenFull is the sink's policy for a full buffer or share.
+	WhenFull string
 }
 
 // StatsReporter is a Sink that reports SinkStats.

@@ -7,11 +7,21 @@ import "time"
 type Snapshot struct {
 	// Running is true while the pipeline's workers run.
 	Running bool
+	// HandingOver is true while a new configuration waits for the previous
+	// workers to drain their sinks and stop (at most the drain timeout).
+	HandingOver bool
 	// SelectedContainers, ActiveStreams and WaitingStreams describe the pool:
 	// waiting containers are due for a stream but every slot is taken.
 	SelectedContainers int
 	ActiveStreams      int
 	WaitingStreams     int
+	// NamespaceLimited is how many of the waiting containers wait for the
+	// operator's limit of streams per namespace rather than for the
+	// pipeline's own pool; NamespaceStreams are the streams the namespace's
+	// pipelines hold now, of NamespaceStreamLimit (zero when unlimited).
+	NamespaceLimited     int
+	NamespaceStreams     int
+	NamespaceStreamLimit int
 	// OpenStreams is how many response bodies are open now.
 	OpenStreams int
 	// Rotations counts streams closed and reopened on the rotation interval.

@@ -31,5 +31,9 @@ type LogSource interface {
 	OpenLog(ctx context.Context, req LogRequest) (io.ReadCloser, error)
 }
 
+// ErrWorkersStopping is wrapped by an engine's error when a pipeline's
+// workers are still draining and the call is to be made again shortly.
+var ErrWorkersStopping = errors.New("the workers are still stopping")
+
 // ErrLogNotFound is wrapped by a LogSource's error when the log does not exist.
 var ErrLogNotFound = errors.New("log not found")

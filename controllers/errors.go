@@ -53,6 +53,22 @@ func newRetry(reason, what string, err error, notReady bool) *retryError {
 	return &retryError{reason: reason, message: fmt.Sprintf("%s failed and is retried: %v.", what, err), err: err, notReady: notReady}
 }
 
+// waitError is a step that is under way and needs no retry with backoff:
+// the reconcile ends with Reconciling=True saying what it waits for, and
+// comes back after the given time.
+type waitError struct {
+	reason  string
+	message string
+	after   time.Duration
+}
+
+func (e *waitError) Error() string { return e.message }
+
+// wait returns a waitError; the message is a sentence for status.
+func wait(reason string, after time.Duration, format string, args ...any) error {
+	return &waitError{reason: reason, message: fmt.Sprintf(format, args...), after: after}
+}
+
 // statusObject is an object whose status has conditions and an observed generation.
 type statusObject interface {
 	conditions.Setter
@@ -63,6 +79,8 @@ type statusObject interface {
 // returned into the kstatus conditions (Ready, Reconciling, Stalled), the
 // observed generation and the result:
 //   - a stallError stalls the object and ends the reconcile without a retry;
+//   - a waitError marks it Reconciling with its reason and requeues after
+//     its time, without an error;
 //   - any other error marks it Reconciling (a retryError with its reason)
 //     and is returned, so that controller-runtime retries with backoff;
 //   - nil clears Reconciling and Stalled and requeues after requeueAfter.
@@ -76,6 +94,12 @@ func computeResult(obj statusObject, requeueAfter time.Duration, err error) (ctr
 		conditions.MarkTrue(obj, logsv1alpha1.ConditionStalled, se.reason, "%s", se.message)
 		conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
 		return ctrl.Result{}, nil
+	}
+	var we *waitError
+	if errors.As(err, &we) {
+		conditions.MarkTrue(obj, logsv1alpha1.ConditionReconciling, we.reason, "%s", we.message)
+		conditions.Delete(obj, logsv1alpha1.ConditionStalled)
+		return ctrl.Result{RequeueAfter: we.after}, nil
 	}
 	if err != nil {
 		re := &retryError{reason: logsv1alpha1.ReasonProgressing, message: fmt.Sprintf("Reconciling failed and is retried: %v.", err)}

@@ -59,6 +59,9 @@ type LogPipelineReconciler struct {
 	// SamplePeriod is how often a running pipeline's health is re-judged
 	// and its numbers refreshed; 15s when zero.
 	SamplePeriod time.Duration
+	// MinRotation is the shortest rotation interval allowed; zero allows
+	// what the schema allows.
+	MinRotation time.Duration
 
 	readyEvents readyEvents
 }
@@ -72,6 +75,10 @@ type LogPipelineReconciler struct {
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// handOverPoll is how often a pipeline whose workers hand over (a new
+// configuration, or a deletion) is looked at again.
+const handOverPoll = time.Second
 
 // Reconcile brings one LogPipeline's workers and status in line with its spec.
 func (r *LogPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
@@ -123,6 +130,10 @@ func (r *LogPipelineReconciler) persistFinalizer(ctx context.Context, obj *logsv
 
 func (r *LogPipelineReconciler) reconcileDelete(ctx context.Context, obj *logsv1alpha1.LogPipeline) error {
 	if err := r.Workers.Delete(ctx, client.ObjectKeyFromObject(obj)); err != nil {
+		if errors.Is(err, capture.ErrWorkersStopping) {
+			return wait(logsv1alpha1.ReasonDeleting, handOverPoll,
+				"The workers of the deleted pipeline drain their sinks and store their last positions (at most the drain timeout); the finalizer is removed once they stopped.")
+		}
 		return fmt.Errorf("stopping workers of deleted pipeline: %w", err)
 	}
 	controllerutil.RemoveFinalizer(obj, Finalizer)
@@ -154,6 +165,11 @@ func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1
 		return ctrl.Result{}, retryNotReady(logsv1alpha1.ReasonApplyFailed, "Applying the worker configuration", err)
 	}
 	snap, _ := r.Workers.Snapshot(key)
+	if snap.HandingOver {
+		msg := "The new configuration waits for the previous workers to hand over: they drain their sinks (at most the drain timeout) and store their positions, and the new workers resume from there."
+		conditions.MarkUnknown(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonHandingOver, "%s", msg)
+		return ctrl.Result{}, wait(logsv1alpha1.ReasonHandingOver, handOverPoll, "%s", msg)
+	}
 	r.summarize(obj, snap, sinks)
 	return ctrl.Result{RequeueAfter: durationOr(r.SamplePeriod, 15*time.Second)}, nil
 }
@@ -162,6 +178,9 @@ func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1
 // pipeline names; a failure to read is retried, anything else stalls.
 func (r *LogPipelineReconciler) resolve(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]capture.SinkConfig, error) {
 	if err := validateSelector(obj); err != nil {
+		return nil, err
+	}
+	if err := validateLimits(obj, r.MinRotation); err != nil {
 		return nil, err
 	}
 	sinks, err := r.resolveSinks(ctx, obj)
@@ -237,7 +256,7 @@ func (r *LogPipelineReconciler) stopIfStalled(ctx context.Context, obj *logsv1al
 		return fmt.Errorf("stopping workers of stalled pipeline: %w", rerr)
 	}
 	obj.Status.Workers = nil
-	if se.reason != logsv1alpha1.ReasonInvalidSpec {
+	if se.reason != logsv1alpha1.ReasonInvalidSpec && se.reason != logsv1alpha1.ReasonOutsideOperatorLimits {
 		conditions.MarkFalse(obj, logsv1alpha1.ConditionSinksReady, se.reason, "%s", se.message)
 	}
 	for _, t := range []string{logsv1alpha1.ConditionWorkersHealthy, logsv1alpha1.ConditionFlowHealthy, logsv1alpha1.ConditionPositionsStored} {
@@ -281,7 +300,7 @@ func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, deletingPredicate()))).
 		Watches(&logsv1alpha1.SinkTarget{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSink)).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue}).
 		Complete(r)
 }
 

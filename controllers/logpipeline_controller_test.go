@@ -275,6 +275,50 @@ var _ = Describe("LogPipeline controller", func() {
 		Expect(ok).To(BeFalse(), "no worker is left for a deleted pipeline")
 	})
 
+	It("shows a hand-over as Ready=Unknown/HandingOver, Reconciling, and becomes Ready when it is done", func() {
+		Expect(k8sClient.Create(ctx, builders.Sink(ns, "out").Stdout().Build())).To(Succeed())
+		key := types.NamespacedName{Namespace: ns, Name: "handover"}
+		workers.setHandingOver(key, true)
+		Expect(k8sClient.Create(ctx, builders.Pipeline(ns, key.Name, "out").Build())).To(Succeed())
+		Eventually(condition(key, logsv1alpha1.ConditionReady), timeout, interval).
+			Should(haveReason(metav1.ConditionUnknown, logsv1alpha1.ReasonHandingOver))
+		Expect(condition(key, logsv1alpha1.ConditionReconciling)(Default)).To(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonHandingOver))
+		Eventually(kstatusOf(key), timeout, interval).Should(Equal(status.InProgressStatus))
+		workers.setHandingOver(key, false)
+		Eventually(condition(key, logsv1alpha1.ConditionReady), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonWorkersRunning))
+		Expect(condition(key, logsv1alpha1.ConditionReconciling)(Default)).To(BeNil())
+	})
+
+	It("keeps the finalizer while a deleted pipeline's workers still stop", func() {
+		Expect(k8sClient.Create(ctx, builders.Sink(ns, "out").Stdout().Build())).To(Succeed())
+		p := builders.Pipeline(ns, "slowstop", "out").Build()
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		key := client.ObjectKeyFromObject(p)
+		Eventually(condition(key, logsv1alpha1.ConditionReady), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonWorkersRunning))
+		workers.stopSlowly(key, 2)
+		Expect(k8sClient.Delete(ctx, p)).To(Succeed())
+		Eventually(condition(key, logsv1alpha1.ConditionReconciling), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonDeleting))
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8sClient.Get(ctx, key, &logsv1alpha1.LogPipeline{}))
+		}, timeout, interval).Should(BeTrue(), "the finalizer goes once the workers stopped")
+	})
+
+	It("refuses a rotation interval below the operator's minimum with the numbers", func() {
+		Expect(k8sClient.Create(ctx, builders.Sink(ns, "out").Stdout().Build())).To(Succeed())
+		key := types.NamespacedName{Namespace: ns, Name: "fast"}
+		Expect(k8sClient.Create(ctx, builders.Pipeline(ns, key.Name, "out").With(func(p *logsv1alpha1.LogPipeline) {
+			p.Spec.Rotation.Interval = metav1.Duration{Duration: time.Second}
+		}).Build())).To(Succeed())
+		Eventually(condition(key, logsv1alpha1.ConditionStalled), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonOutsideOperatorLimits))
+		Expect(condition(key, logsv1alpha1.ConditionReady)(Default).Message).To(ContainSubstring("1s is shorter than the operator's minimum of 2s"))
+		_, running := workers.config(key)
+		Expect(running).To(BeFalse())
+	})
+
 	It("reports a failing runtime as Reconciling and retries", func() {
 		Expect(k8sClient.Create(ctx, builders.Sink(ns, "out").Stdout().Build())).To(Succeed())
 		key := types.NamespacedName{Namespace: ns, Name: "app"}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -313,6 +314,16 @@ func validateSelector(p *logsv1alpha1.LogPipeline) error {
 	}
 	if _, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err != nil {
 		return stall(logsv1alpha1.ReasonInvalidSpec, "spec.selector is not a valid label selector: %v.", err)
+	}
+	return nil
+}
+
+// validateLimits refuses what the operator's admin does not allow.
+func validateLimits(p *logsv1alpha1.LogPipeline, minRotation time.Duration) error {
+	if d := p.Spec.Rotation.Interval.Duration; minRotation > 0 && d > 0 && d < minRotation {
+		return stall(logsv1alpha1.ReasonOutsideOperatorLimits,
+			"spec.rotation.interval %s is shorter than the operator's minimum of %s (--min-rotation-interval): every rotation reopens each selected container's log stream, a request to the API server and the kubelet.",
+			d, minRotation)
 	}
 	return nil
 }

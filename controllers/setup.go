@@ -19,6 +19,9 @@ type Options struct {
 	Deliveries Deliveries
 	// SamplePeriod is how often pipelines' health is re-judged; 15s when zero.
 	SamplePeriod time.Duration
+	// MinRotationInterval is the shortest rotation interval a pipeline may
+	// ask for; zero allows what the schema allows.
+	MinRotationInterval time.Duration
 }
 
 // Setup registers the field indexes and both controllers on mgr.
@@ -32,6 +35,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		Recorder:     mgr.GetEventRecorder("logpipeline-controller"),
 		Workers:      workers,
 		SamplePeriod: opts.SamplePeriod,
+		MinRotation:  opts.MinRotationInterval,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
 	}

@@ -3,9 +3,11 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -89,7 +91,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	workers = newFakeWorkers()
-	Expect(controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: prober})).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: prober, MinRotationInterval: minRotation})).To(Succeed())
 	rejects = controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
 	Expect(mgr.Add(rejects)).To(Succeed())
 	go func() {
@@ -103,6 +105,9 @@ var _ = AfterSuite(func() {
 	cancel()
 	<-mgrDone
 })
+
+// minRotation is the operator's --min-rotation-interval in this suite.
+const minRotation = 2 * time.Second
 
 // writeCounter counts status patches per object.
 type writeCounter struct {
@@ -132,6 +137,10 @@ type fakeWorkers struct {
 	applies  map[types.NamespacedName]int
 	removes  map[types.NamespacedName]int
 	failWith map[types.NamespacedName]error
+	// handingOver makes a pipeline's snapshot say HandingOver; stopping is
+	// how many more Deletes of a key say the workers still stop.
+	handingOver map[types.NamespacedName]bool
+	stopping    map[types.NamespacedName]int
 }
 
 func newFakeWorkers() *fakeWorkers {
@@ -140,7 +149,22 @@ func newFakeWorkers() *fakeWorkers {
 		applies:  map[types.NamespacedName]int{},
 		removes:  map[types.NamespacedName]int{},
 		failWith: map[types.NamespacedName]error{},
+
+		handingOver: map[types.NamespacedName]bool{},
+		stopping:    map[types.NamespacedName]int{},
 	}
+}
+
+func (f *fakeWorkers) setHandingOver(key types.NamespacedName, v bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.handingOver[key] = v
+}
+
+func (f *fakeWorkers) stopSlowly(key types.NamespacedName, deletes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopping[key] = deletes
 }
 
 func (f *fakeWorkers) Apply(_ context.Context, key types.NamespacedName, c capture.PipelineConfig) error {
@@ -163,7 +187,16 @@ func (f *fakeWorkers) Remove(_ context.Context, key types.NamespacedName) error 
 }
 
 func (f *fakeWorkers) Delete(ctx context.Context, key types.NamespacedName) error {
-	return f.Remove(ctx, key)
+	if err := f.Remove(ctx, key); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopping[key] > 0 {
+		f.stopping[key]--
+		return fmt.Errorf("pipeline %s: %w", key, capture.ErrWorkersStopping)
+	}
+	return nil
 }
 
 func (f *fakeWorkers) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {
@@ -171,6 +204,9 @@ func (f *fakeWorkers) Snapshot(key types.NamespacedName) (capture.Snapshot, bool
 	defer f.mu.Unlock()
 	if _, ok := f.configs[key]; !ok {
 		return capture.Snapshot{}, false
+	}
+	if f.handingOver[key] {
+		return capture.Snapshot{HandingOver: true}, true
 	}
 	return capture.Snapshot{Running: true, SelectedContainers: 3, ActiveStreams: 2, WaitingStreams: 1, Goroutines: 4, OpenFDs: 12}, true
 }

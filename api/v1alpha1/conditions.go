@@ -30,6 +30,13 @@ const (
 	ReasonWorkersRunning = "WorkersRunning"
 	// ReasonProgressing means the controller is applying a new spec.
 	ReasonProgressing = "Progressing"
+	// ReasonHandingOver means a new configuration waits for the previous
+	// workers to drain their sinks and store their positions.
+	ReasonHandingOver = "HandingOver"
+	// ReasonOutsideOperatorLimits means the spec asks for more than the
+	// operator's admin allows (a rotation interval below the operator's
+	// minimum, say).
+	ReasonOutsideOperatorLimits = "OutsideOperatorLimits"
 	// ReasonSuspended means spec.suspend is true and no worker runs.
 	ReasonSuspended = "Suspended"
 	// ReasonDeleting means the object is being deleted.
@@ -100,6 +107,10 @@ const (
 	// ReasonAllDataDropped means every sink dropped everything it got
 	// within the window.
 	ReasonAllDataDropped = "AllDataDropped"
+	// ReasonMemoryShareExhausted means the namespace's queued lines fill its
+	// share of the operator's memory budget: Block sinks hold their readers
+	// back (nothing is lost), Drop sinks drop and count.
+	ReasonMemoryShareExhausted = "MemoryShareExhausted"
 	// ReasonBufferFillingUp means a sink's queue is over 80% full.
 	ReasonBufferFillingUp = "BufferFillingUp"
 	// ReasonSinkUnavailable means a sink has failed for longer than its

@@ -22,9 +22,16 @@ type Options struct {
 	Stdout io.Writer
 	// FileRoot is the only directory File sinks may write under.
 	FileRoot string
+	// FileQuotaPerNamespace and FileQuotaTotal bound what File sinks may
+	// keep on disk (maxSize × (maxFiles + 1) of each file), per namespace
+	// and over all namespaces; zero is unlimited.
+	FileQuotaPerNamespace, FileQuotaTotal int64
 	// RequestTimeout bounds one HTTP send, so that a hanging server is
 	// retried; 30s when zero.
 	RequestTimeout time.Duration
+	// Budget bounds the bytes queued by all sinks, shared fairly between
+	// namespaces; nil is unlimited.
+	Budget *Budget
 	// OnReject is told when a destination refuses a batch for good, with
 	// the pipeline, the SinkTarget's name and the server's message.
 	OnReject func(pipeline, sink, message string)
@@ -44,13 +51,13 @@ func NewFactory(o Options) *Factory {
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = 30 * time.Second
 	}
-	return &Factory{registry: newRegistry(), opts: o, stdout: &lockedWriter{w: o.Stdout}, files: newFileRegistry(o.FileRoot)}
+	return &Factory{registry: newRegistry(), opts: o, stdout: &lockedWriter{w: o.Stdout}, files: newFileRegistry(o.FileRoot, o.FileQuotaPerNamespace, o.FileQuotaTotal)}
 }
 
 // New builds the sink of one pipeline for one SinkConfig; it is a
 // runtime.SinkFactory.
 func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, error) {
-	s := newQueuedSink(pipeline, c)
+	s := newQueuedSink(pipeline, c, f.opts.Budget)
 	var (
 		d   deliverer
 		err error
@@ -61,7 +68,7 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 	case capture.SinkHTTP:
 		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout)
 	case capture.SinkFile:
-		d, err = f.files.open(c.File)
+		d, err = f.files.open(namespaceOf(pipeline), c.File)
 	case capture.SinkStdout:
 		d = &writerDeliverer{w: f.stdout, raw: c.Stdout != nil && c.Stdout.Raw}
 	default:
@@ -74,7 +81,12 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 	if f.opts.OnReject != nil {
 		s.onReject = func(msg string) { f.opts.OnReject(pipeline, c.Name, msg) }
 	}
-	s.release = func() { f.detach(pipeline, s) }
+	ns := namespaceOf(pipeline)
+	f.opts.Budget.join(ns)
+	s.release = func() {
+		f.detach(pipeline, s)
+		f.opts.Budget.leave(ns)
+	}
 	f.attach(pipeline, s)
 	return s, nil
 }

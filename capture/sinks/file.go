@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/log-capturer/log-capturer/capture"
 )
 
@@ -20,14 +22,51 @@ import (
 // to it, and closes it when the last of them is done.
 type fileRegistry struct {
 	root string
+	// perNamespace and total bound the bytes File sinks may keep on disk
+	// (each file's maxSize × (maxFiles + 1)), per namespace and over all;
+	// zero is unlimited.
+	perNamespace, total int64
 
 	mu      sync.Mutex
 	writers map[string]*fileWriter
 }
 
-func newFileRegistry(root string) *fileRegistry {
-	return &fileRegistry{root: root, writers: map[string]*fileWriter{}}
+func newFileRegistry(root string, perNamespace, total int64) *fileRegistry {
+	return &fileRegistry{root: root, perNamespace: perNamespace, total: total, writers: map[string]*fileWriter{}}
 }
+
+// ErrFileQuota is returned for a File sink whose files would exceed the
+// operator's disk quota.
+var ErrFileQuota = errors.New("over the operator's file sink quota")
+
+// keeps is what a File sink may keep on disk: its file and the rotated ones.
+func keeps(c *capture.FileConfig) int64 { return c.MaxSize * int64(c.MaxFiles+1) }
+
+// checkQuotaLocked refuses a file of namespace ns that would keep need
+// bytes (replacing what w, when set, kept) beyond a quota.
+func (r *fileRegistry) checkQuotaLocked(ns string, need int64, w *fileWriter) error {
+	var inNS, all int64
+	for _, o := range r.writers {
+		if o == w {
+			continue
+		}
+		all += o.keeps
+		if o.namespace == ns {
+			inNS += o.keeps
+		}
+	}
+	if r.perNamespace > 0 && inNS+need > r.perNamespace {
+		return fmt.Errorf("the File sinks of namespace %s would keep up to %s on disk (maxSize × (maxFiles + 1) of each file; this one %s), over the operator's quota of %s per namespace (--file-quota-per-namespace): %w",
+			ns, quantity(inNS+need), quantity(need), quantity(r.perNamespace), ErrFileQuota)
+	}
+	if r.total > 0 && all+need > r.total {
+		return fmt.Errorf("the File sinks of all namespaces would keep up to %s on disk (this one %s), over the operator's total quota of %s (--file-quota-total): %w",
+			quantity(all+need), quantity(need), quantity(r.total), ErrFileQuota)
+	}
+	return nil
+}
+
+func quantity(n int64) string { return resource.NewQuantity(n, resource.BinarySI).String() }
 
 // ErrOutsideRoot is returned for a file sink path that leaves the file sink root.
 var ErrOutsideRoot = errors.New("path leaves the file sink root")
@@ -66,7 +105,7 @@ func (r *fileRegistry) resolve(rel string) (string, error) {
 	return filepath.Join(realDir, filepath.Base(full)), nil
 }
 
-func (r *fileRegistry) open(c *capture.FileConfig) (*fileDeliverer, error) {
+func (r *fileRegistry) open(ns string, c *capture.FileConfig) (*fileDeliverer, error) {
 	path, err := r.resolve(c.Path)
 	if err != nil {
 		return nil, err
@@ -74,8 +113,15 @@ func (r *fileRegistry) open(c *capture.FileConfig) (*fileDeliverer, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.writers[path]
+	owner := ns
+	if ok {
+		owner = w.namespace // the namespace that opened it first
+	}
+	if err := r.checkQuotaLocked(owner, keeps(c), w); err != nil {
+		return nil, err
+	}
 	if !ok {
-		w = &fileWriter{path: path}
+		w = &fileWriter{path: path, namespace: ns}
 		if err := w.openFile(); err != nil {
 			return nil, err
 		}
@@ -83,6 +129,7 @@ func (r *fileRegistry) open(c *capture.FileConfig) (*fileDeliverer, error) {
 	}
 	w.refs++
 	w.maxSize, w.maxFiles, w.compress = c.MaxSize, c.MaxFiles, c.Compress
+	w.keeps = keeps(c)
 	return &fileDeliverer{reg: r, w: w, raw: c.Raw}, nil
 }
 
@@ -99,11 +146,15 @@ func (r *fileRegistry) release(w *fileWriter) error {
 
 // fileWriter appends to one file, rotating it by size.
 type fileWriter struct {
-	path     string
-	refs     int
-	maxSize  int64
-	maxFiles int
-	compress bool
+	path string
+	// namespace opened it first; keeps is what it may keep on disk, counted
+	// against that namespace's quota.
+	namespace string
+	keeps     int64
+	refs      int
+	maxSize   int64
+	maxFiles  int
+	compress  bool
 
 	mu   sync.Mutex
 	f    *os.File

@@ -15,13 +15,14 @@ import (
 type dropReason int
 
 const (
-	dropBufferFull dropReason = iota // a Drop policy with a full queue
-	dropRejected                     // the destination refused the batch for good
-	dropShutdown                     // given up at shutdown, not acknowledged: read again
+	dropBufferFull  dropReason = iota // a Drop policy with a full queue
+	dropRejected                      // the destination refused the batch for good
+	dropShutdown                      // given up at shutdown, not acknowledged: read again
+	dropMemoryShare                   // a Drop policy with the namespace's memory share full
 	dropReasons
 )
 
-var dropReasonNames = [dropReasons]string{"buffer_full", "rejected", "shutdown"}
+var dropReasonNames = [dropReasons]string{"buffer_full", "rejected", "shutdown", "memory_share"}
 
 // counters are one (pipeline, sink)'s counts, the one source of both its
 // SinkStats and its Prometheus series. They outlive the sink across a
@@ -32,6 +33,9 @@ type counters struct {
 	truncated, possibleDuplicates                atomic.Int64
 	dropped                                      [dropReasons]atomic.Int64
 	lastSuccessNanos, lastRejectedNanos          atomic.Int64
+	// memoryShareLimited counts records that found the namespace's memory
+	// share full (then dropped or waited for, by whenFull).
+	memoryShareLimited, lastShareLimitedNanos atomic.Int64
 }
 
 func (c *counters) stats(name string) capture.SinkStats {
@@ -46,6 +50,10 @@ func (c *counters) stats(name string) capture.SinkStats {
 	st.RejectedLines = c.dropped[dropRejected].Load()
 	if t := c.lastRejectedNanos.Load(); t != 0 {
 		st.LastRejected = time.Unix(0, t)
+	}
+	st.MemoryShareLimited = c.memoryShareLimited.Load()
+	if t := c.lastShareLimitedNanos.Load(); t != 0 {
+		st.LastMemoryShareLimited = time.Unix(0, t)
 	}
 	return st
 }
@@ -132,6 +140,9 @@ var sinkMetrics = []sinkSeries{
 		func(c *counters) *atomic.Int64 { return &c.failedBatches }),
 	sinkCounter("log_capturer_sink_retries_total", "Send attempts that repeated a failed one.",
 		func(c *counters) *atomic.Int64 { return &c.retries }),
+	sinkCounter("log_capturer_sink_memory_share_limited_total",
+		"Lines that found their namespace's share of the operator's memory budget full; Block sinks waited for room, Drop sinks dropped them (counted in dropped_lines_total{reason=\"memory_share\"}).",
+		func(c *counters) *atomic.Int64 { return &c.memoryShareLimited }),
 	sinkCounter("log_capturer_sink_truncated_lines_total", "Lines truncated to the destination's size limit.",
 		func(c *counters) *atomic.Int64 { return &c.truncated }),
 	sinkCounter("log_capturer_sink_possible_duplicate_lines_total",
@@ -150,7 +161,7 @@ var sinkMetrics = []sinkSeries{
 }
 
 var droppedDesc = prometheus.NewDesc("log_capturer_sink_dropped_lines_total",
-	"Lines dropped, by reason: buffer_full (a Drop policy), rejected (the destination refused them), shutdown.",
+	"Lines dropped, by reason: buffer_full (a Drop policy with the sink's buffer full), memory_share (a Drop policy with the namespace's memory share full), rejected (the destination refused them), shutdown (not acknowledged; read again).",
 	[]string{"pipeline", "sink", "reason"}, nil)
 
 // Describe sends the descriptions of every sink metric.

@@ -37,10 +37,13 @@ func lineBytes(r *capture.Record) int64 { return int64(len(r.Line)) }
 
 // queue is a FIFO of records bounded in bytes, with one pusher and one
 // popper. A record larger than the bound is taken when the queue is empty,
-// so that it cannot block forever.
+// so that it cannot block forever. Its bytes also count against its
+// namespace's share of the process's Budget.
 type queue struct {
 	max    int64
 	policy string
+	budget *Budget
+	ns     string
 
 	mu     sync.Mutex
 	recs   []*capture.Record
@@ -52,12 +55,14 @@ type queue struct {
 	notify chan struct{}
 	space  chan struct{}
 
-	// onDrop counts dropped lines by policy.
-	onDrop func(n int)
+	// onDrop counts dropped lines by reason; onShare is told each time a
+	// record found the namespace's share full.
+	onDrop  func(n int, reason dropReason)
+	onShare func()
 }
 
-func newQueue(maxBytes int64, policy string, onDrop func(int)) *queue {
-	return &queue{max: maxBytes, policy: policy, onDrop: onDrop,
+func newQueue(maxBytes int64, policy string, budget *Budget, ns string, onDrop func(int, dropReason), onShare func()) *queue {
+	return &queue{max: maxBytes, policy: policy, budget: budget, ns: ns, onDrop: onDrop, onShare: onShare,
 		notify: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 }
 
@@ -68,44 +73,64 @@ func signal(c chan struct{}) {
 	}
 }
 
-// push adds r, applying the queue's policy when it is full. With Block it
-// waits for room until ctx ends.
+// push adds r, applying the queue's policy when it is full or its
+// namespace's share of the budget is. With Block it waits for room until
+// ctx ends.
 func (q *queue) push(ctx context.Context, r *capture.Record) error {
 	size := recordSize(r)
 	for {
 		q.mu.Lock()
-		if q.bytes == 0 || q.bytes+size <= q.max {
-			q.recs = append(q.recs, r)
-			q.bytes += size
-			q.mu.Unlock()
-			signal(q.notify)
-			return nil
+		fits := q.bytes == 0 || q.bytes+size <= q.max
+		var freed <-chan struct{}
+		if fits {
+			var ok bool
+			if ok, freed = q.budget.reserve(q.ns, size); ok {
+				q.recs = append(q.recs, r)
+				q.bytes += size
+				q.mu.Unlock()
+				signal(q.notify)
+				return nil
+			}
+			q.onShare()
+		}
+		reason := dropBufferFull
+		if fits {
+			reason = dropMemoryShare
 		}
 		// A dropped record is done with: it was counted, and the position
 		// may pass it.
-		switch q.policy {
-		case DropNewest:
+		switch {
+		case q.policy == DropNewest, q.policy == DropOldest && q.head == len(q.recs):
 			q.mu.Unlock()
-			q.onDrop(1)
+			q.onDrop(1, reason)
 			r.Ack()
 			return nil
-		case DropOldest:
-			var dropped []*capture.Record
-			for q.bytes > 0 && q.bytes+size > q.max {
-				q.bytes -= recordSize(q.recs[q.head])
+		case q.policy == DropOldest:
+			var (
+				dropped []*capture.Record
+				freedN  int64
+			)
+			// Make room in the queue, or (for the share) at least as much
+			// as r needs, from this queue's own oldest records.
+			for q.head < len(q.recs) && (q.bytes+size > q.max || (fits && freedN < size)) {
+				n := recordSize(q.recs[q.head])
+				q.bytes -= n
+				freedN += n
 				dropped = append(dropped, q.recs[q.head])
 				q.recs[q.head] = nil
 				q.head++
 			}
 			q.compact()
 			q.mu.Unlock()
-			q.onDrop(len(dropped))
+			q.budget.release(q.ns, freedN)
+			q.onDrop(len(dropped), reason)
 			capture.AckAll(dropped)
 			continue
 		}
 		q.mu.Unlock()
 		select {
 		case <-q.space:
+		case <-freed: // nil unless the share was full
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -132,6 +157,29 @@ func (q *queue) close() {
 	q.closed = true
 	q.mu.Unlock()
 	signal(q.notify)
+}
+
+// sent gives the budget back the bytes of a batch the sender is done with
+// (delivered, refused or given up): a batch in flight still holds memory, so
+// it counts against the share until then.
+func (q *queue) sent(batch []*capture.Record) {
+	var n int64
+	for _, r := range batch {
+		n += recordSize(r)
+	}
+	q.budget.release(q.ns, n)
+}
+
+// discard forgets what is still queued once nobody will send it (the
+// records are not acknowledged: the workers read them again), giving its
+// bytes back to the budget.
+func (q *queue) discard() {
+	q.mu.Lock()
+	n := q.bytes
+	clear(q.recs)
+	q.recs, q.head, q.bytes = nil, 0, 0
+	q.mu.Unlock()
+	q.budget.release(q.ns, n)
 }
 
 // size is the queued bytes.

@@ -59,12 +59,18 @@ type queuedSink struct {
 	lastRejection string
 }
 
-// newQueuedSink returns the sink with its queue; the Factory gives it its
+// newQueuedSink returns the sink with its queue, whose bytes count against
+// the pipeline's namespace's share of budget; the Factory gives it its
 // deliverer, counters and callbacks.
-func newQueuedSink(pipeline string, cfg capture.SinkConfig) *queuedSink {
+func newQueuedSink(pipeline string, cfg capture.SinkConfig, budget *Budget) *queuedSink {
 	s := &queuedSink{pipeline: pipeline, cfg: cfg, done: make(chan struct{})}
-	s.q = newQueue(cfg.BufferMaxBytes, cfg.WhenFull, func(n int) { s.drop(n, dropBufferFull) })
+	s.q = newQueue(cfg.BufferMaxBytes, cfg.WhenFull, budget, namespaceOf(pipeline), s.drop, s.shareLimited)
 	return s
+}
+
+func (s *queuedSink) shareLimited() {
+	s.c.memoryShareLimited.Add(1)
+	s.c.lastShareLimitedNanos.Store(time.Now().UnixNano())
 }
 
 // Write queues r, applying the sink's whenFull policy.
@@ -96,6 +102,7 @@ func (s *queuedSink) drain(ctx context.Context) {
 			return
 		}
 		s.send(ctx, batch)
+		s.q.sent(batch)
 		clear(batch)
 	}
 }
@@ -220,6 +227,9 @@ func (s *queuedSink) Stats() capture.SinkStats {
 	st := s.c.stats(s.cfg.Name)
 	st.QueueBytes = s.q.size()
 	st.QueueMaxBytes = s.cfg.BufferMaxBytes
+	st.WhenFull = s.cfg.WhenFull
+	st.NamespaceQueuedBytes, st.NamespaceShareBytes, st.BudgetNamespaces = s.q.budget.usage(s.q.ns)
+	st.MemoryBudgetBytes = s.q.budget.Total()
 	s.mu.Lock()
 	st.FailingSince, st.LastError, st.LastRejection = s.failingSince, s.lastError, s.lastRejection
 	s.mu.Unlock()
@@ -243,6 +253,7 @@ func (s *queuedSink) Close(ctx context.Context) error {
 	if cerr := s.d.close(ctx); cerr != nil && err == nil {
 		err = cerr
 	}
+	s.q.discard()
 	if s.release != nil {
 		s.release()
 	}

@@ -30,6 +30,7 @@ func readAll(t *testing.T, maxLine int, body io.Reader) ([]capture.Record, *pipe
 	go func() {
 		defer close(done)
 		for r := range p.records {
+			p.handedOff(r)
 			got = append(got, r.Record)
 		}
 	}()

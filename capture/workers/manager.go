@@ -62,6 +62,9 @@ type Options struct {
 	// writes per second, shared fairly between namespaces; zero is unlimited.
 	// Pipelines ÷ positions.writeInterval must fit in it, or writes are spaced.
 	PositionsWriteRate float64
+	// MaxStreamsPerNamespace bounds the log streams open at once over all
+	// pipelines of one namespace; zero is unlimited.
+	MaxStreamsPerNamespace int
 	// ForgetPipeline, when set, is called when a pipeline is removed, so that
 	// the sinks can forget what they keep per pipeline.
 	ForgetPipeline func(pipeline string)
@@ -88,11 +91,22 @@ type Manager struct {
 	// until the pipeline is removed.
 	pipelines map[types.NamespacedName]*pipelineEntry
 	kept      map[types.NamespacedName]*keptState
+	// retiring holds, per key, a channel closed when the key's stopping
+	// workers have all stopped.
+	retiring map[types.NamespacedName]chan struct{}
+	// retirers owns the goroutines that stop retired workers; each is
+	// bounded by DrainTimeout, so it is waited for, never cancelled.
+	retirers *group
 }
 
 type pipelineEntry struct {
 	hash string
 	p    *pipeline
+	// after is closed when the pipeline's previous workers have stopped and
+	// written their last positions; this entry's workers start only then,
+	// so that they resume exactly where the old ones stopped. Nil when there
+	// were none.
+	after <-chan struct{}
 }
 
 type keptState struct {
@@ -117,17 +131,23 @@ func NewManager(opts Options) (*Manager, error) {
 	return &Manager{
 		opts: opts,
 		deps: deps{source: opts.Source, opens: newFairLimiter(opts.LogOpenRate, opts.LogOpenBurst),
-			writes: newFairLimiter(opts.PositionsWriteRate, int(opts.PositionsWriteRate)),
-			pods:   opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
+			writes:  newFairLimiter(opts.PositionsWriteRate, int(opts.PositionsWriteRate)),
+			streams: newNamespaceSlots(opts.MaxStreamsPerNamespace),
+			pods:    opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
 			samplePeriod: opts.SamplePeriod, log: opts.Log},
 		pipelines: map[types.NamespacedName]*pipelineEntry{},
 		kept:      map[types.NamespacedName]*keptState{},
+		retiring:  map[types.NamespacedName]chan struct{}{},
+		retirers:  newGroup(context.Background()),
 	}, nil
 }
 
 // Apply (re)configures the workers of a pipeline. It is idempotent: a config
 // whose hash already runs changes nothing. A new config replaces the
-// workers; containers resume where the old ones stopped.
+// workers; containers resume where the old ones stopped. Apply never waits
+// for the network: the old workers drain their sinks in the background (up
+// to DrainTimeout) and the new ones start when they have stopped; until
+// then the Snapshot says HandingOver.
 func (m *Manager) Apply(_ context.Context, key types.NamespacedName, cfg capture.PipelineConfig) error {
 	hash, err := cfg.Hash()
 	if err != nil {
@@ -146,9 +166,6 @@ func (m *Manager) Apply(_ context.Context, key types.NamespacedName, cfg capture
 	if err != nil {
 		return fmt.Errorf("applying pipeline %s: %w", key, err)
 	}
-	if old != nil {
-		old.p.stop(m.opts.DrainTimeout)
-	}
 	m.mu.Lock()
 	k := m.kept[key]
 	if k == nil {
@@ -162,12 +179,65 @@ func (m *Manager) Apply(_ context.Context, key types.NamespacedName, cfg capture
 		return fmt.Errorf("applying pipeline %s: %w", key, err)
 	}
 	m.mu.Lock()
-	m.pipelines[key] = &pipelineEntry{hash: hash, p: p}
-	if m.root != nil {
-		p.start(m.root)
+	defer m.mu.Unlock()
+	e := &pipelineEntry{hash: hash, p: p}
+	if cur := m.pipelines[key]; cur != nil {
+		m.retireLocked(key, cur, false)
 	}
-	m.mu.Unlock()
+	e.after = m.retiring[key] // nil when nothing of the key is stopping
+	m.pipelines[key] = e
+	if m.root != nil {
+		m.launchLocked(key, e)
+	}
 	return nil
+}
+
+// retireLocked stops an entry that is no longer wanted, in the background
+// once the Manager runs; forget also drops what is kept of the pipeline once
+// the workers stopped. The key's retiring channel is closed when the last of
+// its retiring generations has stopped.
+func (m *Manager) retireLocked(key types.NamespacedName, e *pipelineEntry, forget bool) {
+	prev := m.retiring[key]
+	done := make(chan struct{})
+	m.retiring[key] = done
+	stop := func(context.Context) {
+		if prev != nil {
+			<-prev // generations stop in order; each is bounded by DrainTimeout
+		}
+		e.p.stop(m.opts.DrainTimeout)
+		if forget {
+			m.forget(key)
+		}
+		m.mu.Lock()
+		if m.retiring[key] == done {
+			delete(m.retiring, key)
+		}
+		m.mu.Unlock()
+		close(done)
+	}
+	m.retirers.Go(stop)
+}
+
+// launchLocked starts an entry's workers, at once or when the previous
+// generation has stopped.
+func (m *Manager) launchLocked(key types.NamespacedName, e *pipelineEntry) {
+	if e.after == nil {
+		e.p.start(m.root)
+		return
+	}
+	m.root.Go(func(ctx context.Context) {
+		select {
+		case <-e.after:
+		case <-ctx.Done():
+			return
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.pipelines[key] == e && m.root.ctx.Err() == nil {
+			e.after = nil
+			e.p.start(m.root)
+		}
+	})
 }
 
 func (m *Manager) buildSinks(pipeline string, cfgs []capture.SinkConfig) ([]capture.Sink, error) {
@@ -184,32 +254,52 @@ func (m *Manager) buildSinks(pipeline string, cfgs []capture.SinkConfig) ([]capt
 }
 
 // Remove stops the workers of a pipeline and forgets it, its positions and
-// counters included. Removing an unknown pipeline is not an error.
+// counters included, once they stopped. It does not wait: the workers drain
+// in the background. Removing an unknown pipeline is not an error.
 func (m *Manager) Remove(_ context.Context, key types.NamespacedName) error {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	e := m.pipelines[key]
-	delete(m.pipelines, key)
-	m.mu.Unlock()
-	if e != nil {
-		e.p.stop(m.opts.DrainTimeout)
+	if e == nil {
+		return nil
 	}
+	delete(m.pipelines, key)
+	m.retireLocked(key, e, true)
+	return nil
+}
+
+// forget drops what is kept of a pipeline whose workers have stopped,
+// unless it was applied again meanwhile.
+func (m *Manager) forget(key types.NamespacedName) {
 	m.mu.Lock()
-	delete(m.kept, key)
+	again := m.pipelines[key] != nil
+	if !again {
+		delete(m.kept, key)
+	}
 	m.mu.Unlock()
+	if again {
+		return
+	}
 	if f, ok := m.opts.Positions.(positionForgetter); ok {
 		f.Forget(capture.PipelineRef{Namespace: key.Namespace, Name: key.Name})
 	}
 	if m.opts.ForgetPipeline != nil {
 		m.opts.ForgetPipeline(key.String())
 	}
-	return nil
 }
 
 // Delete stops a deleted pipeline's workers, as Remove does, and deletes its
-// stored positions (after the workers' last write).
+// stored positions once they have made their last write. While they drain
+// it returns capture.ErrWorkersStopping without waiting.
 func (m *Manager) Delete(ctx context.Context, key types.NamespacedName) error {
 	if err := m.Remove(ctx, key); err != nil {
 		return err
+	}
+	m.mu.Lock()
+	_, stopping := m.retiring[key]
+	m.mu.Unlock()
+	if stopping {
+		return fmt.Errorf("pipeline %s: %w", key, capture.ErrWorkersStopping)
 	}
 	if m.opts.Positions == nil {
 		return nil
@@ -225,11 +315,13 @@ func (m *Manager) Delete(ctx context.Context, key types.NamespacedName) error {
 func (m *Manager) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {
 	m.mu.Lock()
 	e := m.pipelines[key]
+	handingOver := e != nil && e.after != nil
 	m.mu.Unlock()
 	if e == nil {
 		return capture.Snapshot{}, false
 	}
 	s := e.p.counts()
+	s.HandingOver = handingOver && !s.Running
 	s.Window = e.p.sampler.window()
 	s.Positions = e.p.tracker.status()
 	s.ProcessGoroutines = goruntime.NumGoroutine()
@@ -270,6 +362,12 @@ func (m *Manager) SinkStats(namespace, name string) (capture.SinkStats, bool) {
 			if st.LastRejected.After(out.LastRejected) {
 				out.LastRejected, out.LastRejection = st.LastRejected, st.LastRejection
 			}
+			out.MemoryShareLimited += st.MemoryShareLimited
+			if st.LastMemoryShareLimited.After(out.LastMemoryShareLimited) {
+				out.LastMemoryShareLimited = st.LastMemoryShareLimited
+			}
+			out.NamespaceQueuedBytes, out.NamespaceShareBytes = st.NamespaceQueuedBytes, st.NamespaceShareBytes
+			out.MemoryBudgetBytes, out.BudgetNamespaces, out.WhenFull = st.MemoryBudgetBytes, st.BudgetNamespaces, st.WhenFull
 			out.QueueBytes += st.QueueBytes
 			out.QueueMaxBytes += st.QueueMaxBytes
 			if st.LastSuccess.After(out.LastSuccess) {
@@ -305,8 +403,8 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.root = newGroup(ctx)
 	m.root.Go(m.deps.opens.run)
 	m.root.Go(m.deps.writes.run)
-	for _, e := range m.pipelines {
-		e.p.start(m.root)
+	for k, e := range m.pipelines {
+		m.launchLocked(k, e)
 	}
 	m.mu.Unlock()
 
@@ -324,6 +422,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		wg.Go(func() { e.p.stop(m.opts.DrainTimeout) })
 	}
 	wg.Wait()
+	m.retirers.Wait()
 	m.root.Stop()
 	return nil
 }

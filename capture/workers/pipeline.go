@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/semaphore"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,7 +24,19 @@ const (
 	resyncPeriod = 30 * time.Second
 	// recordBuffer bounds the records between the streams and the sinks.
 	recordBuffer = 512
+	// handoffBytes bounds the bytes of records read but not yet handed to
+	// the sinks (whose queues count against the memory budget), so that a
+	// pipeline whose sinks block holds at most this much more.
+	handoffBytes = 256 << 10
+	// handoffRecordCost is what a record costs beyond its line.
+	handoffRecordCost = 256
 )
+
+// handoffWeight is what a record takes of the pipeline's hand-off bound; one
+// line larger than the whole bound takes all of it.
+func handoffWeight(r *tracked) int64 {
+	return min(int64(len(r.Line))+handoffRecordCost, handoffBytes)
+}
 
 // containerKey identifies one container of one pod instance.
 type containerKey struct {
@@ -96,6 +109,9 @@ type pipelineStats struct {
 	positionErrors                atomic.Int64
 	positionBytes                 atomic.Int64
 	truncatedLines                atomic.Int64
+	// namespaceLimited counts the waiting containers that had a slot of
+	// the pipeline's pool but not of its namespace's stream limit.
+	namespaceLimited atomic.Int64
 	// opens and openWaitNanos count the streams that waited for their turn
 	// to open, and how long they waited in all.
 	opens, openWaitNanos atomic.Int64
@@ -108,6 +124,7 @@ type deps struct {
 	source       capture.LogSource
 	opens        *fairLimiter
 	writes       *fairLimiter
+	streams      *namespaceSlots
 	pods         client.Reader
 	store        capture.PositionStore
 	drainTimeout time.Duration
@@ -129,13 +146,17 @@ type pipeline struct {
 
 	g           *group
 	records     chan *tracked
+	handoff     *semaphore.Weighted
 	results     chan sliceResult
 	podsChanged chan struct{}
-	sinkCtx     context.Context
-	sinkCancel  context.CancelFunc
-	fanoutDone  chan struct{}
-	startOnce   sync.Once
-	started     atomic.Bool
+	// slotFreed is signalled when a stream of the namespace ends while
+	// this pipeline waits for the namespace's stream limit.
+	slotFreed  chan struct{}
+	sinkCtx    context.Context
+	sinkCancel context.CancelFunc
+	fanoutDone chan struct{}
+	startOnce  sync.Once
+	started    atomic.Bool
 
 	// owned by the loop goroutine
 	containers map[containerKey]*container
@@ -167,8 +188,10 @@ func newPipeline(d deps, cfg capture.PipelineConfig, sinks []capture.Sink, tr *t
 		tracker:     tr,
 		log:         d.log.WithValues("pipeline", key),
 		records:     make(chan *tracked, recordBuffer),
+		handoff:     semaphore.NewWeighted(handoffBytes),
 		results:     make(chan sliceResult, max(cfg.MaxStreams, 1)),
 		podsChanged: make(chan struct{}, 1),
+		slotFreed:   make(chan struct{}, 1),
 		fanoutDone:  make(chan struct{}),
 		containers:  map[containerKey]*container{},
 		finished:    map[containerKey]bool{},
@@ -226,6 +249,10 @@ func closeSinks(sinks []capture.Sink, timeout time.Duration) {
 	}
 }
 
+// handedOff gives back what r took of the hand-off bound once the sinks
+// have it.
+func (p *pipeline) handedOff(r *tracked) { p.handoff.Release(handoffWeight(r)) }
+
 // notify asks the loop to resync its containers; it never blocks.
 func (p *pipeline) notify() {
 	select {
@@ -245,6 +272,7 @@ func (p *pipeline) fanout(context.Context) {
 				p.log.Error(err, "sink write failed")
 			}
 		}
+		p.handedOff(r)
 	}
 	ctx, cancel := context.WithTimeout(p.sinkCtx, p.deps.drainTimeout)
 	defer cancel()
@@ -276,6 +304,7 @@ func (p *pipeline) loop(ctx context.Context) {
 			p.handle(ctx, r)
 		case <-p.podsChanged:
 			p.resync(ctx)
+		case <-p.slotFreed:
 		case <-resync.C:
 			p.resync(ctx)
 		case <-timer.C:
@@ -291,9 +320,11 @@ func (p *pipeline) shutdown() {
 			c.cancel()
 		}
 	}
+	p.deps.streams.unregister(p.cfg.Namespace, p.slotFreed)
 	for p.active > 0 {
 		r := <-p.results
 		p.active--
+		p.deps.streams.release(p.cfg.Namespace)
 		if c := p.containers[r.key]; c != nil {
 			c.pos, c.dupUntil = r.pos, r.dupUntil
 		}
@@ -309,17 +340,22 @@ func (p *pipeline) schedule(ctx context.Context) time.Duration {
 	wait := time.Hour
 	kept := p.ready[:0]
 	var (
-		waiting int64
-		longest time.Duration
+		waiting, nsLimited int64
+		longest            time.Duration
+		nsFull             bool
 	)
 	for _, c := range p.ready {
 		switch {
 		case c.notBefore.After(now):
 			wait = min(wait, c.notBefore.Sub(now))
 			kept = append(kept, c)
-		case p.active < p.cfg.MaxStreams:
+		case p.active < p.cfg.MaxStreams && !nsFull && p.deps.streams.tryAcquire(p.cfg.Namespace, p.slotFreed):
 			p.startSlice(ctx, c)
 		default:
+			if p.active < p.cfg.MaxStreams {
+				nsFull = true
+				nsLimited++
+			}
 			waiting++
 			longest = max(longest, now.Sub(c.queuedAt))
 			kept = append(kept, c)
@@ -328,6 +364,7 @@ func (p *pipeline) schedule(ctx context.Context) time.Duration {
 	clear(p.ready[len(kept):])
 	p.ready = kept
 	p.stats.waiting.Store(waiting)
+	p.stats.namespaceLimited.Store(nsLimited)
 	p.stats.longestWaitNanos.Store(int64(longest))
 	return wait
 }
@@ -347,6 +384,7 @@ func (p *pipeline) startSlice(ctx context.Context, c *container) {
 // handle takes a finished slice back and decides what comes next for its container.
 func (p *pipeline) handle(ctx context.Context, r sliceResult) {
 	p.active--
+	p.deps.streams.release(p.cfg.Namespace)
 	c := p.containers[r.key]
 	if c == nil {
 		return
@@ -481,7 +519,9 @@ func (p *pipeline) counts() capture.Snapshot {
 		OpenWait:           time.Duration(p.stats.openWaitNanos.Load()),
 		OpenRateLimit:      p.deps.opens.perSecond(),
 		Goroutines:         p.goroutines(),
+		NamespaceLimited:   int(p.stats.namespaceLimited.Load()),
 	}
+	s.NamespaceStreams, s.NamespaceStreamLimit = p.deps.streams.inUse(p.cfg.Namespace)
 	for _, sk := range p.sinks {
 		if r, ok := sk.(capture.StatsReporter); ok {
 			s.Sinks = append(s.Sinks, r.Stats())

@@ -408,7 +408,9 @@ var _ = Describe("Durable positions", func() {
 		defer h.stop()
 		Expect(h.mgr.Apply(ctx, key, durableConfig(ns, key.Name, string(uuid.NewUUID())))).To(Succeed())
 		Eventually(func() error { return k8sClient.Get(ctx, positionsObject(key), &corev1.ConfigMap{}) }, 10*time.Second).Should(Succeed())
-		Expect(h.mgr.Delete(ctx, key)).To(Succeed())
+		// The first call starts the stop; a later one deletes once the
+		// workers made their last write.
+		Eventually(func() error { return h.mgr.Delete(ctx, key) }, 20*time.Second, 100*time.Millisecond).Should(Succeed())
 		err := k8sClient.Get(ctx, positionsObject(key), &corev1.ConfigMap{})
 		Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
 	})

@@ -38,6 +38,7 @@ func BenchmarkReadPath(b *testing.B) {
 			go func() {
 				// As the fan-out and one sink do: track, then acknowledge.
 				for r := range p.records {
+					p.handedOff(r)
 					p.tracker.track(r, 1)
 					r.Ack()
 				}

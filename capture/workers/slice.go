@@ -191,9 +191,13 @@ func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, r
 		r := &tracked{Record: capture.Record{Time: ts, Line: str, Namespace: c.namespace, Pod: c.pod,
 			Container: c.name, Node: c.node, Labels: c.labels}, key: c.key, pos: next}
 		r.Acker = r
+		if err := p.handoff.Acquire(ctx, handoffWeight(r)); err != nil {
+			return err //nolint:wrapcheck // classified by the caller
+		}
 		select {
 		case p.records <- r:
 		case <-ctx.Done():
+			p.handoff.Release(handoffWeight(r))
 			return ctx.Err() //nolint:wrapcheck // classified by the caller
 		}
 		res.pos = next

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -51,13 +52,23 @@ const LeaderElectionID = "log-capturer.logs.capturer.dev"
 // Defaults of the operator's API rates: the binary ships these, and tests
 // that run the operator use them unless they say otherwise.
 const (
-	DefaultKubeAPIQPS   = 50
-	DefaultKubeAPIBurst = 100
+	DefaultKubeAPIQPS   = 100
+	DefaultKubeAPIBurst = 200
 	DefaultLogOpenRate  = 50
 	DefaultLogOpenBurst = 50
 	// DefaultPositionsWriteRate fits 100 pipelines at the 5s default
 	// positions.writeInterval.
 	DefaultPositionsWriteRate = 20
+	// DefaultMaxStreamsPerNamespace is the streams one namespace may hold
+	// open at once: a tenant cannot take all the API server's long-running
+	// requests.
+	DefaultMaxStreamsPerNamespace = 1000
+	// DefaultFileQuotaPerNamespace fits one File sink with the default
+	// maxSize (100Mi) and maxFiles (5) with room to spare.
+	DefaultFileQuotaPerNamespace = 1 << 30
+	// DefaultFileQuotaTotal is 7/8 of the 2Gi sizeLimit of the shipped
+	// manifest's file volume.
+	DefaultFileQuotaTotal = 1792 << 20
 )
 
 // Options are the operator's settings.
@@ -86,6 +97,25 @@ type Options struct {
 	// PositionsWriteRate bounds the positions writes of the process per
 	// second, fairly shared between namespaces; negative is unlimited.
 	PositionsWriteRate float64
+	// MemoryBudget bounds the bytes all sinks' queues hold, divided fairly
+	// between namespaces. Zero derives it from the container's memory limit
+	// (40% of it; 256Mi without a limit) and also sets the Go runtime's soft
+	// limit to 90% of it unless GOMEMLIMIT is set; negative is unlimited.
+	MemoryBudget int64
+	// MinRotationInterval is the shortest spec.rotation.interval a pipeline
+	// may ask for; shorter ones are refused with OutsideOperatorLimits.
+	// Zero is the schema's own minimum, 1s.
+	MinRotationInterval time.Duration
+	// MaxStreamsPerNamespace bounds the log streams open at once over all
+	// pipelines of one namespace; zero takes DefaultMaxStreamsPerNamespace,
+	// negative is unlimited.
+	MaxStreamsPerNamespace int
+	// FileQuotaPerNamespace and FileQuotaTotal bound what File sinks may
+	// keep under FileSinkRoot (maxSize × (maxFiles + 1) of each file), per
+	// namespace and over all; zero takes the defaults, negative is unlimited.
+	// The total must fit the volume (the shipped manifest's emptyDir has a
+	// sizeLimit of 2Gi: beyond it the kubelet evicts the operator).
+	FileQuotaPerNamespace, FileQuotaTotal int64
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
 	// WrapSinks, when set, wraps the sink factory: an embedder adds or
@@ -108,6 +138,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&o.LogOpenRate, "log-open-rate", DefaultLogOpenRate, "Log streams the operator opens per second at most, shared fairly between namespaces: containers ÷ rotation interval, summed over all pipelines, must fit (50/s fits 15,000 containers at the 5m default rotation); negative is unlimited.")
 	fs.IntVar(&o.LogOpenBurst, "log-open-burst", DefaultLogOpenBurst, "Log streams opened at once before --log-open-rate applies.")
 	fs.Float64Var(&o.PositionsWriteRate, "positions-write-rate", DefaultPositionsWriteRate, "Positions objects the operator writes per second at most, shared fairly between namespaces: pipelines ÷ positions.writeInterval must fit (20/s fits 100 pipelines at the 5s default), or writes are spaced out; negative is unlimited.")
+	fs.Var(quantityFlag{&o.MemoryBudget}, "memory-budget", "Bytes all sinks' queues may hold (e.g. 256Mi), divided fairly between namespaces; a namespace over its share gets its sinks' whenFull behaviour. auto is 40% of the container's memory limit (256Mi without one), and then GOMEMLIMIT defaults to 90% of the limit; unlimited turns the budget off.")
+	fs.Var(quantityFlag{&o.FileQuotaPerNamespace}, "file-quota-per-namespace", "Bytes the File sinks of one namespace may keep under --file-sink-root, counted as maxSize × (maxFiles + 1) of each file; a File sink beyond it is refused. auto is 1Gi; unlimited turns it off.")
+	fs.Var(quantityFlag{&o.FileQuotaTotal}, "file-quota-total", "Bytes the File sinks of all namespaces may keep under --file-sink-root, counted the same way; it must fit the volume. auto is 1792Mi (the shipped volume's sizeLimit is 2Gi); unlimited turns it off.")
+	fs.DurationVar(&o.MinRotationInterval, "min-rotation-interval", time.Second, "Shortest spec.rotation.interval a pipeline may ask for; shorter ones are refused with OutsideOperatorLimits.")
+	fs.IntVar(&o.MaxStreamsPerNamespace, "max-streams-per-namespace", DefaultMaxStreamsPerNamespace, "Log streams open at once over all pipelines of one namespace; more wait for a slot (StreamPoolSaturated says so); negative is unlimited.")
 	o.Zap.BindFlags(fs)
 }
 
@@ -127,11 +162,47 @@ func ownNamespace() string {
 func NewStreamClientset(cfg *rest.Config) (kubernetes.Interface, error) {
 	streamCfg := rest.CopyConfig(cfg)
 	streamCfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
+	// A Proxy function makes client-go build this clientset its own
+	// transport rather than share (and wrap) a cached one, so that the
+	// window below applies to it alone and before its first connection.
+	if streamCfg.Proxy == nil {
+		streamCfg.Proxy = http.ProxyFromEnvironment
+	}
+	wrap := streamCfg.WrapTransport
+	streamCfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		limitStreamWindow(rt)
+		if wrap != nil {
+			return wrap(rt)
+		}
+		return rt
+	}
 	c, err := kubernetes.NewForConfig(streamCfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating the log stream clientset: %w", err)
 	}
 	return c, nil
+}
+
+// StreamReceiveWindow is the HTTP/2 flow-control window of one log stream:
+// what the client buffers of a stream its reader does not take (a pipeline
+// held back by a full sink). Go's default is 4 MiB per stream, so 1000
+// held-back streams would buffer 4 GiB outside every budget; at 64 KiB they
+// buffer 64 MiB, and a stream that is read still moves 64 KiB per round
+// trip to the API server.
+const StreamReceiveWindow = 64 << 10
+
+// limitStreamWindow sets the per-stream HTTP/2 receive window of client-go's
+// transport; golang.org/x/net/http2 reads it from the transport's HTTP2
+// settings when it opens a connection.
+func limitStreamWindow(rt http.RoundTripper) {
+	t, ok := rt.(*http.Transport)
+	if !ok {
+		return
+	}
+	if t.HTTP2 == nil {
+		t.HTTP2 = &http.HTTP2Config{}
+	}
+	t.HTTP2.MaxReceiveBufferPerStream = StreamReceiveWindow
 }
 
 // NewScheme returns the scheme with the Kubernetes and log-capturer types.
@@ -174,6 +245,13 @@ func Run(ctx context.Context, o Options) error {
 	o.LogOpenRate = cmp.Or(o.LogOpenRate, DefaultLogOpenRate)
 	o.LogOpenBurst = cmp.Or(o.LogOpenBurst, DefaultLogOpenBurst)
 	o.PositionsWriteRate = cmp.Or(o.PositionsWriteRate, DefaultPositionsWriteRate)
+	o.MaxStreamsPerNamespace = cmp.Or(o.MaxStreamsPerNamespace, DefaultMaxStreamsPerNamespace)
+	o.MinRotationInterval = cmp.Or(o.MinRotationInterval, time.Second)
+	o.FileQuotaPerNamespace = cmp.Or(o.FileQuotaPerNamespace, DefaultFileQuotaPerNamespace)
+	o.FileQuotaTotal = cmp.Or(o.FileQuotaTotal, DefaultFileQuotaTotal)
+	memLimit := containerMemoryLimit()
+	queueBudget, softLimit := memorySettings(o.MemoryBudget, memLimit, os.Getenv("GOMEMLIMIT"))
+	applyMemoryLimit(softLimit)
 	root, err := filepath.Abs(o.FileSinkRoot)
 	if err != nil {
 		return fmt.Errorf("resolving --file-sink-root: %w", err)
@@ -230,22 +308,24 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(rejects); err != nil {
 		return fmt.Errorf("adding the rejection recorder: %w", err)
 	}
-	factory := sinks.NewFactory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot, OnReject: rejects.Record})
+	factory := sinks.NewFactory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot, OnReject: rejects.Record,
+		Budget: sinks.NewBudget(queueBudget), FileQuotaPerNamespace: max(o.FileQuotaPerNamespace, 0), FileQuotaTotal: max(o.FileQuotaTotal, 0)})
 	newSink := capture.SinkFactory(factory.New)
 	if o.WrapSinks != nil {
 		newSink = o.WrapSinks(newSink)
 	}
 	engine, err := workers.NewManager(workers.Options{
-		Source:             apisource.New(streams),
-		LogOpenRate:        o.LogOpenRate,
-		LogOpenBurst:       o.LogOpenBurst,
-		PositionsWriteRate: o.PositionsWriteRate,
-		Pods:               mgr.GetCache(),
-		Sinks:              newSink,
-		Log:                ctrl.Log.WithName("workers"),
-		ForgetPipeline:     factory.ForgetPipeline,
-		Positions:          &positionstore.ConfigMapStore{Client: clientset, Namespace: positionsNS, OwnerKind: "LogPipeline"},
-		SamplePeriod:       o.HealthSamplePeriod,
+		Source:                 apisource.New(streams),
+		LogOpenRate:            o.LogOpenRate,
+		LogOpenBurst:           o.LogOpenBurst,
+		PositionsWriteRate:     o.PositionsWriteRate,
+		MaxStreamsPerNamespace: max(o.MaxStreamsPerNamespace, 0),
+		Pods:                   mgr.GetCache(),
+		Sinks:                  newSink,
+		Log:                    ctrl.Log.WithName("workers"),
+		ForgetPipeline:         factory.ForgetPipeline,
+		Positions:              &positionstore.ConfigMapStore{Client: clientset, Namespace: positionsNS, OwnerKind: "LogPipeline"},
+		SamplePeriod:           o.HealthSamplePeriod,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the capture engine: %w", err)
@@ -261,7 +341,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("adding the capture engine: %w", err)
 	}
 	if err := controllers.Setup(ctx, mgr, engine, controllers.Options{Prober: factory, Deliveries: engine,
-		SamplePeriod: o.HealthSamplePeriod}); err != nil {
+		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval}); err != nil {
 		return err //nolint:wrapcheck // Setup names the controller
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -270,7 +350,8 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
-	ctrl.LoggerFrom(ctx).Info("starting operator", "fileSinkRoot", o.FileSinkRoot, "leaderElection", o.LeaderElect)
+	ctrl.LoggerFrom(ctx).Info("starting operator", "fileSinkRoot", o.FileSinkRoot, "leaderElection", o.LeaderElect,
+		"memoryLimit", memLimit, "memoryBudget", queueBudget, "goMemLimit", softLimit, "maxStreamsPerNamespace", o.MaxStreamsPerNamespace)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}

@@ -430,7 +430,14 @@ func (c *Container) stream(ctx context.Context, w http.ResponseWriter, q query, 
 			next += skipped
 		}
 		buf = buf[:0]
+		more := false
 		for _, e := range es {
+			// Write in pieces, as the kubelet does: a long log is never
+			// copied whole for one reader.
+			if len(buf) >= streamChunk {
+				more = true
+				break
+			}
 			next++
 			if !q.since.IsZero() && e.ts.Before(q.since) {
 				continue
@@ -469,6 +476,9 @@ func (c *Container) stream(ctx context.Context, w http.ResponseWriter, q query, 
 			<-ctx.Done()
 			return
 		}
+		if more {
+			continue
+		}
 		if !q.follow || ended || changed == nil {
 			return
 		}
@@ -479,6 +489,9 @@ func (c *Container) stream(ctx context.Context, w http.ResponseWriter, q query, 
 		}
 	}
 }
+
+// streamChunk is how much of a log one write sends at most.
+const streamChunk = 64 << 10
 
 // applyTail keeps the last n entries (all when n < 0) and returns the index
 // after the skipped ones.

@@ -49,6 +49,10 @@ type Verdict struct {
 // bufferFillingUp is the queue fill above which flow is degraded.
 const bufferFillingUp = 0.8
 
+// memoryShareRecent is how long after a line last found its namespace's
+// memory share full the flow says so.
+const memoryShareRecent = 30 * time.Second
+
 // minCoverage is the share of the window the samples must span before a
 // growth slope is trusted.
 const minCoverage = 0.5
@@ -102,6 +106,11 @@ func workers(s capture.Snapshot, t Thresholds) Condition {
 		}
 	}
 	if s.WaitingStreams > 0 && s.LongestWait > t.RotationInterval {
+		if s.NamespaceLimited > 0 {
+			return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonStreamPoolSaturated,
+				fmt.Sprintf("%d containers wait for a stream; the longest has waited %s, more than the rotation interval %s. The namespace's pipelines hold %d streams, the operator's limit per namespace (--max-streams-per-namespace=%d); this pipeline holds %d.",
+					s.WaitingStreams, s.LongestWait.Round(time.Millisecond), t.RotationInterval, s.NamespaceStreams, s.NamespaceStreamLimit, s.ActiveStreams)}
+		}
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonStreamPoolSaturated,
 			fmt.Sprintf("%d containers wait for one of %d stream slots; the longest has waited %s, more than the rotation interval %s.",
 				s.WaitingStreams, s.ActiveStreams, s.LongestWait.Round(time.Millisecond), t.RotationInterval)}
@@ -137,6 +146,18 @@ func flow(s capture.Snapshot, t Thresholds, now time.Time) Condition {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonLogsUnrecoverable,
 			fmt.Sprintf("%d times in the last %s a container's log no longer held the lines after its position when capture resumed, so they are lost; the latest: %s, between %s and %s (%s). The kubelet rotated them away, or the container restarted more than once.",
 				h.GapsInWindow, h.Covered.Round(time.Second), g.Container, stamp(g.From), stamp(g.To), g.To.Sub(g.From).Round(time.Millisecond))}
+	}
+	for _, sk := range s.Sinks {
+		if !sk.LastMemoryShareLimited.IsZero() && now.Sub(sk.LastMemoryShareLimited) < memoryShareRecent {
+			effect := "Block: the pipeline's readers wait for room and nothing is lost"
+			if sk.WhenFull != "" && sk.WhenFull != "Block" {
+				effect = sk.WhenFull + ": the lines were dropped and counted"
+			}
+			return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonMemoryShareExhausted,
+				fmt.Sprintf("The namespace's queued lines fill its share of the operator's memory budget: %s of %s (the budget of %s divided between %d namespaces); %d lines of sink %s found it full (%s). Other namespaces are not affected. Fix or speed up the destination, or ask the operator's admin to raise --memory-budget.",
+					Bytes(sk.NamespaceQueuedBytes), Bytes(sk.NamespaceShareBytes), Bytes(sk.MemoryBudgetBytes), sk.BudgetNamespaces,
+					sk.MemoryShareLimited, sk.Name, effect)}
+		}
 	}
 	for _, w := range h.Sinks {
 		if w.Rejected > 0 {
@@ -272,4 +293,19 @@ func Decimal(f float64) string {
 		return "0"
 	}
 	return strconv.FormatFloat(f, 'f', 2, 64)
+}
+
+// Bytes writes n bytes in binary units with one decimal: "12.5 MiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	tenths := n * 10 / div
+	return fmt.Sprintf("%d.%d %ciB", tenths/10, tenths%10, "KMGTP"[exp])
 }

@@ -83,6 +83,23 @@ func TestEvaluate(t *testing.T) {
 		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, true, "forbidden"},
 		{"buffer filling up", func(s *capture.Snapshot) { s.Sinks[0].QueueBytes = 85 },
 			logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonBufferFillingUp, false, true, "85% full"},
+		{"memory share exhausted, Block", func(s *capture.Snapshot) {
+			s.Sinks[0].MemoryShareLimited, s.Sinks[0].LastMemoryShareLimited = 1200, now.Add(-5*time.Second)
+			s.Sinks[0].NamespaceQueuedBytes, s.Sinks[0].NamespaceShareBytes = 24<<20, 24<<20
+			s.Sinks[0].MemoryBudgetBytes, s.Sinks[0].BudgetNamespaces, s.Sinks[0].WhenFull = 240<<20, 10, "Block"
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonMemoryShareExhausted, false, true,
+			"24.0 MiB of 24.0 MiB (the budget of 240.0 MiB divided between 10 namespaces); 1200 lines of sink loki found it full (Block: the pipeline's readers wait for room and nothing is lost)"},
+		{"memory share exhausted, dropping", func(s *capture.Snapshot) {
+			s.Sinks[0].MemoryShareLimited, s.Sinks[0].LastMemoryShareLimited, s.Sinks[0].WhenFull = 7, now.Add(-time.Second), "DropOldest"
+			s.Window.Sinks[0].Dropped = 7
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonMemoryShareExhausted, false, true, "DropOldest: the lines were dropped and counted"},
+		{"memory share hit long ago", func(s *capture.Snapshot) {
+			s.Sinks[0].MemoryShareLimited, s.Sinks[0].LastMemoryShareLimited = 7, now.Add(-10*time.Minute)
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, ""},
+		{"namespace stream limit", func(s *capture.Snapshot) {
+			s.WaitingStreams, s.NamespaceLimited, s.LongestWait = 4, 4, 6*time.Minute
+			s.NamespaceStreams, s.NamespaceStreamLimit = 20, 20
+		}, logsv1alpha1.ReasonStreamPoolSaturated, logsv1alpha1.ReasonHealthy, false, true, "hold 20 streams, the operator's limit per namespace (--max-streams-per-namespace=20); this pipeline holds 10"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,6 +145,14 @@ func TestPositionsCondition(t *testing.T) {
 		c := positions(capture.Snapshot{Running: true, Positions: capture.PositionsStatus{Reason: tc.reason, Message: "m"}})
 		if c.Status != tc.status || c.Reason != tc.want {
 			t.Errorf("%q: got %s/%s, want %s/%s", tc.reason, c.Status, c.Reason, tc.status, tc.want)
+		}
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 24 << 20: "24.0 MiB", 3 << 30: "3.0 GiB"} {
+		if got := Bytes(n); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

@@ -1,0 +1,62 @@
+package operator
+
+import (
+	"flag"
+	"testing"
+)
+
+func TestMemorySettings(t *testing.T) {
+	const mi = 1 << 20
+	tests := []struct {
+		name                 string
+		budget, limit        int64
+		env                  string
+		wantBudget, wantSoft int64
+	}{
+		{"derived from a 512Mi limit", 0, 512 * mi, "", 512 * mi * 2 / 5, 512 * mi / 10 * 9},
+		{"GOMEMLIMIT in the environment wins", 0, 512 * mi, "300MiB", 512 * mi * 2 / 5, 0},
+		{"no limit", 0, 0, "", DefaultMemoryBudgetWithoutLimit, 0},
+		{"explicit budget", 64 * mi, 512 * mi, "", 64 * mi, 512 * mi / 10 * 9},
+		{"unlimited", -1, 512 * mi, "", 0, 512 * mi / 10 * 9},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, s := memorySettings(tc.budget, tc.limit, tc.env)
+			if b != tc.wantBudget || s != tc.wantSoft {
+				t.Fatalf("budget %d soft limit %d, want %d and %d", b, s, tc.wantBudget, tc.wantSoft)
+			}
+		})
+	}
+}
+
+func TestMemoryBudgetFlag(t *testing.T) {
+	tests := []struct {
+		arg     string
+		want    int64
+		wantErr bool
+	}{
+		{"256Mi", 256 << 20, false},
+		{"1G", 1e9, false},
+		{"auto", 0, false},
+		{"unlimited", -1, false},
+		{"0", 0, true},
+		{"-5Mi", 0, true},
+		{"lots", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.arg, func(t *testing.T) {
+			var o Options
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			fs.SetOutput(new(discard))
+			o.BindFlags(fs)
+			err := fs.Parse([]string{"--memory-budget=" + tc.arg})
+			if (err != nil) != tc.wantErr || (err == nil && o.MemoryBudget != tc.want) {
+				t.Fatalf("got %d, %v; want %d, error %v", o.MemoryBudget, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
