@@ -68,6 +68,7 @@ soak: envtest ## Soak the capture workers (SOAK_DURATION, default 10m) and print
 .PHONY: bench
 bench: envtest ## Run the benchmarks and print their numbers.
 	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" go test -count=1 -run '^$$' -bench . -benchmem ./...
+	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" LOG_CAPTURER_BENCH=1 go test -count=1 -timeout 15m ./test/operator/ -run TestOperator -v -args -ginkgo.label-filter=bench -ginkgo.v | grep -E '^bench|Passed|FAIL|ok '
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint with the repository's configuration.
