@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -65,6 +66,9 @@ type SinkConfig struct {
 	Kind SinkKind `json:"kind"`
 	// Generation of the SinkTarget this was resolved from.
 	Generation int64 `json:"generation"`
+	// Namespace is the SinkTarget's (and its pipelines') namespace: File
+	// sinks write under a directory of that name.
+	Namespace string `json:"namespace,omitempty"`
 
 	Loki   *LokiConfig   `json:"loki,omitempty"`
 	File   *FileConfig   `json:"file,omitempty"`
@@ -146,4 +150,19 @@ func (c *PipelineConfig) Hash() (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
+}
+
+// LokiLabelName is the Loki label a pod label key becomes: every character
+// outside [a-zA-Z0-9_] (and a leading digit) turns into '_'.
+func LokiLabelName(k string) string {
+	var b strings.Builder
+	for i, r := range k {
+		switch {
+		case r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
 }

@@ -29,6 +29,10 @@ type Options struct {
 	// RequestTimeout bounds one HTTP send, so that a hanging server is
 	// retried; 30s when zero.
 	RequestTimeout time.Duration
+	// AllowLoopbackEgress lets sinks and probes connect to loopback
+	// addresses; link-local, metadata, unspecified and multicast addresses
+	// are refused always.
+	AllowLoopbackEgress bool
 	// Budget bounds the bytes queued by all sinks, shared fairly between
 	// namespaces; nil is unlimited.
 	Budget *Budget
@@ -64,9 +68,9 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 	)
 	switch c.Kind {
 	case capture.SinkLoki:
-		d, err = newLokiDeliverer(c.Loki, f.opts.RequestTimeout, func(n int) { s.c.truncated.Add(int64(n)) })
+		d, err = newLokiDeliverer(c.Loki, f.opts.RequestTimeout, f.egress(), func(n int) { s.c.truncated.Add(int64(n)) })
 	case capture.SinkHTTP:
-		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout)
+		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout, f.egress())
 	case capture.SinkFile:
 		d, err = f.files.open(namespaceOf(pipeline), c.File)
 	case capture.SinkStdout:
@@ -90,6 +94,8 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 	f.attach(pipeline, s)
 	return s, nil
 }
+
+func (f *Factory) egress() egress { return egress{allowLoopback: f.opts.AllowLoopbackEgress} }
 
 // ForgetPipeline drops what the Factory keeps of a removed pipeline: its
 // sinks' counters and series.
@@ -131,7 +137,7 @@ func (d *writerDeliverer) close(context.Context) error { return nil }
 func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 	switch c.Kind {
 	case capture.SinkLoki:
-		client, tr, err := newHTTPClient(c.Loki.TLS, 5*time.Second)
+		client, tr, err := newHTTPClient(c.Loki.TLS, 5*time.Second, f.egress())
 		if err != nil {
 			return err
 		}
@@ -156,7 +162,7 @@ func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 			return fmt.Errorf("probing Loki: GET /ready answered %d", resp.StatusCode)
 		}
 	case capture.SinkFile:
-		if _, err := f.files.resolve(c.File.Path); err != nil {
+		if _, err := f.files.resolve(c.Namespace, c.File.Path); err != nil {
 			return err
 		}
 	}

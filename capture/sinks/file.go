@@ -8,12 +8,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/log-capturer/log-capturer/capture"
 )
@@ -71,13 +74,18 @@ func quantity(n int64) string { return resource.NewQuantity(n, resource.BinarySI
 // ErrOutsideRoot is returned for a file sink path that leaves the file sink root.
 var ErrOutsideRoot = errors.New("path leaves the file sink root")
 
-// resolve returns the absolute path of a File sink, refusing any path that
-// leaves the root, also through a symbolic link.
-func (r *fileRegistry) resolve(rel string) (string, error) {
+// resolve returns the absolute path of a File sink of namespace ns: under
+// <root>/<ns>/, refusing any path that leaves that directory, also through
+// a symbolic link, so that no namespace reaches another's files.
+func (r *fileRegistry) resolve(ns, rel string) (string, error) {
 	if r.root == "" {
 		return "", errors.New("the operator has no --file-sink-root")
 	}
-	if filepath.IsAbs(rel) || slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), "..") {
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return "", fmt.Errorf("the File sink's namespace %q: %s", ns, strings.Join(errs, "; "))
+	}
+	segments := strings.Split(filepath.ToSlash(rel), "/")
+	if rel == "" || filepath.IsAbs(rel) || slices.Contains(segments, "..") || slices.Contains(segments, ".") || slices.Contains(segments, "") {
 		return "", fmt.Errorf("%q: %w", rel, ErrOutsideRoot)
 	}
 	root, err := filepath.Abs(r.root)
@@ -90,7 +98,8 @@ func (r *fileRegistry) resolve(rel string) (string, error) {
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return "", fmt.Errorf("resolving the file sink root: %w", err)
 	}
-	full := filepath.Join(root, rel)
+	base := filepath.Join(root, ns)
+	full := filepath.Join(base, rel)
 	dir := filepath.Dir(full)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", fmt.Errorf("creating %s: %w", dir, err)
@@ -99,25 +108,21 @@ func (r *fileRegistry) resolve(rel string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("resolving %s: %w", dir, err)
 	}
-	if realDir != root && !strings.HasPrefix(realDir, root+string(filepath.Separator)) {
+	if realDir != base && !strings.HasPrefix(realDir, base+string(filepath.Separator)) {
 		return "", fmt.Errorf("%q resolves to %s: %w", rel, realDir, ErrOutsideRoot)
 	}
 	return filepath.Join(realDir, filepath.Base(full)), nil
 }
 
 func (r *fileRegistry) open(ns string, c *capture.FileConfig) (*fileDeliverer, error) {
-	path, err := r.resolve(c.Path)
+	path, err := r.resolve(ns, c.Path)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	w, ok := r.writers[path]
-	owner := ns
-	if ok {
-		owner = w.namespace // the namespace that opened it first
-	}
-	if err := r.checkQuotaLocked(owner, keeps(c), w); err != nil {
+	w, ok := r.writers[path] // under <root>/<ns>/: only ns's pipelines share it
+	if err := r.checkQuotaLocked(ns, keeps(c), w); err != nil {
 		return nil, err
 	}
 	if !ok {
@@ -128,8 +133,8 @@ func (r *fileRegistry) open(ns string, c *capture.FileConfig) (*fileDeliverer, e
 		r.writers[path] = w
 	}
 	w.refs++
-	w.maxSize, w.maxFiles, w.compress = c.MaxSize, c.MaxFiles, c.Compress
 	w.keeps = keeps(c)
+	w.configure(c)
 	return &fileDeliverer{reg: r, w: w, raw: c.Raw}, nil
 }
 
@@ -147,23 +152,35 @@ func (r *fileRegistry) release(w *fileWriter) error {
 // fileWriter appends to one file, rotating it by size.
 type fileWriter struct {
 	path string
-	// namespace opened it first; keeps is what it may keep on disk, counted
-	// against that namespace's quota.
+	// namespace owns it (its directory); keeps is what it may keep on disk,
+	// counted against that namespace's quota. Both are guarded by the
+	// registry's lock.
 	namespace string
 	keeps     int64
 	refs      int
-	maxSize   int64
-	maxFiles  int
-	compress  bool
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
+	// mu guards the settings (the last pipeline to open the file sets them)
+	// and the file.
+	mu       sync.Mutex
+	maxSize  int64
+	maxFiles int
+	compress bool
+	f        *os.File
+	size     int64
+}
+
+// configure takes the settings of the sink that opened the file last.
+func (w *fileWriter) configure(c *capture.FileConfig) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.maxSize, w.maxFiles, w.compress = c.MaxSize, c.MaxFiles, c.Compress
 }
 
 // openFile opens the file for appending, so that a restart continues it.
+// The last component is never followed as a symbolic link, and only a
+// regular file is written.
 func (w *fileWriter) openFile() error {
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o640)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", w.path, err)
 	}
@@ -171,6 +188,10 @@ func (w *fileWriter) openFile() error {
 	if err != nil {
 		_ = f.Close()
 		return fmt.Errorf("reading %s: %w", w.path, err)
+	}
+	if !st.Mode().IsRegular() {
+		_ = f.Close()
+		return fmt.Errorf("%s is not a regular file (%s)", w.path, st.Mode().Type())
 	}
 	w.f, w.size = f, st.Size()
 	return nil
@@ -253,19 +274,30 @@ func gzipFile(path string) error {
 	return nil
 }
 
-// prune deletes the oldest rotated files beyond maxFiles. Rotated names sort
-// by time.
+// rotatedSuffix matches exactly what rotate appends to a file's name.
+var rotatedSuffix = regexp.MustCompile(`^\.[0-9]{8}T[0-9]{6}\.[0-9]{9}Z(\.gz)?$`)
+
+// prune deletes the oldest rotated files beyond maxFiles. Only names rotate
+// made are considered (never a glob of the path, which could hold pattern
+// characters), and they sort by time.
 func (w *fileWriter) prune() error {
-	matches, err := filepath.Glob(w.path + ".*")
+	dir, base := filepath.Split(w.path)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("listing rotated files of %s: %w", w.path, err)
 	}
-	slices.Sort(matches)
-	for len(matches) > w.maxFiles {
-		if err := os.Remove(matches[0]); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("removing %s: %w", matches[0], err)
+	var rotated []string
+	for _, e := range entries {
+		if name := e.Name(); e.Type().IsRegular() && strings.HasPrefix(name, base) && rotatedSuffix.MatchString(name[len(base):]) {
+			rotated = append(rotated, filepath.Join(dir, name))
 		}
-		matches = matches[1:]
+	}
+	slices.Sort(rotated)
+	for len(rotated) > w.maxFiles {
+		if err := os.Remove(rotated[0]); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("removing %s: %w", rotated[0], err)
+		}
+		rotated = rotated[1:]
 	}
 	return nil
 }

@@ -158,6 +158,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		opDone <- operator.Run(opCtx, operator.Options{
 			RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0", LeaderElect: false,
 			FileSinkRoot: runDir, HealthSamplePeriod: 2 * time.Second,
+			// The demo's Loki receiver runs on this host's loopback.
+			AllowLoopbackEgress: true,
 		})
 	}()
 	shutdown := func() error {
@@ -171,7 +173,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		_ = shutdown()
 		return sum, err
 	}
-	output := filepath.Join(runDir, "shop", "logs.jsonl")
+	output := filepath.Join(runDir, Namespace, "shop", "logs.jsonl")
 	fmt.Fprintf(out, "demo pods, SinkTargets and LogPipeline %s/shop applied; this run's File sink output: %s\n", Namespace, output)
 	runCtx := ctx
 	if o.Duration > 0 {
