@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang/snappy"
 
@@ -20,8 +23,9 @@ import (
 )
 
 // newHTTPClient returns a client with its own transport, configured for TLS.
-func newHTTPClient(t *capture.TLSConfig, timeout time.Duration) (*http.Client, *http.Transport, error) {
+func newHTTPClient(t *capture.TLSConfig, timeout time.Duration, eg egress) (*http.Client, *http.Transport, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = eg.dialer().DialContext
 	tr.MaxIdleConnsPerHost = 4
 	if t != nil {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName,
@@ -42,7 +46,53 @@ func newHTTPClient(t *capture.TLSConfig, timeout time.Duration) (*http.Client, *
 		}
 		tr.TLSClientConfig = cfg
 	}
-	return &http.Client{Transport: tr, Timeout: timeout}, tr, nil
+	return &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: refuseRedirect}, tr, nil
+}
+
+// refuseRedirect follows no redirect: a destination that answers 3xx gets
+// that answer as the outcome, so that credentials sent to it never travel on
+// to another host (or another port of this one).
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// maxRemoteMessage bounds what a destination's answer may put into status,
+// Events and logs.
+const maxRemoteMessage = 256
+
+// remoteMessage makes a destination's answer safe to show: valid UTF-8,
+// control characters (terminal escapes included) replaced, whitespace
+// collapsed, and at most maxRemoteMessage bytes, marked when cut.
+func remoteMessage(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	var sb strings.Builder
+	space := false
+	for _, r := range s {
+		switch {
+		case unicode.IsSpace(r):
+			space = true
+			continue
+		case unicode.IsControl(r) || !unicode.IsPrint(r):
+			r = '?'
+		}
+		if space && sb.Len() > 0 {
+			sb.WriteByte(' ')
+		}
+		space = false
+		if sb.Len()+utf8.RuneLen(r) > maxRemoteMessage {
+			sb.WriteString(" …[cut]")
+			break
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+// redactURL is u without the password of its userinfo, for messages.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	return p.Redacted()
 }
 
 // post sends body and classifies the answer: 2xx succeeds; 429 and 5xx are
@@ -55,15 +105,18 @@ func post(ctx context.Context, c *http.Client, url string, body []byte, header h
 	req.Header = header
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("posting to %s: %w", url, err)
+		return fmt.Errorf("posting to %s: %w", redactURL(url), err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4*maxRemoteMessage))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	se := &sendError{status: resp.StatusCode, message: strings.TrimSpace(string(msg))}
+	se := &sendError{status: resp.StatusCode, message: remoteMessage(msg)}
+	if resp.StatusCode/100 == 3 {
+		se.message = "redirects are not followed (Location: " + remoteMessage([]byte(redactURL(resp.Header.Get("Location")))) + ")"
+	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		se.retryable = true
 		se.retryAfter = retryAfter(resp.Header.Get("Retry-After"))
@@ -107,8 +160,8 @@ type lokiDeliverer struct {
 	truncated func(n int)
 }
 
-func newLokiDeliverer(c *capture.LokiConfig, timeout time.Duration, truncated func(n int)) (*lokiDeliverer, error) {
-	client, tr, err := newHTTPClient(c.TLS, timeout)
+func newLokiDeliverer(c *capture.LokiConfig, timeout time.Duration, eg egress, truncated func(n int)) (*lokiDeliverer, error) {
+	client, tr, err := newHTTPClient(c.TLS, timeout, eg)
 	if err != nil {
 		return nil, err
 	}
@@ -162,8 +215,8 @@ type httpDeliverer struct {
 	gz        *gzip.Writer
 }
 
-func newHTTPDeliverer(c *capture.HTTPConfig, timeout time.Duration) (*httpDeliverer, error) {
-	client, tr, err := newHTTPClient(c.TLS, timeout)
+func newHTTPDeliverer(c *capture.HTTPConfig, timeout time.Duration, eg egress) (*httpDeliverer, error) {
+	client, tr, err := newHTTPClient(c.TLS, timeout, eg)
 	if err != nil {
 		return nil, err
 	}

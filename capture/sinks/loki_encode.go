@@ -65,19 +65,12 @@ func newLokiEncoder(c *capture.LokiConfig) *lokiEncoder {
 	return e
 }
 
+// identityLabels are the labels only the operator sets, from the record's
+// own Kubernetes metadata.
+var identityLabels = map[string]bool{"namespace": true, "pod": true, "container": true, "node": true}
+
 // labelName turns a pod label key into a valid Prometheus label name.
-func labelName(k string) string {
-	var b strings.Builder
-	for i, r := range k {
-		switch {
-		case r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
+func labelName(k string) string { return capture.LokiLabelName(k) }
 
 func sameLabels(a, b map[string]string) bool {
 	if len(a) != len(b) {
@@ -100,7 +93,10 @@ func (e *lokiEncoder) entryFor(r *capture.Record) *labelEntry {
 	if len(e.labelCache) > 50000 {
 		clear(e.labelCache)
 	}
-	pairs := append([]labelPair(nil), e.static...)
+	// The operator's own labels come first and win: a static label or a
+	// pod label can never set namespace, pod, container or node (the schema
+	// refuses them too; this holds whatever reached the encoder).
+	pairs := make([]labelPair, 0, len(e.metadataLabels)+len(e.static)+len(e.podLabels))
 	isLabel := map[string]bool{}
 	for _, m := range e.metadataLabels {
 		isLabel[m] = true
@@ -115,8 +111,13 @@ func (e *lokiEncoder) entryFor(r *capture.Record) *labelEntry {
 			pairs = append(pairs, labelPair{"node", r.Node})
 		}
 	}
+	for _, p := range e.static {
+		if !identityLabels[p.name] {
+			pairs = append(pairs, p)
+		}
+	}
 	for _, k := range e.podLabels {
-		if v, ok := r.Labels[k]; ok {
+		if v, ok := r.Labels[k]; ok && !identityLabels[labelName(k)] {
 			pairs = append(pairs, labelPair{labelName(k), v})
 		}
 	}

@@ -3,6 +3,10 @@ package operator
 import (
 	"flag"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 )
 
 func TestMemorySettings(t *testing.T) {
@@ -60,3 +64,24 @@ func TestMemoryBudgetFlag(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestSecretMetadataKeepsNoPlaintext(t *testing.T) {
+	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "shop",
+		Labels: map[string]string{"app": "db"},
+		Annotations: map[string]string{
+			"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"password":"cGxhaW50ZXh0"}}`,
+			logsv1alpha1.AnnotationSinkTargets:                 "loki",
+		},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
+	out, err := stripSecretMetadata(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*metav1.PartialObjectMetadata)
+	if len(got.Annotations) != 1 || got.Annotations[logsv1alpha1.AnnotationSinkTargets] != "loki" || got.ManagedFields != nil {
+		t.Fatalf("annotations %v, managedFields %v: only the consent annotation may stay", got.Annotations, got.ManagedFields)
+	}
+	if got.Labels["app"] != "db" || got.Name != "db" {
+		t.Fatalf("names and labels must stay: %+v", got.ObjectMeta)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
@@ -116,6 +118,13 @@ type Options struct {
 	// The total must fit the volume (the shipped manifest's emptyDir has a
 	// sizeLimit of 2Gi: beyond it the kubelet evicts the operator).
 	FileQuotaPerNamespace, FileQuotaTotal int64
+	// AllowRawStdout lets Stdout sinks use format Raw, which writes the
+	// containers' bytes unescaped into the operator's own log.
+	AllowRawStdout bool
+	// AllowLoopbackEgress lets sinks and probes connect to loopback
+	// addresses (the operator's own ports); for tests and the demo, whose
+	// receivers run beside the operator.
+	AllowLoopbackEgress bool
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
 	// WrapSinks, when set, wraps the sink factory: an embedder adds or
@@ -141,6 +150,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Var(quantityFlag{&o.MemoryBudget}, "memory-budget", "Bytes all sinks' queues may hold (e.g. 256Mi), divided fairly between namespaces; a namespace over its share gets its sinks' whenFull behaviour. auto is 40% of the container's memory limit (256Mi without one), and then GOMEMLIMIT defaults to 90% of the limit; unlimited turns the budget off.")
 	fs.Var(quantityFlag{&o.FileQuotaPerNamespace}, "file-quota-per-namespace", "Bytes the File sinks of one namespace may keep under --file-sink-root, counted as maxSize × (maxFiles + 1) of each file; a File sink beyond it is refused. auto is 1Gi; unlimited turns it off.")
 	fs.Var(quantityFlag{&o.FileQuotaTotal}, "file-quota-total", "Bytes the File sinks of all namespaces may keep under --file-sink-root, counted the same way; it must fit the volume. auto is 1792Mi (the shipped volume's sizeLimit is 2Gi); unlimited turns it off.")
+	fs.BoolVar(&o.AllowLoopbackEgress, "allow-loopback-egress", false, "Let sinks and probes connect to loopback addresses, checked after DNS resolution (the operator's own ports: off, a tenant cannot reach them). Link-local and cloud metadata addresses are refused always.")
+	fs.BoolVar(&o.AllowRawStdout, "allow-raw-stdout", false, "Let Stdout sinks use format Raw, which writes the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.DurationVar(&o.MinRotationInterval, "min-rotation-interval", time.Second, "Shortest spec.rotation.interval a pipeline may ask for; shorter ones are refused with OutsideOperatorLimits.")
 	fs.IntVar(&o.MaxStreamsPerNamespace, "max-streams-per-namespace", DefaultMaxStreamsPerNamespace, "Log streams open at once over all pipelines of one namespace; more wait for a slot (StreamPoolSaturated says so); negative is unlimited.")
 	o.Zap.BindFlags(fs)
@@ -203,6 +214,32 @@ func limitStreamWindow(rt http.RoundTripper) {
 		t.HTTP2 = &http.HTTP2Config{}
 	}
 	t.HTTP2.MaxReceiveBufferPerStream = StreamReceiveWindow
+}
+
+// secretMetadata is the object of the metadata-only Secret watch.
+func secretMetadata() client.Object {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
+}
+
+// stripSecretMetadata keeps of a watched Secret's metadata only what the
+// operator uses: names, labels and its consent annotation. The rest is
+// dropped before it is cached, above all kubectl's last-applied-configuration
+// annotation, which holds the plaintext of every Secret applied with kubectl,
+// and managedFields.
+func stripSecretMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	if v, ok := m.Annotations[logsv1alpha1.AnnotationSinkTargets]; ok {
+		m.Annotations = map[string]string{logsv1alpha1.AnnotationSinkTargets: v}
+	} else {
+		m.Annotations = nil
+	}
+	m.ManagedFields = nil
+	return m, nil
 }
 
 // NewScheme returns the scheme with the Kubernetes and log-capturer types.
@@ -283,6 +320,7 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cache.Options{ByObject: map[client.Object]cache.ByObject{secretMetadata(): {Transform: stripSecretMetadata}}},
 		Client: client.Options{Cache: &client.CacheOptions{
 			// Secrets are read on demand and watched as metadata only.
 			DisableFor: []client.Object{&corev1.Secret{}},
@@ -309,7 +347,8 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("adding the rejection recorder: %w", err)
 	}
 	factory := sinks.NewFactory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot, OnReject: rejects.Record,
-		Budget: sinks.NewBudget(queueBudget), FileQuotaPerNamespace: max(o.FileQuotaPerNamespace, 0), FileQuotaTotal: max(o.FileQuotaTotal, 0)})
+		AllowLoopbackEgress: o.AllowLoopbackEgress,
+		Budget:              sinks.NewBudget(queueBudget), FileQuotaPerNamespace: max(o.FileQuotaPerNamespace, 0), FileQuotaTotal: max(o.FileQuotaTotal, 0)})
 	newSink := capture.SinkFactory(factory.New)
 	if o.WrapSinks != nil {
 		newSink = o.WrapSinks(newSink)
@@ -341,7 +380,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("adding the capture engine: %w", err)
 	}
 	if err := controllers.Setup(ctx, mgr, engine, controllers.Options{Prober: factory, Deliveries: engine,
-		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval}); err != nil {
+		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval, AllowRawStdout: o.AllowRawStdout}); err != nil {
 		return err //nolint:wrapcheck // Setup names the controller
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

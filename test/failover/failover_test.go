@@ -32,7 +32,8 @@ type replica struct {
 func startReplica(name string) *replica {
 	c := exec.Command(binary, "operator", "--kubeconfig", kubeconfig, "--leader-elect",
 		"--leader-election-namespace", "default", "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
-		"--file-sink-root", GinkgoT().TempDir(), "--health-sample-period", "1s")
+		"--file-sink-root", GinkgoT().TempDir(), "--health-sample-period", "1s",
+		"--allow-loopback-egress") // the Loki receiver runs on this host's loopback
 	w := GinkgoWriter
 	c.Stdout, c.Stderr = w, w
 	Expect(c.Start()).To(Succeed())

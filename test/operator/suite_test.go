@@ -70,6 +70,8 @@ var _ = BeforeSuite(func() {
 			HealthProbeBindAddr: "0",
 			LeaderElect:         false,
 			FileSinkRoot:        fileRoot,
+			// The Loki receiver runs on this host's loopback.
+			AllowLoopbackEgress: true,
 			HealthSamplePeriod:  time.Second,
 			WrapSinks:           leakyFor,
 		})
