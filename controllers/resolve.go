@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,6 +58,11 @@ func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySel
 		}
 		s.secrets[ref.Name] = sec
 	}
+	if !secretAllows(sec, sink) {
+		return nil, stall(logsv1alpha1.ReasonSecretNotAllowed,
+			"Secret %q, which SinkTarget %q references in %s, does not allow that SinkTarget to use it: whoever owns the Secret adds the annotation %s with the SinkTarget's name (a comma-separated list, or \"*\" for every SinkTarget of the namespace). Creating a SinkTarget does not grant reading Secrets.",
+			ref.Name, sink, field, logsv1alpha1.AnnotationSinkTargets)
+	}
 	v, ok := sec.Data[ref.Key]
 	if !ok {
 		return nil, stall(logsv1alpha1.ReasonSecretKeyNotFound,
@@ -66,11 +73,20 @@ func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySel
 
 // resolveSink turns a SinkTarget into the runtime's configuration, reading
 // every Secret it references and checking TLS material.
-func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.SinkTarget) (capture.SinkConfig, error) {
+// sinkRules are what the operator's admin allows SinkTargets (flags, until
+// the tenant policy holds them).
+type sinkRules struct {
+	// allowRawStdout lets Stdout sinks write lines unescaped into the
+	// operator's own log.
+	allowRawStdout bool
+}
+
+func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.SinkTarget, rules sinkRules) (capture.SinkConfig, error) {
 	secrets := newSecretReader(reader, st)
 	spec := &st.Spec
 	cfg := capture.SinkConfig{
 		Name:           st.Name,
+		Namespace:      st.Namespace,
 		Generation:     st.Generation,
 		BatchMaxBytes:  spec.Batch.MaxBytes.Value(),
 		BatchMaxWait:   spec.Batch.MaxWait.Duration,
@@ -100,6 +116,10 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	case logsv1alpha1.SinkTypeStdout:
 		cfg.Kind = capture.SinkStdout
 		cfg.Stdout = &capture.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
+		if cfg.Stdout.Raw && !rules.allowRawStdout {
+			return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
+				"SinkTarget %q: stdout.format Raw would write the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log, which the operator's admin does not allow (--allow-raw-stdout); use format JSON, which escapes every line.", st.Name)
+		}
 	default:
 		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http or stdout.", st.Name)
 	}
@@ -116,6 +136,9 @@ func resolveLoki(ctx context.Context, secrets *secretReader, sink string, l *log
 	}
 	for _, m := range l.MetadataLabels {
 		out.MetadataLabels = append(out.MetadataLabels, string(m))
+	}
+	if err := checkLokiLabels(sink, l); err != nil {
+		return nil, err
 	}
 	var err error
 	if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.loki.auth", l.Auth); err != nil {
@@ -140,8 +163,12 @@ func resolveHTTP(ctx context.Context, secrets *secretReader, sink string, h *log
 			out.Headers[hd.Name] = *hd.Value
 			continue
 		}
-		v, err := secrets.value(ctx, hd.ValueFrom, sink, fmt.Sprintf("spec.http.headers[%d].valueFrom", i))
+		field := fmt.Sprintf("spec.http.headers[%d].valueFrom", i)
+		v, err := secrets.value(ctx, hd.ValueFrom, sink, field)
 		if err != nil {
+			return nil, err
+		}
+		if err := headerSafe(v, sink, field, hd.ValueFrom.Name); err != nil {
 			return nil, err
 		}
 		out.Headers[hd.Name] = string(v)
@@ -164,6 +191,9 @@ func resolveAuth(ctx context.Context, secrets *secretReader, sink, field string,
 	if a.BearerToken != nil {
 		v, err := secrets.value(ctx, a.BearerToken, sink, field+".bearerToken")
 		if err != nil {
+			return c, err
+		}
+		if err := headerSafe(v, sink, field+".bearerToken", a.BearerToken.Name); err != nil {
 			return c, err
 		}
 		c.BearerToken = string(v)
@@ -326,4 +356,52 @@ func validateLimits(p *logsv1alpha1.LogPipeline, minRotation time.Duration) erro
 			d, minRotation)
 	}
 	return nil
+}
+
+// checkLokiLabels refuses label names that collide once pod label keys are
+// sanitised: two pod labels, or a pod label and a static label, would
+// otherwise silently overwrite each other.
+func checkLokiLabels(sink string, l *logsv1alpha1.LokiSink) error {
+	from := map[string]string{}
+	for k := range l.StaticLabels {
+		from[k] = "static label " + strconv.Quote(k)
+	}
+	for _, k := range l.PodLabelsAsLabels {
+		name := capture.LokiLabelName(k)
+		if other, ok := from[name]; ok {
+			return stall(logsv1alpha1.ReasonSinkInvalid,
+				"SinkTarget %q: pod label %q becomes the Loki label %q, which %s already sets; drop one of them.", sink, k, name, other)
+		}
+		from[name] = "pod label " + strconv.Quote(k)
+	}
+	return nil
+}
+
+// headerSafe refuses a Secret value that cannot go into an HTTP header: a
+// control character (a CR or LF above all) would be refused at every send
+// and retried forever, or split the request.
+func headerSafe(v []byte, sink, field, secret string) error {
+	for i, b := range v {
+		if b < 0x20 && b != '\t' || b == 0x7f {
+			return stall(logsv1alpha1.ReasonSinkInvalid,
+				"The value of Secret %q that SinkTarget %q uses in %s has a control character (byte %d of %d, 0x%02x) and cannot be sent in an HTTP header; a trailing newline is the usual cause.",
+				secret, sink, field, i+1, len(v), b)
+		}
+	}
+	return nil
+}
+
+// secretAllows tells whether a Secret consents to being used by SinkTarget
+// sink: its logs.capturer.dev/sink-targets annotation names it, or is "*".
+func secretAllows(sec *corev1.Secret, sink string) bool {
+	v, ok := sec.Annotations[logsv1alpha1.AnnotationSinkTargets]
+	if !ok {
+		return false
+	}
+	for name := range strings.SplitSeq(v, ",") {
+		if name = strings.TrimSpace(name); name == "*" || name == sink {
+			return true
+		}
+	}
+	return false
 }

@@ -41,6 +41,7 @@ func TestResolveSink(t *testing.T) {
 	secrets := []*struct{ name, key, value string }{
 		{"creds", "user", "u"}, {"creds", "pass", "p"}, {"creds", "token", "t"},
 		{"tls", "ca.crt", testCA}, {"tls", "junk", "not a certificate"},
+		{"creds", "crlf", "t\r\nX-Injected: 1"}, {"creds", "newline", "token\n"},
 	}
 	byName := map[string]map[string]string{}
 	for _, s := range secrets {
@@ -75,6 +76,21 @@ func TestResolveSink(t *testing.T) {
 		{name: "header from missing key", sink: builders.Sink(ns, "s").HTTP("http://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.Headers = []logsv1alpha1.HTTPHeader{{Name: "X", ValueFrom: ref("creds", "absent")}}
 		}).Build(), wantReason: logsv1alpha1.ReasonSecretKeyNotFound},
+		{name: "header from a Secret with CR/LF", sink: builders.Sink(ns, "s").HTTP("http://h").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.HTTP.Headers = []logsv1alpha1.HTTPHeader{{Name: "X-Key", ValueFrom: ref("creds", "crlf")}}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "bearer token with a trailing newline", sink: builders.Sink(ns, "s").Loki("http://loki").WithBearerToken("creds", "newline").Build(),
+			wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "pod labels that collide once sanitised", sink: builders.Sink(ns, "s").Loki("http://loki").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Loki.PodLabelsAsLabels = []string{"app.kubernetes.io/name", "app_kubernetes_io/name"}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "a pod label that collides with a static label", sink: builders.Sink(ns, "s").Loki("http://loki").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Loki.StaticLabels = map[string]string{"team": "a"}
+			s.Spec.Loki.PodLabelsAsLabels = []string{"team"}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "raw stdout without the operator's consent", sink: builders.Sink(ns, "s").Stdout().With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Stdout.Format = logsv1alpha1.RecordFormatRaw
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
 		{name: "valid CA", sink: builders.Sink(ns, "s").Loki("https://loki").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Loki.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
 		}).Build()},
@@ -87,7 +103,7 @@ func TestResolveSink(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := resolveSink(context.Background(), reader, tc.sink)
+			_, err := resolveSink(context.Background(), reader, tc.sink, sinkRules{})
 			var se *stallError
 			switch {
 			case tc.wantReason == "" && err != nil:
@@ -231,7 +247,7 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 	secrets := c.Build()
 	for _, st := range sinks {
 		r := &recordingReader{Reader: secrets, read: map[string]bool{}}
-		if _, err := resolveSink(context.Background(), r, st); err != nil {
+		if _, err := resolveSink(context.Background(), r, st, sinkRules{allowRawStdout: true}); err != nil {
 			t.Fatalf("%s: %v", st.Name, err)
 		}
 		var read []string

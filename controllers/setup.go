@@ -22,6 +22,9 @@ type Options struct {
 	// MinRotationInterval is the shortest rotation interval a pipeline may
 	// ask for; zero allows what the schema allows.
 	MinRotationInterval time.Duration
+	// AllowRawStdout lets Stdout sinks use format Raw, which writes the
+	// containers' bytes unescaped into the operator's own log.
+	AllowRawStdout bool
 }
 
 // Setup registers the field indexes and both controllers on mgr.
@@ -30,21 +33,23 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		return err
 	}
 	if err := (&LogPipelineReconciler{
-		Client:       mgr.GetClient(),
-		APIReader:    mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("logpipeline-controller"),
-		Workers:      workers,
-		SamplePeriod: opts.SamplePeriod,
-		MinRotation:  opts.MinRotationInterval,
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("logpipeline-controller"),
+		Workers:        workers,
+		SamplePeriod:   opts.SamplePeriod,
+		MinRotation:    opts.MinRotationInterval,
+		AllowRawStdout: opts.AllowRawStdout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
 	}
 	if err := (&SinkTargetReconciler{
-		Client:     mgr.GetClient(),
-		APIReader:  mgr.GetAPIReader(),
-		Recorder:   mgr.GetEventRecorder("sinktarget-controller"),
-		Prober:     opts.Prober,
-		Deliveries: opts.Deliveries,
+		Client:         mgr.GetClient(),
+		APIReader:      mgr.GetAPIReader(),
+		Recorder:       mgr.GetEventRecorder("sinktarget-controller"),
+		Prober:         opts.Prober,
+		Deliveries:     opts.Deliveries,
+		AllowRawStdout: opts.AllowRawStdout,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up SinkTarget controller: %w", err)
 	}

@@ -37,6 +37,8 @@ type SinkTargetReconciler struct {
 	Prober Prober
 	// Deliveries reports what the pipelines delivered to a sink; nil skips it.
 	Deliveries Deliveries
+	// AllowRawStdout lets Stdout sinks write lines unescaped.
+	AllowRawStdout bool
 
 	readyEvents readyEvents
 	probes      *probes
@@ -86,7 +88,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}()
 
 	obj.Status.Type = obj.Spec.Type()
-	cfg, err := resolveSink(ctx, r.APIReader, obj)
+	cfg, err := resolveSink(ctx, r.APIReader, obj, sinkRules{allowRawStdout: r.AllowRawStdout})
 	var se *stallError
 	if err != nil && !errors.As(err, &se) {
 		err = retry(logsv1alpha1.ReasonProgressing, "Resolving the sink", err)

@@ -50,6 +50,9 @@ const (
 	ReasonSinkInvalid = "SinkInvalid"
 	// ReasonSecretNotFound means a referenced Secret does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretNotAllowed means a referenced Secret does not name the
+	// SinkTarget in its logs.capturer.dev/sink-targets annotation.
+	ReasonSecretNotAllowed = "SecretNotAllowed"
 	// ReasonSecretKeyNotFound means a referenced Secret lacks the named key.
 	ReasonSecretKeyNotFound = "SecretKeyNotFound"
 	// ReasonInvalidTLS means a referenced certificate or key cannot be parsed.

@@ -8,6 +8,12 @@ import (
 // SinkType names the kind of a SinkTarget; status.type reports it.
 type SinkType string
 
+// AnnotationSinkTargets is the annotation by which a Secret consents to be
+// used by SinkTargets of its namespace: a comma-separated list of their
+// names, or "*" for all. A Secret without it is never read into a sink, so
+// the right to create a SinkTarget is not the right to read Secrets.
+const AnnotationSinkTargets = "logs.capturer.dev/sink-targets"
+
 const (
 	// SinkTypeLoki pushes to Grafana Loki.
 	SinkTypeLoki SinkType = "Loki"
@@ -108,6 +114,7 @@ type SinkTargetSpec struct {
 type URL string
 
 // LokiSink pushes to Loki's /loki/api/v1/push.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.url).getScheme() == 'https'",message="tls needs an https URL: over http the credentials would go in clear"
 type LokiSink struct {
 	// URL is the Loki base URL, for example http://loki.monitoring:3100.
 	URL URL `json:"url"`
@@ -124,6 +131,8 @@ type LokiSink struct {
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$'))",message="static label names must match [a-zA-Z_][a-zA-Z0-9_]*"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['namespace', 'pod', 'container', 'node']))",message="static labels must not set namespace, pod, container or node: the operator sets them from the pod"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 1024)",message="static label values must be at most 1024 bytes"
 	StaticLabels map[string]string `json:"staticLabels,omitempty"`
 	// MetadataLabels are Kubernetes metadata that become stream labels. Pod
 	// and node go to structured metadata unless listed here (cardinality).
@@ -137,6 +146,8 @@ type LokiSink struct {
 	// +kubebuilder:default={app}
 	// +kubebuilder:validation:MaxItems=8
 	// +listType=set
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['namespace', 'pod', 'container', 'node']))",message="podLabelsAsLabels must not name namespace, pod, container or node: the operator sets them from the pod"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) > 0 && size(k) <= 317)",message="pod label keys must be 1 to 317 characters"
 	PodLabelsAsLabels []string `json:"podLabelsAsLabels,omitempty"`
 	// Auth authenticates to Loki.
 	// +optional
@@ -148,11 +159,13 @@ type LokiSink struct {
 
 // FileSink writes log records to files under the operator's --file-sink-root.
 type FileSink struct {
-	// Path is relative to the operator's file sink root and may not leave it.
+	// Path is relative to the namespace's directory under the operator's
+	// file sink root (<root>/<namespace>/<path>) and may not leave it.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="path must be relative to the operator's file sink root"
-	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(s, s == '..')",message="path must not contain '..'"
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(s, s == '..' || s == '.')",message="path must not contain '.' or '..' segments"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$')",message="path must be made of letters, digits, '.', '_' and '-' separated by single '/'"
 	Path string `json:"path"`
 	// Format of each written line.
 	// +optional
@@ -177,6 +190,7 @@ type FileSink struct {
 }
 
 // HTTPSink posts NDJSON records to an HTTP endpoint.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.url).getScheme() == 'https'",message="tls needs an https URL: over http the credentials would go in clear"
 type HTTPSink struct {
 	// URL receives the POSTs.
 	URL URL `json:"url"`
@@ -205,10 +219,12 @@ type HTTPHeader struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['authorization', 'host', 'content-type', 'content-encoding', 'content-length', 'transfer-encoding', 'connection'])",message="this header is set by the operator: use auth for credentials; Host, Content-Type, Content-Encoding, Content-Length, Transfer-Encoding and Connection cannot be set"
 	Name string `json:"name"`
 	// Value is the literal header value.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\x00-\\x08\\x0a-\\x1f\\x7f]')",message="a header value must not contain control characters such as CR or LF"
 	Value *string `json:"value,omitempty"`
 	// ValueFrom reads the value from a Secret.
 	// +optional

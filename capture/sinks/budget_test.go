@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,7 +47,7 @@ func TestAHangingNamespaceFillsOnlyItsShare(t *testing.T) {
 			budget := sinks.NewBudget(budgetBytes)
 			out := &syncBuffer{}
 			reg := prometheus.NewRegistry()
-			f := sinks.NewFactory(sinks.Options{Stdout: out, FileRoot: t.TempDir(), RequestTimeout: 500 * time.Millisecond, Budget: budget})
+			f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, Stdout: out, FileRoot: t.TempDir(), RequestTimeout: 500 * time.Millisecond, Budget: budget})
 			reg.MustRegister(f)
 			rcv, srv := newReceiver(t)
 			rcv.FailAll(lokireceiver.Fault{Status: 500})
@@ -122,7 +125,7 @@ func TestAHangingNamespaceFillsOnlyItsShare(t *testing.T) {
 // its namespace's share resumes when another sink of the namespace sends.
 func TestABlockedWriterWakesWhenItsNamespaceDrains(t *testing.T) {
 	budget := sinks.NewBudget(64 << 10)
-	f := sinks.NewFactory(sinks.Options{Stdout: &syncBuffer{}, FileRoot: t.TempDir(), RequestTimeout: 500 * time.Millisecond, Budget: budget})
+	f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, Stdout: &syncBuffer{}, FileRoot: t.TempDir(), RequestTimeout: 500 * time.Millisecond, Budget: budget})
 	rcv, srv := newReceiver(t)
 	rcv.FailAll(lokireceiver.Fault{Status: 500})
 	a := startIn(t, f, "ns/a", lokiConfig(srv.URL))
@@ -214,7 +217,7 @@ func droppedFor(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 // namespaces keep their room, and a closed sink gives its room back.
 func TestFileQuotas(t *testing.T) {
 	const mi = 1 << 20
-	f := sinks.NewFactory(sinks.Options{FileRoot: t.TempDir(), FileQuotaPerNamespace: 100 * mi, FileQuotaTotal: 150 * mi})
+	f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, FileRoot: t.TempDir(), FileQuotaPerNamespace: 100 * mi, FileQuotaTotal: 150 * mi})
 	file := func(path string, size int64, files int) capture.SinkConfig {
 		c := sinkConfig("file")
 		c.Kind, c.File = capture.SinkFile, &capture.FileConfig{Path: path, MaxSize: size, MaxFiles: files}
@@ -255,4 +258,87 @@ func TestFileQuotas(t *testing.T) {
 		t.Fatalf("b still refused after a's sinks closed: %v", err)
 	}
 	_ = b.Close(ctx)
+}
+
+// TestFileSinksOfOneNamespaceCannotTouchAnothers replays the attacks of a
+// tenant on another's files: a path naming the other's directory, a glob
+// in the path, a symbolic link or a FIFO as the final component.
+func TestFileSinksOfOneNamespaceCannotTouchAnothers(t *testing.T) {
+	root := t.TempDir()
+	f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, FileRoot: root})
+	file := func(path string, files int) capture.SinkConfig {
+		c := sinkConfig("file")
+		c.Kind, c.File = capture.SinkFile, &capture.FileConfig{Path: path, MaxSize: 64, MaxFiles: files, Raw: true}
+		return c
+	}
+	// b's live file and one rotated file.
+	victim := filepath.Join(root, "team-b", "app")
+	if err := os.MkdirAll(filepath.Dir(victim), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{victim, victim + ".20261201T000000.000000000Z"} {
+		if err := os.WriteFile(p, []byte("b's line\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a names b's directory, and a glob, with maxFiles 1, and rotates a lot.
+	for _, path := range []string{"team-b/app", "*", "team-b/*"} {
+		s := startIn(t, f, "team-a/p", file(path, 1))
+		write(t, s, records(50))
+		s.stop(t)
+	}
+	for _, p := range []string{victim, victim + ".20261201T000000.000000000Z"} {
+		if b, err := os.ReadFile(p); err != nil || string(b) != "b's line\n" {
+			t.Fatalf("b's %s was touched: %q, %v", p, b, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "team-a", "team-b", "app")); err != nil {
+		t.Fatalf("a's file is not under a's own directory: %v", err)
+	}
+	// The final component a symbolic link to b's file, or a FIFO: refused.
+	if err := os.Symlink(victim, filepath.Join(root, "team-a", "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.New("team-a/p", file("link", 1)); err == nil {
+		t.Fatal("a File sink opened a symbolic link")
+	}
+	if err := syscall.Mkfifo(filepath.Join(root, "team-a", "fifo"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.New("team-a/p", file("fifo", 1)); err == nil {
+		t.Fatalf("a FIFO: %v, want it refused", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "b's line\n" {
+		t.Fatalf("b's file changed: %q", b)
+	}
+}
+
+// TestTheOperatorOwnsIdentityLabels: neither a static label nor a pod label
+// can set namespace, pod, container or node, even if it got past the schema.
+func TestTheOperatorOwnsIdentityLabels(t *testing.T) {
+	e := newEnv(t)
+	rcv, srv := newReceiver(t)
+	c := lokiConfig(srv.URL)
+	c.Loki.MetadataLabels = []string{"namespace", "container"}
+	c.Loki.StaticLabels = map[string]string{"namespace": "kube-system", "pod": "forged", "cluster": "test"}
+	c.Loki.PodLabelsAsLabels = []string{"namespace", "container", "app"}
+	s := e.start(t, c)
+	recs := records(3)
+	for _, r := range recs {
+		r.Labels = map[string]string{"namespace": "kube-system", "container": "forged", "app": "web"}
+	}
+	write(t, s, recs)
+	s.stop(t)
+	got := rcv.Entries()
+	if len(got) != 3 {
+		t.Fatalf("%d entries, want 3", len(got))
+	}
+	for _, en := range got {
+		if en.Labels["namespace"] != "shop" || en.Labels["container"] != "main" || en.Labels["app"] != "web" || en.Labels["cluster"] != "test" {
+			t.Fatalf("labels %v: the record's own namespace and container must win", en.Labels)
+		}
+		if _, ok := en.Labels["pod"]; ok || !strings.HasPrefix(en.Metadata["pod"], "web-") {
+			t.Fatalf("pod label %q, metadata %v: a static label set the pod", en.Labels["pod"], en.Metadata)
+		}
+	}
 }

@@ -39,7 +39,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{reg: prometheus.NewRegistry(), root: t.TempDir(), stdout: &bytes.Buffer{}}
-	e.factory = sinks.NewFactory(sinks.Options{Stdout: e.stdout, FileRoot: e.root,
+	e.factory = sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, Stdout: e.stdout, FileRoot: e.root,
 		RequestTimeout: 500 * time.Millisecond,
 		OnReject: func(_, sink, msg string) {
 			e.mu.Lock()
@@ -464,14 +464,14 @@ func TestBadInputReachesEverySinkIntact(t *testing.T) {
 		t.Errorf("truncated lines metric = %v, want 1", v)
 	}
 
-	b, err := os.ReadFile(filepath.Join(e.root, "raw.log"))
+	b, err := os.ReadFile(filepath.Join(e.root, "ns", "raw.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(b) != strings.Join(lines, "\n")+"\n" {
 		t.Error("raw file is not byte-exact")
 	}
-	f, err := os.Open(filepath.Join(e.root, "json.log"))
+	f, err := os.Open(filepath.Join(e.root, "ns", "json.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +501,7 @@ func TestFileRotationRetentionAndRestart(t *testing.T) {
 	write(t, s, recs)
 	s.stop(t)
 
-	dir := filepath.Join(e.root, "app")
+	dir := filepath.Join(e.root, "ns", "app")
 	rotated, _ := filepath.Glob(filepath.Join(dir, "out.log.*"))
 	if len(rotated) != 3 {
 		t.Fatalf("%d rotated files kept, want maxFiles=3: %v", len(rotated), rotated)
@@ -540,7 +540,10 @@ func TestFileRotationRetentionAndRestart(t *testing.T) {
 func TestFilePathsCannotLeaveTheRoot(t *testing.T) {
 	e := newEnv(t)
 	outside := t.TempDir()
-	if err := os.Symlink(outside, filepath.Join(e.root, "escape")); err != nil {
+	if err := os.MkdirAll(filepath.Join(e.root, "ns"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(e.root, "ns", "escape")); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"../x.log", "a/../../x.log", "/etc/passwd", "escape/x.log"} {
@@ -568,7 +571,7 @@ func TestFileSharedByTwoPipelinesHasOneWriter(t *testing.T) {
 	wg.Wait()
 	a.stop(t)
 	b.stop(t)
-	data, _ := os.ReadFile(filepath.Join(e.root, "shared.log"))
+	data, _ := os.ReadFile(filepath.Join(e.root, "ns", "shared.log"))
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	if len(lines) != 4000 {
 		t.Fatalf("%d lines, want 4000", len(lines))

@@ -66,7 +66,7 @@ var _ = Describe("The memory budget", func() {
 			hogLines     = 2000 // 8 MiB per namespace, read by each of its 5 pipelines
 		)
 		budget := sinks.NewBudget(budgetBytes)
-		factory := sinks.NewFactory(sinks.Options{FileRoot: GinkgoT().TempDir(), Budget: budget})
+		factory := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, FileRoot: GinkgoT().TempDir(), Budget: budget})
 		rcv := lokireceiver.New()
 		srv := httptest.NewServer(rcv)
 		defer srv.Close()

@@ -65,7 +65,7 @@ func BenchmarkPipelineToLoki(b *testing.B) {
 	rcv := lokireceiver.New()
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	factory := sinks.NewFactory(sinks.Options{FileRoot: b.TempDir()})
+	factory := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, FileRoot: b.TempDir()})
 	const streams = 10
 	ns, per := prefill(b.N, streams)
 	h := startHarness()

@@ -20,7 +20,7 @@ var _ = Describe("Pipeline to Loki", func() {
 		srv := httptest.NewServer(rcv)
 		defer srv.Close()
 		defer rcv.Close()
-		factory := sinks.NewFactory(sinks.Options{FileRoot: GinkgoT().TempDir()})
+		factory := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, FileRoot: GinkgoT().TempDir()})
 
 		ns := newNamespace()
 		pods := createPods(ns, 4)

@@ -19,7 +19,7 @@ import (
 // per byte the queue counts: 1.0 means the queue's bound is the memory it
 // costs.
 func queuedHeapPerByte(t testing.TB, lineSize int, bufferBytes int64) (ratio float64, queued int64, records int) {
-	f := sinks.NewFactory(sinks.Options{Stdout: io.Discard, FileRoot: t.TempDir()})
+	f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, Stdout: io.Discard, FileRoot: t.TempDir()})
 	s, err := f.New("ns/p", capture.SinkConfig{Name: "out", Kind: capture.SinkStdout, BatchMaxBytes: 1 << 20,
 		BatchMaxWait: time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, BufferMaxBytes: bufferBytes,
 		WhenFull: sinks.DropNewest, Stdout: &capture.StdoutConfig{}})

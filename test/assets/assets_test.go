@@ -39,7 +39,7 @@ func root(t *testing.T) string {
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	factory := sinks.NewFactory(sinks.Options{Stdout: io.Discard, FileRoot: t.TempDir()})
+	factory := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, Stdout: io.Discard, FileRoot: t.TempDir()})
 	// A pipeline applied (not started) is enough for every series to be
 	// listed; its pod cache and log source are never used.
 	engine, err := workers.NewManager(workers.Options{Source: struct{ capture.LogSource }{},

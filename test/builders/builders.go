@@ -94,8 +94,18 @@ func (b *SinkBuilder) With(f func(*logsv1alpha1.SinkTarget)) *SinkBuilder {
 // Build returns the SinkTarget.
 func (b *SinkBuilder) Build() *logsv1alpha1.SinkTarget { return b.obj.DeepCopy() }
 
-// Secret returns an Opaque Secret with string data.
+// Secret returns an Opaque Secret with string data that every SinkTarget of
+// its namespace may use (logs.capturer.dev/sink-targets: "*"); PrivateSecret
+// is one that none may.
 func Secret(namespace, name string, data map[string]string) *corev1.Secret {
+	s := PrivateSecret(namespace, name, data)
+	s.Annotations = map[string]string{logsv1alpha1.AnnotationSinkTargets: "*"}
+	return s
+}
+
+// PrivateSecret returns an Opaque Secret with string data and no consent
+// annotation: no SinkTarget may use it.
+func PrivateSecret(namespace, name string, data map[string]string) *corev1.Secret {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}, Data: map[string][]byte{}}
 	for k, v := range data {
 		s.Data[k] = []byte(v)
