@@ -102,13 +102,16 @@ type harness struct {
 	mu      sync.Mutex
 	sinks   map[string]capture.Sink
 	factory func(pipeline string, c capture.SinkConfig) capture.Sink
+	// closeStreams closes the stream clientset's idle connections.
+	closeStreams func()
 }
 
 func startHarness(opts ...func(*workers.Options)) *harness {
 	h := &harness{reg: prometheus.NewRegistry(), done: make(chan struct{}), sinks: map[string]capture.Sink{}}
 	// The client configuration and open rate the operator ships.
-	streams, err := operator.NewStreamClientset(cfg)
+	streams, closeStreams, err := operator.NewStreamClientset(cfg)
 	Expect(err).NotTo(HaveOccurred())
+	h.closeStreams = closeStreams
 	o := workers.Options{
 		Source:             apisource.New(streams),
 		LogOpenRate:        operator.DefaultLogOpenRate,
@@ -145,6 +148,7 @@ func startHarness(opts ...func(*workers.Options)) *harness {
 func (h *harness) stop() {
 	h.cancel()
 	Eventually(h.done, 30*time.Second).Should(BeClosed())
+	h.closeStreams()
 }
 
 func (h *harness) memSink(pipeline types.NamespacedName, sink string) *MemorySink {

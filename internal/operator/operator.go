@@ -169,8 +169,10 @@ func ownNamespace() string {
 
 // NewStreamClientset returns the clientset log streams are opened with:
 // they are paced by the engine's own open limiter, fair between namespaces,
-// so client-go's limiter must not throttle them underneath.
-func NewStreamClientset(cfg *rest.Config) (kubernetes.Interface, error) {
+// so client-go's limiter must not throttle them underneath. The clientset has
+// a transport of its own; closeIdle closes its idle connections (and their
+// goroutines) once nothing streams through it any more.
+func NewStreamClientset(cfg *rest.Config) (c kubernetes.Interface, closeIdle func(), err error) {
 	streamCfg := rest.CopyConfig(cfg)
 	streamCfg.RateLimiter = flowcontrol.NewFakeAlwaysRateLimiter()
 	// A Proxy function makes client-go build this clientset its own
@@ -179,19 +181,27 @@ func NewStreamClientset(cfg *rest.Config) (kubernetes.Interface, error) {
 	if streamCfg.Proxy == nil {
 		streamCfg.Proxy = http.ProxyFromEnvironment
 	}
+	var transports []*http.Transport
 	wrap := streamCfg.WrapTransport
 	streamCfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		limitStreamWindow(rt)
+		if t, ok := rt.(*http.Transport); ok {
+			limitStreamWindow(t)
+			transports = append(transports, t)
+		}
 		if wrap != nil {
 			return wrap(rt)
 		}
 		return rt
 	}
-	c, err := kubernetes.NewForConfig(streamCfg)
+	c, err = kubernetes.NewForConfig(streamCfg)
 	if err != nil {
-		return nil, fmt.Errorf("creating the log stream clientset: %w", err)
+		return nil, nil, fmt.Errorf("creating the log stream clientset: %w", err)
 	}
-	return c, nil
+	return c, func() {
+		for _, t := range transports {
+			t.CloseIdleConnections()
+		}
+	}, nil
 }
 
 // StreamReceiveWindow is the HTTP/2 flow-control window of one log stream:
@@ -205,11 +215,7 @@ const StreamReceiveWindow = 64 << 10
 // limitStreamWindow sets the per-stream HTTP/2 receive window of client-go's
 // transport; golang.org/x/net/http2 reads it from the transport's HTTP2
 // settings when it opens a connection.
-func limitStreamWindow(rt http.RoundTripper) {
-	t, ok := rt.(*http.Transport)
-	if !ok {
-		return
-	}
+func limitStreamWindow(t *http.Transport) {
 	if t.HTTP2 == nil {
 		t.HTTP2 = &http.HTTP2Config{}
 	}
@@ -338,10 +344,11 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("creating clientset: %w", err)
 	}
 	positionsNS := cmp.Or(o.PositionsNamespace, ownNamespace())
-	streams, err := NewStreamClientset(cfg)
+	streams, closeStreams, err := NewStreamClientset(cfg)
 	if err != nil {
 		return err
 	}
+	defer closeStreams() // after the manager (and so the workers) stopped
 	rejects := controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
 	if err := mgr.Add(rejects); err != nil {
 		return fmt.Errorf("adding the rejection recorder: %w", err)

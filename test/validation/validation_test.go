@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -252,5 +253,38 @@ var _ = Describe("dist/install.yaml", func() {
 		Expect(c).To(HaveKey("livenessProbe"))
 		Expect(c).To(HaveKey("readinessProbe"))
 		Expect(c).To(HaveKeyWithValue("resources", And(HaveKey("requests"), HaveKey("limits"))))
+		volumes, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
+		for _, v := range volumes {
+			Expect(v).To(HaveKeyWithValue("emptyDir", HaveKey("sizeLimit")), "every emptyDir is bounded: %v", v)
+		}
+	})
+
+	It("aggregates read rights into view, edit and admin, and write rights into edit and admin only", func() {
+		root, err := envtestutil.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		rules := map[string][]string{} // aggregate-to-* label -> verbs on logpipelines
+		for _, u := range readManifests(filepath.Join(root, "dist", "install.yaml")) {
+			if u.GetKind() != "ClusterRole" {
+				continue
+			}
+			rs, _, _ := unstructured.NestedSlice(u.Object, "rules")
+			for label, v := range u.GetLabels() {
+				if v != "true" || !strings.HasPrefix(label, "rbac.authorization.k8s.io/aggregate-to-") {
+					continue
+				}
+				for _, r := range rs {
+					r := r.(map[string]any)
+					res, _, _ := unstructured.NestedStringSlice(r, "resources")
+					verbs, _, _ := unstructured.NestedStringSlice(r, "verbs")
+					if slices.Contains(res, "logpipelines") && slices.Contains(res, "sinktargets") {
+						rules[strings.TrimPrefix(label, "rbac.authorization.k8s.io/aggregate-to-")] = append(rules[strings.TrimPrefix(label, "rbac.authorization.k8s.io/aggregate-to-")], verbs...)
+					}
+				}
+			}
+		}
+		Expect(rules["view"]).To(ConsistOf("get", "list", "watch"))
+		for _, role := range []string{"edit", "admin"} {
+			Expect(rules[role]).To(ContainElements("get", "list", "watch", "create", "update", "patch", "delete"), role)
+		}
 	})
 })
