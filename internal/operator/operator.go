@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
@@ -121,6 +122,11 @@ type Options struct {
 	// AllowRawStdout lets Stdout sinks use format Raw, which writes the
 	// containers' bytes unescaped into the operator's own log.
 	AllowRawStdout bool
+	// MetricsInsecure serves metrics over plain HTTP without authentication;
+	// by default they are served over HTTPS to authorized clients only.
+	MetricsInsecure bool
+	// MetricsCertDir holds the metrics endpoint's tls.crt and tls.key.
+	MetricsCertDir string
 	// AllowLoopbackEgress lets sinks and probes connect to loopback
 	// addresses (the operator's own ports); for tests and the demo, whose
 	// receivers run beside the operator.
@@ -135,7 +141,9 @@ type Options struct {
 // BindFlags registers the operator's flags on fs.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG when empty.")
-	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	fs.BoolVar(&o.MetricsInsecure, "metrics-insecure", false, "Serve metrics over plain HTTP to anyone who can connect. Off, they are served over HTTPS (the certificate in --metrics-cert-dir, or a self-signed one) only to clients whose bearer token the API server authenticates and authorizes for GET /metrics (a TokenReview and a SubjectAccessReview; the log-capturer-metrics-reader ClusterRole grants it).")
+	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the metrics endpoint, reloaded when they change; a self-signed certificate when empty.")
 	fs.StringVar(&o.HealthProbeBindAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to; 0 disables them.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect a leader among replicas; only the leader runs controllers and workers.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; the operator's own namespace when empty.")
@@ -220,6 +228,18 @@ func limitStreamWindow(t *http.Transport) {
 		t.HTTP2 = &http.HTTP2Config{}
 	}
 	t.HTTP2.MaxReceiveBufferPerStream = StreamReceiveWindow
+}
+
+// metricsOptions serves metrics over HTTPS to clients the API server
+// authenticates and authorizes, unless --metrics-insecure: pipeline names and
+// rates of every tenant are in them.
+func metricsOptions(o Options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsBindAddress}
+	if !o.MetricsInsecure {
+		m.SecureServing, m.CertDir = true, o.MetricsCertDir
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }
 
 // secretMetadata is the object of the metadata-only Secret watch.
@@ -320,7 +340,7 @@ func Run(ctx context.Context, o Options) error {
 	cfg.QPS, cfg.Burst, cfg.RateLimiter = float32(o.KubeAPIQPS), o.KubeAPIBurst, nil
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        o.HealthProbeBindAddr,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              LeaderElectionID,

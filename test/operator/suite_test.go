@@ -5,6 +5,7 @@ package operator_test
 
 import (
 	"context"
+	"net"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
@@ -35,6 +36,8 @@ var (
 	ctx       context.Context
 	cancel    context.CancelFunc
 	opDone    = make(chan error, 1)
+	// metricsAddr is where the operator serves its metrics.
+	metricsAddr string
 	// leaky names the pipeline ("<namespace>/<name>") whose sinks leak
 	// goroutines, owned and counted like real ones (the leak test).
 	leaky atomic.Value
@@ -63,10 +66,16 @@ var _ = BeforeSuite(func() {
 	lokiURL = srv.URL
 
 	fileRoot := GinkgoT().TempDir()
+	// Metrics as shipped (HTTPS, authenticated and authorized), on a port
+	// picked here so that the metrics spec can reach it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
+	metricsAddr = l.Addr().String()
+	Expect(l.Close()).To(Succeed())
 	go func() {
 		opDone <- operator.Run(ctx, operator.Options{
 			RestConfig:          cfg,
-			MetricsBindAddress:  "0",
+			MetricsBindAddress:  metricsAddr,
 			HealthProbeBindAddr: "0",
 			LeaderElect:         false,
 			FileSinkRoot:        fileRoot,
