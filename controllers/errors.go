@@ -16,6 +16,9 @@ import (
 type stallError struct {
 	reason  string
 	message string
+	// recheck, when set, looks again after that long: for a stall that a
+	// change the controller does not watch can lift (a Secret's).
+	recheck time.Duration
 }
 
 func (e *stallError) Error() string { return e.message }
@@ -23,6 +26,16 @@ func (e *stallError) Error() string { return e.message }
 // stall returns a stallError; the message is a sentence for status.
 func stall(reason, format string, args ...any) error {
 	return &stallError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// secretRecheck is how often a pipeline or SinkTarget stalled on a Secret
+// looks at it again: Secrets are not watched unless --watch-secrets.
+const secretRecheck = 30 * time.Second
+
+// stallOnSecret is stall for a Secret's problem, looked at again after
+// secretRecheck.
+func stallOnSecret(reason, format string, args ...any) error {
+	return &stallError{reason: reason, message: fmt.Sprintf(format, args...), recheck: secretRecheck}
 }
 
 // retryError is a problem that may pass by itself: the reconcile is
@@ -93,7 +106,7 @@ func computeResult(obj statusObject, requeueAfter time.Duration, err error) (ctr
 		conditions.MarkFalse(obj, logsv1alpha1.ConditionReady, se.reason, "%s", se.message)
 		conditions.MarkTrue(obj, logsv1alpha1.ConditionStalled, se.reason, "%s", se.message)
 		conditions.Delete(obj, logsv1alpha1.ConditionReconciling)
-		return ctrl.Result{}, nil
+		return ctrl.Result{RequeueAfter: se.recheck}, nil
 	}
 	var we *waitError
 	if errors.As(err, &we) {

@@ -64,6 +64,9 @@ type LogPipelineReconciler struct {
 	MinRotation time.Duration
 	// AllowRawStdout lets Stdout sinks write lines unescaped.
 	AllowRawStdout bool
+	// WatchSecrets watches Secrets' metadata cluster-wide (list and watch
+	// rights) so that a change is seen at once.
+	WatchSecrets bool
 
 	readyEvents readyEvents
 }
@@ -72,7 +75,7 @@ type LogPipelineReconciler struct {
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=sinktargets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
@@ -299,13 +302,17 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 // SetupWithManager registers the controller and its watches; SetupIndexes
 // must have run on mgr.
 func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&logsv1alpha1.LogPipeline{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletingPredicate()))).
 		Watches(&logsv1alpha1.SinkTarget{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSink)).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue})
+	if r.WatchSecrets {
+		// Without the watch, every reconcile (each sample period) reads the
+		// Secrets again, and a stall on a Secret is looked at every 30s.
+		b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret))
+	}
+	return b.Complete(r) //nolint:wrapcheck // Setup names the controller
 }
 
 // pipelinesForSink maps a SinkTarget to the pipelines naming it.

@@ -50,7 +50,7 @@ func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySel
 		sec = &corev1.Secret{}
 		err := s.reader.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: ref.Name}, sec)
 		if apierrors.IsNotFound(err) {
-			return nil, stall(logsv1alpha1.ReasonSecretNotFound,
+			return nil, stallOnSecret(logsv1alpha1.ReasonSecretNotFound,
 				"Secret %q referenced by SinkTarget %q in %s does not exist.", ref.Name, sink, field)
 		}
 		if err != nil {
@@ -59,13 +59,13 @@ func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySel
 		s.secrets[ref.Name] = sec
 	}
 	if !secretAllows(sec, sink) {
-		return nil, stall(logsv1alpha1.ReasonSecretNotAllowed,
+		return nil, stallOnSecret(logsv1alpha1.ReasonSecretNotAllowed,
 			"Secret %q, which SinkTarget %q references in %s, does not allow that SinkTarget to use it: whoever owns the Secret adds the annotation %s with the SinkTarget's name (a comma-separated list, or \"*\" for every SinkTarget of the namespace). Creating a SinkTarget does not grant reading Secrets.",
 			ref.Name, sink, field, logsv1alpha1.AnnotationSinkTargets)
 	}
 	v, ok := sec.Data[ref.Key]
 	if !ok {
-		return nil, stall(logsv1alpha1.ReasonSecretKeyNotFound,
+		return nil, stallOnSecret(logsv1alpha1.ReasonSecretKeyNotFound,
 			"Secret %q has no key %q, which SinkTarget %q references in %s.", ref.Name, ref.Key, sink, field)
 	}
 	return v, nil
@@ -223,7 +223,7 @@ func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, 
 			return nil, err
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(out.CAPEM) {
-			return nil, stall(logsv1alpha1.ReasonInvalidTLS,
+			return nil, stallOnSecret(logsv1alpha1.ReasonInvalidTLS,
 				"%s.ca of SinkTarget %q (Secret %q key %q) holds no PEM certificate.", field, sink, t.CA.Name, t.CA.Key)
 		}
 	}
@@ -235,7 +235,7 @@ func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, 
 			return nil, err
 		}
 		if _, err := tls.X509KeyPair(out.CertPEM, out.KeyPEM); err != nil {
-			return nil, stall(logsv1alpha1.ReasonInvalidTLS,
+			return nil, stallOnSecret(logsv1alpha1.ReasonInvalidTLS,
 				"%s.cert and %s.key of SinkTarget %q are not a valid PEM certificate and key pair: %v.", field, field, sink, err)
 		}
 	}
@@ -383,7 +383,7 @@ func checkLokiLabels(sink string, l *logsv1alpha1.LokiSink) error {
 func headerSafe(v []byte, sink, field, secret string) error {
 	for i, b := range v {
 		if b < 0x20 && b != '\t' || b == 0x7f {
-			return stall(logsv1alpha1.ReasonSinkInvalid,
+			return stallOnSecret(logsv1alpha1.ReasonSinkInvalid,
 				"The value of Secret %q that SinkTarget %q uses in %s has a control character (byte %d of %d, 0x%02x) and cannot be sent in an HTTP header; a trailing newline is the usual cause.",
 				secret, sink, field, i+1, len(v), b)
 		}

@@ -25,6 +25,10 @@ type Options struct {
 	// AllowRawStdout lets Stdout sinks use format Raw, which writes the
 	// containers' bytes unescaped into the operator's own log.
 	AllowRawStdout bool
+	// WatchSecrets watches Secrets' metadata cluster-wide, so that a change
+	// to one is seen at once (needs list and watch on Secrets); without it
+	// they are read again at every reconcile.
+	WatchSecrets bool
 }
 
 // Setup registers the field indexes and both controllers on mgr.
@@ -40,6 +44,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		SamplePeriod:   opts.SamplePeriod,
 		MinRotation:    opts.MinRotationInterval,
 		AllowRawStdout: opts.AllowRawStdout,
+		WatchSecrets:   opts.WatchSecrets,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
 	}
@@ -50,6 +55,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		Prober:         opts.Prober,
 		Deliveries:     opts.Deliveries,
 		AllowRawStdout: opts.AllowRawStdout,
+		WatchSecrets:   opts.WatchSecrets,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up SinkTarget controller: %w", err)
 	}

@@ -39,6 +39,8 @@ type SinkTargetReconciler struct {
 	Deliveries Deliveries
 	// AllowRawStdout lets Stdout sinks write lines unescaped.
 	AllowRawStdout bool
+	// WatchSecrets watches Secrets' metadata cluster-wide.
+	WatchSecrets bool
 
 	readyEvents readyEvents
 	probes      *probes
@@ -149,8 +151,10 @@ func (r *SinkTargetReconciler) checkDelivery(obj *logsv1alpha1.SinkTarget, cfg c
 func (r *SinkTargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&logsv1alpha1.SinkTarget{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sinksForSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue})
+	if r.WatchSecrets {
+		b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sinksForSecret))
+	}
 	if r.Prober != nil {
 		r.probes = newProbes(r.Prober)
 		if err := mgr.Add(r.probes); err != nil {

@@ -91,7 +91,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	workers = newFakeWorkers()
-	Expect(controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: prober, MinRotationInterval: minRotation})).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, workers, controllers.Options{Prober: prober, MinRotationInterval: minRotation, WatchSecrets: true})).To(Succeed())
 	rejects = controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
 	Expect(mgr.Add(rejects)).To(Succeed())
 	go func() {

@@ -287,4 +287,26 @@ var _ = Describe("dist/install.yaml", func() {
 			Expect(rules[role]).To(ContainElements("get", "list", "watch", "create", "update", "patch", "delete"), role)
 		}
 	})
+
+	It("gives the operator no list or watch on Secrets, and no write on ConfigMaps beyond its namespace", func() {
+		root, err := envtestutil.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		for _, u := range readManifests(filepath.Join(root, "dist", "install.yaml")) {
+			if u.GetKind() != "ClusterRole" {
+				continue
+			}
+			rs, _, _ := unstructured.NestedSlice(u.Object, "rules")
+			for _, r := range rs {
+				r := r.(map[string]any)
+				res, _, _ := unstructured.NestedStringSlice(r, "resources")
+				verbs, _, _ := unstructured.NestedStringSlice(r, "verbs")
+				if slices.Contains(res, "secrets") {
+					Expect(verbs).To(ConsistOf("get"), "ClusterRole %s on Secrets", u.GetName())
+				}
+				if slices.Contains(res, "configmaps") {
+					Expect(verbs).To(ConsistOf("get"), "ClusterRole %s on ConfigMaps", u.GetName())
+				}
+			}
+		}
+	})
 })
