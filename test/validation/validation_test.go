@@ -234,6 +234,7 @@ var _ = Describe("dist/install.yaml", func() {
 		Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 		Expect(kinds).To(HaveKey("ClusterRole"))
 		Expect(kinds).To(HaveKey("Service"))
+		Expect(kinds).To(HaveKeyWithValue("NetworkPolicy", 1))
 
 		var dep *unstructured.Unstructured
 		for _, u := range objs {
