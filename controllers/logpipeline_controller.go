@@ -64,6 +64,8 @@ type LogPipelineReconciler struct {
 	MinRotation time.Duration
 	// AllowRawStdout lets Stdout sinks write lines unescaped.
 	AllowRawStdout bool
+	// AllowInsecureSkipVerify lets sinks skip verifying certificates.
+	AllowInsecureSkipVerify bool
 	// WatchSecrets watches Secrets' metadata cluster-wide (list and watch
 	// rights) so that a change is seen at once.
 	WatchSecrets bool
@@ -286,7 +288,7 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 		if err != nil {
 			return nil, fmt.Errorf("reading SinkTarget %s/%s: %w", obj.Namespace, name, err)
 		}
-		cfg, err := resolveSink(ctx, r.APIReader, st, sinkRules{allowRawStdout: r.AllowRawStdout})
+		cfg, err := resolveSink(ctx, r.APIReader, st, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify})
 		if err != nil {
 			return nil, err
 		}

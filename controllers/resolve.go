@@ -79,6 +79,9 @@ type sinkRules struct {
 	// allowRawStdout lets Stdout sinks write lines unescaped into the
 	// operator's own log.
 	allowRawStdout bool
+	// allowInsecureSkipVerify lets sinks skip verifying the server's
+	// certificate.
+	allowInsecureSkipVerify bool
 }
 
 func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.SinkTarget, rules sinkRules) (capture.SinkConfig, error) {
@@ -94,6 +97,11 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 		MaxBackoff:     spec.Retry.MaxBackoff.Duration,
 		BufferMaxBytes: spec.Buffer.MaxBytes.Value(),
 		WhenFull:       string(spec.Buffer.WhenFull),
+	}
+	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
+		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
+		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
+			"SinkTarget %q: tls.insecureSkipVerify would send its credentials to whoever answers, which the operator's admin does not allow (--allow-insecure-skip-verify); give the server's CA in tls.ca instead.", st.Name)
 	}
 	var err error
 	switch spec.Type() {

@@ -91,6 +91,9 @@ func TestResolveSink(t *testing.T) {
 		{name: "raw stdout without the operator's consent", sink: builders.Sink(ns, "s").Stdout().With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Stdout.Format = logsv1alpha1.RecordFormatRaw
 		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Loki("https://loki").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Loki.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
 		{name: "valid CA", sink: builders.Sink(ns, "s").Loki("https://loki").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Loki.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
 		}).Build()},

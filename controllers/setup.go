@@ -25,6 +25,8 @@ type Options struct {
 	// AllowRawStdout lets Stdout sinks use format Raw, which writes the
 	// containers' bytes unescaped into the operator's own log.
 	AllowRawStdout bool
+	// AllowInsecureSkipVerify lets sinks use tls.insecureSkipVerify.
+	AllowInsecureSkipVerify bool
 	// WatchSecrets watches Secrets' metadata cluster-wide, so that a change
 	// to one is seen at once (needs list and watch on Secrets); without it
 	// they are read again at every reconcile.
@@ -37,25 +39,27 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		return err
 	}
 	if err := (&LogPipelineReconciler{
-		Client:         mgr.GetClient(),
-		APIReader:      mgr.GetAPIReader(),
-		Recorder:       mgr.GetEventRecorder("logpipeline-controller"),
-		Workers:        workers,
-		SamplePeriod:   opts.SamplePeriod,
-		MinRotation:    opts.MinRotationInterval,
-		AllowRawStdout: opts.AllowRawStdout,
-		WatchSecrets:   opts.WatchSecrets,
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("logpipeline-controller"),
+		Workers:                 workers,
+		SamplePeriod:            opts.SamplePeriod,
+		MinRotation:             opts.MinRotationInterval,
+		AllowRawStdout:          opts.AllowRawStdout,
+		WatchSecrets:            opts.WatchSecrets,
+		AllowInsecureSkipVerify: opts.AllowInsecureSkipVerify,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
 	}
 	if err := (&SinkTargetReconciler{
-		Client:         mgr.GetClient(),
-		APIReader:      mgr.GetAPIReader(),
-		Recorder:       mgr.GetEventRecorder("sinktarget-controller"),
-		Prober:         opts.Prober,
-		Deliveries:     opts.Deliveries,
-		AllowRawStdout: opts.AllowRawStdout,
-		WatchSecrets:   opts.WatchSecrets,
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("sinktarget-controller"),
+		Prober:                  opts.Prober,
+		Deliveries:              opts.Deliveries,
+		AllowRawStdout:          opts.AllowRawStdout,
+		WatchSecrets:            opts.WatchSecrets,
+		AllowInsecureSkipVerify: opts.AllowInsecureSkipVerify,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up SinkTarget controller: %w", err)
 	}

@@ -39,6 +39,8 @@ type SinkTargetReconciler struct {
 	Deliveries Deliveries
 	// AllowRawStdout lets Stdout sinks write lines unescaped.
 	AllowRawStdout bool
+	// AllowInsecureSkipVerify lets sinks skip verifying certificates.
+	AllowInsecureSkipVerify bool
 	// WatchSecrets watches Secrets' metadata cluster-wide.
 	WatchSecrets bool
 
@@ -90,7 +92,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}()
 
 	obj.Status.Type = obj.Spec.Type()
-	cfg, err := resolveSink(ctx, r.APIReader, obj, sinkRules{allowRawStdout: r.AllowRawStdout})
+	cfg, err := resolveSink(ctx, r.APIReader, obj, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify})
 	var se *stallError
 	if err != nil && !errors.As(err, &se) {
 		err = retry(logsv1alpha1.ReasonProgressing, "Resolving the sink", err)

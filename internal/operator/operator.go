@@ -122,6 +122,8 @@ type Options struct {
 	// AllowRawStdout lets Stdout sinks use format Raw, which writes the
 	// containers' bytes unescaped into the operator's own log.
 	AllowRawStdout bool
+	// AllowInsecureSkipVerify lets sinks use tls.insecureSkipVerify.
+	AllowInsecureSkipVerify bool
 	// WatchSecrets watches Secrets' metadata cluster-wide so that a changed
 	// credential or consent is seen at once; it needs list and watch on
 	// Secrets (config/rbac/secret_watch_role.yaml). Off, Secrets are read
@@ -165,6 +167,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.Var(quantityFlag{&o.FileQuotaPerNamespace}, "file-quota-per-namespace", "Bytes the File sinks of one namespace may keep under --file-sink-root, counted as maxSize × (maxFiles + 1) of each file; a File sink beyond it is refused. auto is 1Gi; unlimited turns it off.")
 	fs.Var(quantityFlag{&o.FileQuotaTotal}, "file-quota-total", "Bytes the File sinks of all namespaces may keep under --file-sink-root, counted the same way; it must fit the volume. auto is 1792Mi (the shipped volume's sizeLimit is 2Gi); unlimited turns it off.")
 	fs.BoolVar(&o.AllowLoopbackEgress, "allow-loopback-egress", false, "Let sinks and probes connect to loopback addresses, checked after DNS resolution (the operator's own ports: off, a tenant cannot reach them). Link-local and cloud metadata addresses are refused always.")
+	fs.BoolVar(&o.AllowInsecureSkipVerify, "allow-insecure-skip-verify", false, "Let sinks set tls.insecureSkipVerify, which sends their credentials to whoever answers; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.BoolVar(&o.WatchSecrets, "watch-secrets", false, "Watch Secrets' metadata cluster-wide so that a changed credential or consent is seen at once; needs list and watch on Secrets (config/rbac/secret_watch_role.yaml). Off, Secrets are read again at every reconcile (each --health-sample-period) and the operator needs only get.")
 	fs.BoolVar(&o.AllowRawStdout, "allow-raw-stdout", false, "Let Stdout sinks use format Raw, which writes the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.DurationVar(&o.MinRotationInterval, "min-rotation-interval", time.Second, "Shortest spec.rotation.interval a pipeline may ask for; shorter ones are refused with OutsideOperatorLimits.")
@@ -414,7 +417,8 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("adding the capture engine: %w", err)
 	}
 	if err := controllers.Setup(ctx, mgr, engine, controllers.Options{Prober: factory, Deliveries: engine,
-		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval, AllowRawStdout: o.AllowRawStdout, WatchSecrets: o.WatchSecrets}); err != nil {
+		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval, AllowRawStdout: o.AllowRawStdout, WatchSecrets: o.WatchSecrets,
+		AllowInsecureSkipVerify: o.AllowInsecureSkipVerify}); err != nil {
 		return err //nolint:wrapcheck // Setup names the controller
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
