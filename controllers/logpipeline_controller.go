@@ -77,6 +77,8 @@ type LogPipelineReconciler struct {
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=logpipelines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=logs.capturer.dev,resources=sinktargets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=logs.capturer.dev,resources=capturepolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/log,verbs=get
@@ -278,6 +280,10 @@ func (r *LogPipelineReconciler) stopIfStalled(ctx context.Context, obj *logsv1al
 func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]capture.SinkConfig, error) {
 	out := make([]capture.SinkConfig, 0, len(obj.Spec.Sinks))
 	var missing []string
+	pol, err := policyFor(ctx, r.Client, obj.Namespace)
+	if err != nil {
+		return nil, err
+	}
 	for _, name := range obj.Spec.Sinks {
 		st := &logsv1alpha1.SinkTarget{}
 		err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: string(name)}, st)
@@ -288,7 +294,7 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 		if err != nil {
 			return nil, fmt.Errorf("reading SinkTarget %s/%s: %w", obj.Namespace, name, err)
 		}
-		cfg, err := resolveSink(ctx, r.APIReader, st, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify})
+		cfg, err := resolveSink(ctx, r.APIReader, st, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify, policy: pol})
 		if err != nil {
 			return nil, err
 		}
@@ -308,6 +314,7 @@ func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&logsv1alpha1.LogPipeline{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletingPredicate()))).
 		Watches(&logsv1alpha1.SinkTarget{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSink)).
+		Watches(&logsv1alpha1.CapturePolicy{}, handler.EnqueueRequestsFromMapFunc(r.allPipelines)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue})
 	if r.WatchSecrets {
 		// Without the watch, every reconcile (each sample period) reads the
@@ -315,6 +322,20 @@ func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret))
 	}
 	return b.Complete(r) //nolint:wrapcheck // Setup names the controller
+}
+
+// allPipelines maps a CapturePolicy change to every LogPipeline.
+func (r *LogPipelineReconciler) allPipelines(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &logsv1alpha1.LogPipelineList{}
+	if err := r.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing LogPipelines for a CapturePolicy")
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
 }
 
 // pipelinesForSink maps a SinkTarget to the pipelines naming it.

@@ -18,6 +18,7 @@ import (
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/controllers/internal/policy"
 )
 
 // secretReader reads the Secrets one SinkTarget references, each at most
@@ -82,6 +83,27 @@ type sinkRules struct {
 	// allowInsecureSkipVerify lets sinks skip verifying the server's
 	// certificate.
 	allowInsecureSkipVerify bool
+	// policy is the CapturePolicy of the SinkTarget's namespace, nil when
+	// none applies.
+	policy *logsv1alpha1.CapturePolicy
+}
+
+// policyFor returns the CapturePolicy that applies to namespace ns, nil
+// when none does.
+func policyFor(ctx context.Context, c client.Reader, ns string) (*logsv1alpha1.CapturePolicy, error) {
+	list := &logsv1alpha1.CapturePolicyList{}
+	if err := c.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("listing CapturePolicies: %w", err)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	n := &corev1.Namespace{}
+	if err := c.Get(ctx, types.NamespacedName{Name: ns}, n); err != nil {
+		return nil, fmt.Errorf("reading namespace %s: %w", ns, err)
+	}
+	p, _ := policy.Select(list.Items, n.Labels)
+	return p, nil
 }
 
 func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.SinkTarget, rules sinkRules) (capture.SinkConfig, error) {
@@ -97,6 +119,10 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 		MaxBackoff:     spec.Retry.MaxBackoff.Duration,
 		BufferMaxBytes: spec.Buffer.MaxBytes.Value(),
 		WhenFull:       string(spec.Buffer.WhenFull),
+	}
+	if msg := policy.Check(rules.policy, st); msg != "" {
+		// Namespace labels are not watched: look again now and then.
+		return cfg, stallOnSecret(logsv1alpha1.ReasonPolicyViolation, "%s", msg)
 	}
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
 		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {

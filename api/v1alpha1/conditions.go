@@ -50,6 +50,10 @@ const (
 	ReasonSinkInvalid = "SinkInvalid"
 	// ReasonSecretNotFound means a referenced Secret does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonPolicyViolation means a SinkTarget does what the CapturePolicy
+	// of its namespace does not allow; the message names the policy and
+	// the rule.
+	ReasonPolicyViolation = "PolicyViolation"
 	// ReasonSecretNotAllowed means a referenced Secret does not name the
 	// SinkTarget in its logs.capturer.dev/sink-targets annotation.
 	ReasonSecretNotAllowed = "SecretNotAllowed"

@@ -1,4 +1,4 @@
-// Package v1alpha1 contains the LogPipeline and SinkTarget API of the
+// Package v1alpha1 contains the LogPipeline, SinkTarget and CapturePolicy API of the
 // logs.capturer.dev group: the types, their defaults and validation rules, and
 // the condition types and reasons the controllers write.
 //
@@ -27,6 +27,7 @@ func addKnownTypes(s *k8sruntime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&LogPipeline{}, &LogPipelineList{},
 		&SinkTarget{}, &SinkTargetList{},
+		&CapturePolicy{}, &CapturePolicyList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

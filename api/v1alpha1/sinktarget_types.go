@@ -337,6 +337,10 @@ type SinkTargetStatus struct {
 	// Type is the kind of sink: Loki, File, HTTP or Stdout.
 	// +optional
 	Type SinkType `json:"type,omitempty"`
+	// Policy is the CapturePolicy that applies to the SinkTarget's namespace;
+	// empty when none does.
+	// +optional
+	Policy string `json:"policy,omitempty"`
 	// Conditions: Ready, and Reconciling or Stalled while they are True.
 	// +optional
 	// +listType=map
@@ -360,6 +364,7 @@ type SinkTargetStatus struct {
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.status.type`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.policy`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type SinkTarget struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -230,7 +230,7 @@ var _ = Describe("dist/install.yaml", func() {
 			Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("install-test"), client.ForceOwnership, client.DryRunAll)).
 				To(Succeed(), "%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
 		}
-		Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 2))
+		Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 3))
 		Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 		Expect(kinds).To(HaveKey("ClusterRole"))
 		Expect(kinds).To(HaveKey("Service"))

@@ -1,0 +1,113 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+)
+
+func pol(name string, sel map[string]string, f func(*logsv1alpha1.CapturePolicySpec)) logsv1alpha1.CapturePolicy {
+	p := logsv1alpha1.CapturePolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: logsv1alpha1.CapturePolicySpec{NamespaceSelector: metav1.LabelSelector{MatchLabels: sel},
+			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP"}}}
+	if f != nil {
+		f(&p.Spec)
+	}
+	return p
+}
+
+func TestSelect(t *testing.T) {
+	ps := []logsv1alpha1.CapturePolicy{
+		pol("b-tenants", map[string]string{"tenant": "true"}, nil),
+		pol("a-strict", map[string]string{"tier": "strict"}, nil),
+		pol("z-default", nil, nil),
+	}
+	tests := []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{"tenant": "true"}, "b-tenants"},
+		{map[string]string{"tenant": "true", "tier": "strict"}, "a-strict"}, // both match: the first name
+		{map[string]string{"team": "x"}, "z-default"},
+	}
+	for _, tc := range tests {
+		got, _ := Select(ps, tc.labels)
+		if got == nil || got.Name != tc.want {
+			t.Errorf("labels %v: got %v, want %s", tc.labels, got, tc.want)
+		}
+	}
+	if got, _ := Select(ps[:2], map[string]string{"team": "x"}); got != nil {
+		t.Errorf("no policy matches, got %s", got.Name)
+	}
+	bad := pol("broken", nil, func(s *logsv1alpha1.CapturePolicySpec) {
+		s.NamespaceSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "x", Operator: "Bogus"}}
+	})
+	if got, broken := Select([]logsv1alpha1.CapturePolicy{bad}, nil); got != nil || len(broken) != 1 {
+		t.Errorf("a broken selector selected %v (broken %v)", got, broken)
+	}
+}
+
+// TestCheck is the policy matrix: allowed and denied per sink type,
+// destination host, Loki tenant and insecureSkipVerify.
+func TestCheck(t *testing.T) {
+	loki := func(url, tenant string) *logsv1alpha1.SinkTarget {
+		return &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "s"},
+			Spec: logsv1alpha1.SinkTargetSpec{Loki: &logsv1alpha1.LokiSink{URL: logsv1alpha1.URL(url), TenantID: tenant}}}
+	}
+	st := func(f func(*logsv1alpha1.SinkTargetSpec)) *logsv1alpha1.SinkTarget {
+		s := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "s"}}
+		f(&s.Spec)
+		return s
+	}
+	hosts := func(s *logsv1alpha1.CapturePolicySpec) {
+		s.DestinationHosts = []string{"*.monitoring.svc", "loki.example.com"}
+	}
+	tenants := func(s *logsv1alpha1.CapturePolicySpec) { s.LokiTenantIDs = []string{"{namespace}", "shared-*"} }
+	tests := []struct {
+		name   string
+		policy func(*logsv1alpha1.CapturePolicySpec)
+		sink   *logsv1alpha1.SinkTarget
+		want   string // substring of the violation; "" allowed
+	}{
+		{"loki allowed by default", nil, loki("http://loki.monitoring.svc:3100", ""), ""},
+		{"file denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.File = &logsv1alpha1.FileSink{Path: "a.log"} }), "does not allow File sinks (allowed: Loki, HTTP)"},
+		{"stdout denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.Stdout = &logsv1alpha1.StdoutSink{} }), "does not allow Stdout sinks"},
+		{"stdout allowed when listed", func(s *logsv1alpha1.CapturePolicySpec) { s.SinkTypes = append(s.SinkTypes, "Stdout") },
+			st(func(s *logsv1alpha1.SinkTargetSpec) { s.Stdout = &logsv1alpha1.StdoutSink{} }), ""},
+		{"host matches a glob", hosts, loki("http://loki.monitoring.svc:3100", ""), ""},
+		{"host matches exactly, any case", hosts, loki("https://LOKI.example.com", ""), ""},
+		{"glob does not cross a dot", hosts, loki("http://evil.loki.monitoring.svc", ""), `destination host "evil.loki.monitoring.svc"`},
+		{"other host denied", hosts, loki("http://10.0.0.1:3100", ""), `does not allow the destination host "10.0.0.1"`},
+		{"http sink host denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.HTTP = &logsv1alpha1.HTTPSink{URL: "https://collector.attacker.example/push"}
+		}), `"collector.attacker.example"`},
+		{"own namespace tenant", tenants, loki("http://loki.monitoring.svc", "shop"), ""},
+		{"shared tenant glob", tenants, loki("http://loki.monitoring.svc", "shared-logs"), ""},
+		{"another namespace's tenant", tenants, loki("http://loki.monitoring.svc", "kube-system"), "does not allow the Loki tenant ID kube-system"},
+		{"no tenant when one is required", tenants, loki("http://loki.monitoring.svc", ""), "Loki tenant ID (none)"},
+		{"insecureSkipVerify denied", nil, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Loki = &logsv1alpha1.LokiSink{URL: "https://loki", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
+		}), "does not allow tls.insecureSkipVerify"},
+		{"insecureSkipVerify allowed", func(s *logsv1alpha1.CapturePolicySpec) { s.AllowInsecureSkipVerify = true }, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Loki = &logsv1alpha1.LokiSink{URL: "https://loki", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
+		}), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pol("tenants", nil, tc.policy)
+			got := Check(&p, tc.sink)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			if got != "" && !strings.Contains(got, `CapturePolicy "tenants"`) {
+				t.Fatalf("the violation does not name the policy: %q", got)
+			}
+		})
+	}
+	if got := Check(nil, loki("http://anything", "x")); got != "" {
+		t.Fatalf("no policy: %q", got)
+	}
+}
