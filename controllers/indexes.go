@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -61,6 +63,30 @@ func pipelinesNaming(ctx context.Context, c client.Reader, namespace string, sin
 		}
 	}
 	return out
+}
+
+// everyObject maps an event to a request for every object of a kind: a
+// CapturePolicy change may concern any pipeline or SinkTarget.
+func everyObject(c client.Reader, newList func() client.ObjectList) handler.MapFunc {
+	return func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing objects for a CapturePolicy change")
+			return nil
+		}
+		objs, err := meta.ExtractList(list)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "reading the listed objects")
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(objs))
+		for _, o := range objs {
+			if co, ok := o.(client.Object); ok {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(co)})
+			}
+		}
+		return out
+	}
 }
 
 // deletingPredicate passes updates that start an object's deletion, which

@@ -314,7 +314,7 @@ func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&logsv1alpha1.LogPipeline{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, deletingPredicate()))).
 		Watches(&logsv1alpha1.SinkTarget{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSink)).
-		Watches(&logsv1alpha1.CapturePolicy{}, handler.EnqueueRequestsFromMapFunc(r.allPipelines)).
+		Watches(&logsv1alpha1.CapturePolicy{}, handler.EnqueueRequestsFromMapFunc(everyObject(r.Client, func() client.ObjectList { return &logsv1alpha1.LogPipelineList{} }))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue})
 	if r.WatchSecrets {
 		// Without the watch, every reconcile (each sample period) reads the
@@ -322,20 +322,6 @@ func (r *LogPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret))
 	}
 	return b.Complete(r) //nolint:wrapcheck // Setup names the controller
-}
-
-// allPipelines maps a CapturePolicy change to every LogPipeline.
-func (r *LogPipelineReconciler) allPipelines(ctx context.Context, _ client.Object) []reconcile.Request {
-	list := &logsv1alpha1.LogPipelineList{}
-	if err := r.List(ctx, list); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing LogPipelines for a CapturePolicy")
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return out
 }
 
 // pipelinesForSink maps a SinkTarget to the pipelines naming it.

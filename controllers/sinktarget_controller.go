@@ -161,7 +161,7 @@ func (r *SinkTargetReconciler) checkDelivery(obj *logsv1alpha1.SinkTarget, cfg c
 func (r *SinkTargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&logsv1alpha1.SinkTarget{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&logsv1alpha1.CapturePolicy{}, handler.EnqueueRequestsFromMapFunc(r.allSinks)).
+		Watches(&logsv1alpha1.CapturePolicy{}, handler.EnqueueRequestsFromMapFunc(everyObject(r.Client, func() client.ObjectList { return &logsv1alpha1.SinkTargetList{} }))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: reconcileWorkers, NewQueue: namespaceFairQueue})
 	if r.WatchSecrets {
 		b = b.WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.sinksForSecret))
@@ -174,21 +174,6 @@ func (r *SinkTargetReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.WatchesRawSource(source.Channel(r.probes.done, &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(r) //nolint:wrapcheck // Setup names the controller
-}
-
-// allSinks maps a CapturePolicy change to every SinkTarget: any may be
-// selected by it now or have been before.
-func (r *SinkTargetReconciler) allSinks(ctx context.Context, _ client.Object) []reconcile.Request {
-	list := &logsv1alpha1.SinkTargetList{}
-	if err := r.List(ctx, list); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing SinkTargets for a CapturePolicy")
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return out
 }
 
 func (r *SinkTargetReconciler) sinksForSecret(ctx context.Context, o client.Object) []reconcile.Request {
