@@ -59,18 +59,7 @@ type running struct {
 
 func (e *env) start(t *testing.T, c capture.SinkConfig) *running {
 	t.Helper()
-	s, err := e.factory.New("ns/p", c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Sink: s, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		s.Run(ctx)
-	}()
-	t.Cleanup(func() { r.stop(t) })
-	return r
+	return startIn(t, e.factory, "ns/p", c)
 }
 
 // stop closes the sink, letting it drain for up to 10 s.

@@ -166,14 +166,7 @@ var _ = Describe("The memory budget", func() {
 		// The healthy namespace delivered every line at its rate.
 		gen.stop()
 		want := gen.expected()
-		toRecords := func() []capture.Record {
-			var out []capture.Record
-			for _, e := range rcv.Entries() {
-				out = append(out, capture.Record{Namespace: e.Labels["namespace"], Pod: e.Metadata["pod"], Line: e.Line})
-			}
-			return out
-		}
-		Eventually(func() []string { return verify(toRecords(), want) }, 60*time.Second, 250*time.Millisecond).Should(BeEmpty())
+		Eventually(func() []string { return verify(lokiRecords(rcv), want) }, 60*time.Second, 250*time.Millisecond).Should(BeEmpty())
 		Expect(rcv.Len()).To(Equal(gen.total()), "no line twice")
 		hs, _ := h.mgr.Snapshot(healthyKey)
 		Expect(hs.Sinks[0].DroppedLines).To(BeZero())

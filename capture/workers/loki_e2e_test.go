@@ -54,14 +54,7 @@ var _ = Describe("Pipeline to Loki", func() {
 		gen.stop()
 		want := gen.expected()
 
-		toRecords := func() []capture.Record {
-			var out []capture.Record
-			for _, e := range rcv.Entries() {
-				out = append(out, capture.Record{Namespace: e.Labels["namespace"], Pod: e.Metadata["pod"], Line: e.Line})
-			}
-			return out
-		}
-		Eventually(func() []string { return verify(toRecords(), want) }, 60*time.Second, 250*time.Millisecond).Should(BeEmpty())
+		Eventually(func() []string { return verify(lokiRecords(rcv), want) }, 60*time.Second, 250*time.Millisecond).Should(BeEmpty())
 		Expect(rcv.Len()).To(Equal(gen.total()), "no line twice")
 		Expect(rcv.Problems()).To(BeEmpty())
 		e := rcv.Entries()[0]

@@ -29,6 +29,7 @@ import (
 	"github.com/log-capturer/log-capturer/internal/operator"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 	"github.com/log-capturer/log-capturer/test/kubeletsim"
+	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
 
 const nodeName = "sim-node"
@@ -261,6 +262,15 @@ func (g *generator) expected() map[string]int {
 	out := map[string]int{}
 	for k, v := range g.next {
 		out[k] = v
+	}
+	return out
+}
+
+// lokiRecords turns what a Loki receiver got into records for verify.
+func lokiRecords(rcv *lokireceiver.Receiver) []capture.Record {
+	var out []capture.Record
+	for _, e := range rcv.Entries() {
+		out = append(out, capture.Record{Namespace: e.Labels["namespace"], Pod: e.Metadata["pod"], Line: e.Line})
 	}
 	return out
 }
