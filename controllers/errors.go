@@ -28,14 +28,15 @@ func stall(reason, format string, args ...any) error {
 	return &stallError{reason: reason, message: fmt.Sprintf(format, args...)}
 }
 
-// secretRecheck is how often a pipeline or SinkTarget stalled on a Secret
-// looks at it again: Secrets are not watched unless --watch-secrets.
-const secretRecheck = 30 * time.Second
+// stallRecheck is how often a pipeline or SinkTarget stalled on what no
+// watch reports looks at it again: Secrets (unless --watch-secrets) and
+// namespace labels (which pick the CapturePolicy).
+const stallRecheck = 30 * time.Second
 
-// stallOnSecret is stall for a Secret's problem, looked at again after
-// secretRecheck.
-func stallOnSecret(reason, format string, args ...any) error {
-	return &stallError{reason: reason, message: fmt.Sprintf(format, args...), recheck: secretRecheck}
+// stallRechecked is stall for a problem that a change to an unwatched
+// object can lift, looked at again after stallRecheck.
+func stallRechecked(reason, format string, args ...any) error {
+	return &stallError{reason: reason, message: fmt.Sprintf(format, args...), recheck: stallRecheck}
 }
 
 // retryError is a problem that may pass by itself: the reconcile is

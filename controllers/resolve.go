@@ -51,7 +51,7 @@ func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySel
 		sec = &corev1.Secret{}
 		err := s.reader.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: ref.Name}, sec)
 		if apierrors.IsNotFound(err) {
-			return nil, stallOnSecret(logsv1alpha1.ReasonSecretNotFound,
+			return nil, stallRechecked(logsv1alpha1.ReasonSecretNotFound,
 				"Secret %q referenced by SinkTarget %q in %s does not exist.", ref.Name, sink, field)
 		}
 		if err != nil {
@@ -60,13 +60,13 @@ func (s *secretReader) value(ctx context.Context, ref *logsv1alpha1.SecretKeySel
 		s.secrets[ref.Name] = sec
 	}
 	if !secretAllows(sec, sink) {
-		return nil, stallOnSecret(logsv1alpha1.ReasonSecretNotAllowed,
+		return nil, stallRechecked(logsv1alpha1.ReasonSecretNotAllowed,
 			"Secret %q, which SinkTarget %q references in %s, does not allow that SinkTarget to use it: whoever owns the Secret adds the annotation %s with the SinkTarget's name (a comma-separated list, or \"*\" for every SinkTarget of the namespace). Creating a SinkTarget does not grant reading Secrets.",
 			ref.Name, sink, field, logsv1alpha1.AnnotationSinkTargets)
 	}
 	v, ok := sec.Data[ref.Key]
 	if !ok {
-		return nil, stallOnSecret(logsv1alpha1.ReasonSecretKeyNotFound,
+		return nil, stallRechecked(logsv1alpha1.ReasonSecretKeyNotFound,
 			"Secret %q has no key %q, which SinkTarget %q references in %s.", ref.Name, ref.Key, sink, field)
 	}
 	return v, nil
@@ -122,7 +122,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	}
 	if msg := policy.Check(rules.policy, st); msg != "" {
 		// Namespace labels are not watched: look again now and then.
-		return cfg, stallOnSecret(logsv1alpha1.ReasonPolicyViolation, "%s", msg)
+		return cfg, stallRechecked(logsv1alpha1.ReasonPolicyViolation, "%s", msg)
 	}
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
 		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
@@ -257,7 +257,7 @@ func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, 
 			return nil, err
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(out.CAPEM) {
-			return nil, stallOnSecret(logsv1alpha1.ReasonInvalidTLS,
+			return nil, stallRechecked(logsv1alpha1.ReasonInvalidTLS,
 				"%s.ca of SinkTarget %q (Secret %q key %q) holds no PEM certificate.", field, sink, t.CA.Name, t.CA.Key)
 		}
 	}
@@ -269,7 +269,7 @@ func resolveTLS(ctx context.Context, secrets *secretReader, sink, field string, 
 			return nil, err
 		}
 		if _, err := tls.X509KeyPair(out.CertPEM, out.KeyPEM); err != nil {
-			return nil, stallOnSecret(logsv1alpha1.ReasonInvalidTLS,
+			return nil, stallRechecked(logsv1alpha1.ReasonInvalidTLS,
 				"%s.cert and %s.key of SinkTarget %q are not a valid PEM certificate and key pair: %v.", field, field, sink, err)
 		}
 	}
@@ -417,7 +417,7 @@ func checkLokiLabels(sink string, l *logsv1alpha1.LokiSink) error {
 func headerSafe(v []byte, sink, field, secret string) error {
 	for i, b := range v {
 		if b < 0x20 && b != '\t' || b == 0x7f {
-			return stallOnSecret(logsv1alpha1.ReasonSinkInvalid,
+			return stallRechecked(logsv1alpha1.ReasonSinkInvalid,
 				"The value of Secret %q that SinkTarget %q uses in %s has a control character (byte %d of %d, 0x%02x) and cannot be sent in an HTTP header; a trailing newline is the usual cause.",
 				secret, sink, field, i+1, len(v), b)
 		}
