@@ -34,6 +34,10 @@ type PipelineConfig struct {
 	RotationInterval time.Duration `json:"rotationInterval"`
 	// MaxStreams bounds the concurrently open streams.
 	MaxStreams int `json:"maxStreams"`
+	// NamespaceMaxStreams, when above zero, replaces the operator's limit of
+	// streams open at once over all pipelines of the namespace (an admin
+	// policy's); every pipeline of a namespace carries the same.
+	NamespaceMaxStreams int `json:"namespaceMaxStreams,omitempty"`
 	// StartFromBeginning reads a new container's whole log instead of only new lines.
 	StartFromBeginning bool `json:"startFromBeginning,omitempty"`
 	// MaxLineBytes is the longest line text kept; longer lines are cut and
@@ -84,6 +88,19 @@ type SinkConfig struct {
 	// BufferMaxBytes bounds the queue; WhenFull is Block, DropOldest or DropNewest.
 	BufferMaxBytes int64  `json:"bufferMaxBytes"`
 	WhenFull       string `json:"whenFull"`
+	// Egress is what the admin's policy lets the sink connect to, nil
+	// when no policy applies.
+	Egress *EgressPolicy `json:"egress,omitempty"`
+}
+
+// EgressPolicy is the part of a CapturePolicy that is checked when a sink
+// connects, after DNS resolution.
+type EgressPolicy struct {
+	// Policy is the CapturePolicy's name, for messages.
+	Policy string `json:"policy"`
+	// AllowCIDRs, when not empty, are the only address ranges the sink may
+	// connect to; an address in them may be the API server's or a node's.
+	AllowCIDRs []string `json:"allowCIDRs,omitempty"`
 }
 
 // Credentials are resolved secret values. They never appear in logs,
@@ -125,6 +142,11 @@ type FileConfig struct {
 	MaxSize  int64  `json:"maxSize"`
 	MaxFiles int    `json:"maxFiles"`
 	Compress bool   `json:"compress"`
+	// NamespaceQuota, when above zero, replaces the operator's disk quota
+	// of the namespace's File sinks; QuotaPolicy names the CapturePolicy
+	// that sets it.
+	NamespaceQuota int64  `json:"namespaceQuota,omitempty"`
+	QuotaPolicy    string `json:"quotaPolicy,omitempty"`
 }
 
 // HTTPConfig configures an HTTP sink. Header values are resolved.

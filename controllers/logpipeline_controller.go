@@ -166,13 +166,13 @@ func (r *LogPipelineReconciler) reconcileSuspend(ctx context.Context, obj *logsv
 
 func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1alpha1.LogPipeline) (ctrl.Result, error) {
 	key := client.ObjectKeyFromObject(obj)
-	sinks, err := r.resolve(ctx, obj)
+	sinks, pol, err := r.resolve(ctx, obj)
 	if err != nil {
 		return ctrl.Result{}, r.stopIfStalled(ctx, obj, err)
 	}
 	conditions.MarkTrue(obj, logsv1alpha1.ConditionSinksReady, logsv1alpha1.ReasonSinksResolved,
 		"Every SinkTarget the pipeline names (%d) exists and its credentials are resolved.", len(sinks))
-	if err := r.Workers.Apply(ctx, key, pipelineConfig(obj, sinks)); err != nil {
+	if err := r.Workers.Apply(ctx, key, pipelineConfig(obj, sinks, pol)); err != nil {
 		return ctrl.Result{}, retryNotReady(logsv1alpha1.ReasonApplyFailed, "Applying the worker configuration", err)
 	}
 	snap, _ := r.Workers.Snapshot(key)
@@ -181,30 +181,35 @@ func (r *LogPipelineReconciler) reconcileNormal(ctx context.Context, obj *logsv1
 		conditions.MarkUnknown(obj, logsv1alpha1.ConditionReady, logsv1alpha1.ReasonHandingOver, "%s", msg)
 		return ctrl.Result{}, wait(logsv1alpha1.ReasonHandingOver, handOverPoll, "%s", msg)
 	}
-	r.summarize(obj, snap, sinks)
+	r.summarize(obj, snap, sinks, pol)
 	return ctrl.Result{RequeueAfter: durationOr(r.SamplePeriod, 15*time.Second)}, nil
 }
 
-// resolve checks what the schema cannot and reads every SinkTarget the
-// pipeline names; a failure to read is retried, anything else stalls.
-func (r *LogPipelineReconciler) resolve(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]capture.SinkConfig, error) {
+// resolve checks what the schema cannot and reads the namespace's
+// CapturePolicy (nil when none applies) and every SinkTarget the pipeline
+// names; a failure to read is retried, anything else stalls.
+func (r *LogPipelineReconciler) resolve(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]capture.SinkConfig, *logsv1alpha1.CapturePolicy, error) {
 	if err := validateSelector(obj); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := validateLimits(obj, r.MinRotation); err != nil {
-		return nil, err
+	pol, err := policyFor(ctx, r.Client, obj.Namespace)
+	if err != nil {
+		return nil, nil, retry(logsv1alpha1.ReasonProgressing, "Reading the namespace's CapturePolicy", err)
 	}
-	sinks, err := r.resolveSinks(ctx, obj)
+	if err := validateLimits(obj, r.MinRotation, pol); err != nil {
+		return nil, nil, err
+	}
+	sinks, err := r.resolveSinks(ctx, obj, pol)
 	var se *stallError
 	if err != nil && !errors.As(err, &se) {
-		return nil, retry(logsv1alpha1.ReasonProgressing, "Resolving the pipeline's sinks", err)
+		return nil, nil, retry(logsv1alpha1.ReasonProgressing, "Resolving the pipeline's sinks", err)
 	}
-	return sinks, err
+	return sinks, pol, err
 }
 
 // summarize turns the workers' snapshot into status numbers, the health
 // conditions and Ready.
-func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap capture.Snapshot, sinks []capture.SinkConfig) {
+func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap capture.Snapshot, sinks []capture.SinkConfig, pol *logsv1alpha1.CapturePolicy) {
 	moved := false
 	if cur := workerStatus(snap, obj.Spec.Health.Window.Duration, time.Now()); meaningfulChange(obj.Status.Workers, cur) {
 		obj.Status.Workers, moved = cur, true
@@ -221,6 +226,7 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap ca
 		NoDeliveryTimeout:           h.NoDeliveryTimeout.Duration,
 		RotationInterval:            obj.Spec.Rotation.Interval.Duration,
 		RetryBudget:                 budgets,
+		StreamLimitSource:           streamLimitSource(pol),
 	}, time.Now())
 	// A message restates the numbers: it is rewritten with them, or when
 	// the verdict changes, so that noise in a slope causes no write.
@@ -277,13 +283,9 @@ func (r *LogPipelineReconciler) stopIfStalled(ctx context.Context, obj *logsv1al
 }
 
 // resolveSinks reads every SinkTarget the pipeline names, in order.
-func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alpha1.LogPipeline) ([]capture.SinkConfig, error) {
+func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alpha1.LogPipeline, pol *logsv1alpha1.CapturePolicy) ([]capture.SinkConfig, error) {
 	out := make([]capture.SinkConfig, 0, len(obj.Spec.Sinks))
 	var missing []string
-	pol, err := policyFor(ctx, r.Client, obj.Namespace)
-	if err != nil {
-		return nil, err
-	}
 	for _, name := range obj.Spec.Sinks {
 		st := &logsv1alpha1.SinkTarget{}
 		err := r.Get(ctx, types.NamespacedName{Namespace: obj.Namespace, Name: string(name)}, st)

@@ -124,6 +124,9 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 		// Namespace labels are not watched: look again now and then.
 		return cfg, stallRechecked(logsv1alpha1.ReasonPolicyViolation, "%s", msg)
 	}
+	if p := rules.policy; p != nil {
+		cfg.Egress = &capture.EgressPolicy{Policy: p.Name, AllowCIDRs: p.Spec.DestinationCIDRs}
+	}
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
 		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
 		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
@@ -143,6 +146,9 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 			MaxSize:  f.MaxSize.Value(),
 			MaxFiles: int(f.MaxFiles),
 			Compress: f.Compress == nil || *f.Compress,
+		}
+		if q := policyLimits(rules.policy).FileQuota; q != nil {
+			cfg.File.NamespaceQuota, cfg.File.QuotaPolicy = q.Value(), rules.policy.Name
 		}
 	case logsv1alpha1.SinkTypeHTTP:
 		cfg.Kind = capture.SinkHTTP
@@ -344,7 +350,7 @@ func secretNames(st *logsv1alpha1.SinkTarget) []string {
 
 // pipelineConfig builds the runtime configuration of a pipeline from its spec
 // and its resolved sinks.
-func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []capture.SinkConfig) capture.PipelineConfig {
+func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []capture.SinkConfig, pol *logsv1alpha1.CapturePolicy) capture.PipelineConfig {
 	cfg := capture.PipelineConfig{
 		Namespace:          p.Namespace,
 		Name:               p.Name,
@@ -359,9 +365,10 @@ func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []capture.SinkConfig) cap
 		HealthWindow:       p.Spec.Health.Window.Duration,
 		MaxLineBytes:       int(p.Spec.Lines.MaxSize.Value()),
 	}
-	if p.Spec.Selector != nil {
-		cfg.Selector = p.Spec.Selector.DeepCopy()
+	if l := policyLimits(pol); l.MaxStreams != nil {
+		cfg.NamespaceMaxStreams = int(*l.MaxStreams)
 	}
+	cfg.Selector = p.Spec.Selector.AsMeta()
 	for _, g := range p.Spec.Containers.Include {
 		cfg.Include = append(cfg.Include, string(g))
 	}
@@ -371,25 +378,51 @@ func pipelineConfig(p *logsv1alpha1.LogPipeline, sinks []capture.SinkConfig) cap
 	return cfg
 }
 
-// validateSelector checks what the schema cannot: that the selector parses.
+// validateSelector checks that the selector parses (the schema checks it
+// too; objects stored before it did may not).
 func validateSelector(p *logsv1alpha1.LogPipeline) error {
 	if p.Spec.Selector == nil {
 		return nil
 	}
-	if _, err := metav1.LabelSelectorAsSelector(p.Spec.Selector); err != nil {
+	if _, err := metav1.LabelSelectorAsSelector(p.Spec.Selector.AsMeta()); err != nil {
 		return stall(logsv1alpha1.ReasonInvalidSpec, "spec.selector is not a valid label selector: %v.", err)
 	}
 	return nil
 }
 
 // validateLimits refuses what the operator's admin does not allow.
-func validateLimits(p *logsv1alpha1.LogPipeline, minRotation time.Duration) error {
+func validateLimits(p *logsv1alpha1.LogPipeline, minRotation time.Duration, pol *logsv1alpha1.CapturePolicy) error {
+	if l := policyLimits(pol); l.MinRotationInterval != nil {
+		if d, m := p.Spec.Rotation.Interval.Duration, l.MinRotationInterval.Duration; d > 0 && d < m {
+			return stallRechecked(logsv1alpha1.ReasonPolicyViolation,
+				"spec.rotation.interval %s is shorter than the minimum of %s that CapturePolicy %q, which applies to namespace %q, sets (limits.minRotationInterval): every rotation reopens each selected container's log stream, a request to the API server and the kubelet.",
+				d, m, pol.Name, p.Namespace)
+		}
+		return nil
+	}
 	if d := p.Spec.Rotation.Interval.Duration; minRotation > 0 && d > 0 && d < minRotation {
 		return stall(logsv1alpha1.ReasonOutsideOperatorLimits,
 			"spec.rotation.interval %s is shorter than the operator's minimum of %s (--min-rotation-interval): every rotation reopens each selected container's log stream, a request to the API server and the kubelet.",
 			d, minRotation)
 	}
 	return nil
+}
+
+// policyLimits returns the policy's limits, empty when there are none.
+func policyLimits(pol *logsv1alpha1.CapturePolicy) logsv1alpha1.PolicyLimits {
+	if pol == nil || pol.Spec.Limits == nil {
+		return logsv1alpha1.PolicyLimits{}
+	}
+	return *pol.Spec.Limits
+}
+
+// streamLimitSource says where the namespace's stream limit comes from, for
+// status messages.
+func streamLimitSource(pol *logsv1alpha1.CapturePolicy) string {
+	if policyLimits(pol).MaxStreams != nil {
+		return fmt.Sprintf("CapturePolicy %q, limits.maxStreams", pol.Name)
+	}
+	return "the operator's --max-streams-per-namespace"
 }
 
 // checkLokiLabels refuses label names that collide once pod label keys are

@@ -139,7 +139,7 @@ func TestPipelineConfig(t *testing.T) {
 		p.Spec.Containers.Include = []logsv1alpha1.ContainerGlob{"web*"}
 		p.Spec.Containers.Exclude = []logsv1alpha1.ContainerGlob{"istio-proxy"}
 	}).Build()
-	cfg := pipelineConfig(p, nil)
+	cfg := pipelineConfig(p, nil, nil)
 	if cfg.RotationInterval != time.Minute || cfg.MaxStreams != 7 || !cfg.StartFromBeginning ||
 		cfg.Include[0] != "web*" || cfg.Exclude[0] != "istio-proxy" || cfg.Selector.MatchLabels["app"] != "x" {
 		t.Fatalf("unexpected config %+v", cfg)
@@ -155,13 +155,13 @@ func TestPipelineConfig(t *testing.T) {
 func TestValidateSelector(t *testing.T) {
 	tests := []struct {
 		name    string
-		sel     *metav1.LabelSelector
+		sel     *logsv1alpha1.LabelSelector
 		wantErr bool
 	}{
 		{"none", nil, false},
-		{"labels", &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}, false},
-		{"bad operator", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}}, true},
-		{"bad value", &metav1.LabelSelector{MatchLabels: map[string]string{"app": "not valid!"}}, true},
+		{"labels", logsv1alpha1.SelectorFromMap(map[string]string{"app": "x"}), false},
+		{"bad operator", &logsv1alpha1.LabelSelector{MatchExpressions: []logsv1alpha1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}}, true},
+		{"bad value", logsv1alpha1.SelectorFromMap(map[string]string{"app": "not valid!"}), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -31,6 +31,8 @@ type Options struct {
 	// to one is seen at once (needs list and watch on Secrets); without it
 	// they are read again at every reconcile.
 	WatchSecrets bool
+	// Addresses, when set, is kept up to date with every Node's addresses.
+	Addresses AddressBook
 }
 
 // Setup registers the field indexes and both controllers on mgr.
@@ -62,6 +64,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		AllowInsecureSkipVerify: opts.AllowInsecureSkipVerify,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up SinkTarget controller: %w", err)
+	}
+	if opts.Addresses != nil {
+		if err := (&NodeAddressReconciler{Client: mgr.GetClient(), Book: opts.Addresses}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the node address controller: %w", err)
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -12,7 +13,7 @@ type CapturePolicySpec struct {
 	// NamespaceSelector selects the namespaces the policy applies to by
 	// their labels; {} selects every namespace. When several policies select
 	// a namespace, the one whose name sorts first applies.
-	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
+	NamespaceSelector LabelSelector `json:"namespaceSelector"`
 	// SinkTypes are the sink types allowed. Stdout and File write into the
 	// operator's own log and volume, so they are left out by default.
 	// +optional
@@ -30,6 +31,19 @@ type CapturePolicySpec struct {
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?(\.[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?)*$`
 	DestinationHosts []string `json:"destinationHosts,omitempty"`
+	// DestinationCIDRs, when set, are the only address ranges Loki and HTTP
+	// sinks may connect to, checked when they connect, after DNS
+	// resolution ("10.20.0.0/16", "2001:db8::/32"). The API server's and
+	// the nodes' addresses, link-local ranges and cloud metadata addresses
+	// are refused unless a range here contains them; loopback needs the
+	// operator's --allow-loopback-egress as well. Empty allows any other
+	// address.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="every entry must be an address range such as 10.0.0.0/8 or 2001:db8::/32"
+	DestinationCIDRs []string `json:"destinationCIDRs,omitempty"`
 	// LokiTenantIDs are the Loki tenant IDs (X-Scope-OrgID) allowed, as
 	// globs; "{namespace}" stands for the SinkTarget's namespace, so
 	// ["{namespace}"] keeps each namespace in its own Loki tenant. Empty
@@ -38,12 +52,47 @@ type CapturePolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=set
 	// +kubebuilder:validation:items:MaxLength=160
+	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9!._*'()?{}-]+$`
+	// +kubebuilder:validation:XValidation:rule="self.all(t, t != '.' && t != '..')",message="a tenant ID glob must not be '.' or '..'"
 	LokiTenantIDs []string `json:"lokiTenantIDs,omitempty"`
 	// AllowInsecureSkipVerify lets the selected namespaces' sinks skip
 	// verifying the server's certificate (the operator's
 	// --allow-insecure-skip-verify must allow it too).
 	// +optional
 	AllowInsecureSkipVerify bool `json:"allowInsecureSkipVerify,omitempty"`
+	// Limits replace, for the selected namespaces, the operator's per-namespace
+	// limits that its flags set for every namespace. The process-wide limits
+	// (--memory-budget, --file-quota-total, --log-open-rate) still hold.
+	// +optional
+	Limits *PolicyLimits `json:"limits,omitempty"`
+}
+
+// PolicyLimits are per-namespace limits of a CapturePolicy; an unset field
+// leaves the operator's flag in force.
+type PolicyLimits struct {
+	// MaxStreams bounds the log streams open at once over all pipelines of
+	// one namespace (the operator's --max-streams-per-namespace otherwise);
+	// more containers wait for a slot, which status reports.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	MaxStreams *int32 `json:"maxStreams,omitempty"`
+	// MinRotationInterval is the shortest spec.rotation.interval a pipeline
+	// may ask for (the operator's --min-rotation-interval otherwise): each
+	// rotation reopens every selected container's log stream.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="limits.minRotationInterval must be between 1s and 24h"
+	MinRotationInterval *metav1.Duration `json:"minRotationInterval,omitempty"`
+	// MaxBufferBytes bounds spec.buffer.maxBytes of each SinkTarget.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0 && quantity(string(self)).compareTo(quantity('1Gi')) <= 0",message="limits.maxBufferBytes must be between 1Ki and 1Gi"
+	MaxBufferBytes *resource.Quantity `json:"maxBufferBytes,omitempty"`
+	// FileQuota bounds what the File sinks of one namespace keep on disk,
+	// maxSize × (maxFiles + 1) of each file (the operator's
+	// --file-quota-per-namespace otherwise).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Ki')) >= 0",message="limits.fileQuota must be at least 1Ki"
+	FileQuota *resource.Quantity `json:"fileQuota,omitempty"`
 }
 
 // PolicySinkType is a sink type a policy allows.

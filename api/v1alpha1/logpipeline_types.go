@@ -25,7 +25,7 @@ type LogPipelineSpec struct {
 	// are captured. An empty or absent selector selects every pod of the
 	// namespace. A pipeline never reads another namespace.
 	// +optional
-	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	Selector *LabelSelector `json:"selector,omitempty"`
 
 	// Containers narrows the selected pods to containers by name.
 	// +optional

@@ -107,10 +107,15 @@ type SinkTargetSpec struct {
 	Buffer BufferSpec `json:"buffer,omitzero"`
 }
 
-// URL is an absolute http or https URL.
+// URL is an absolute http or https URL with a host, without credentials
+// (they go in auth, from a Secret) and without a fragment.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=2048
 // +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && size(url(self).getHost()) > 0",message="must be an absolute http or https URL"
+// +kubebuilder:validation:XValidation:rule="!isURL(self) || size(url(self).getHostname()) > 0",message="must name a host (http://:PORT has none)"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')",message="must not hold credentials (user:password@): put them in auth, from a Secret"
+// +kubebuilder:validation:XValidation:rule="!self.contains('#')",message="must not have a fragment (#...): it is never sent"
+// +kubebuilder:validation:XValidation:rule="!self.matches('[\\x00-\\x20\\x7f]')",message="must not contain spaces or control characters"
 type URL string
 
 // LokiSink pushes to Loki's /loki/api/v1/push.
@@ -122,17 +127,23 @@ type LokiSink struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=150
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9!._*'()-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="tenantID must not be '.' or '..', which Loki refuses (they name directories)"
 	TenantID string `json:"tenantID,omitempty"`
 	// Encoding of the push body.
 	// +optional
 	// +kubebuilder:default=Protobuf
 	Encoding LokiEncoding `json:"encoding,omitempty"`
-	// StaticLabels are added to every stream.
+	// StaticLabels are added to every stream; at most 15, Loki's default
+	// limit of label names per stream.
 	// +optional
-	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:MaxProperties=15
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$'))",message="static label names must match [a-zA-Z_][a-zA-Z0-9_]*"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['namespace', 'pod', 'container', 'node']))",message="static labels must not set namespace, pod, container or node: the operator sets them from the pod"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('__'))",message="static label names must not begin with '__', which Loki and Prometheus reserve"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 1024)",message="static label names must be at most 1024 characters (Loki's limit)"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 1024)",message="static label values must be at most 1024 bytes"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) > 0)",message="static label values must not be empty (Loki drops an empty label)"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !self[k].matches('[\\x00-\\x1f\\x7f]'))",message="static label values must not contain control characters such as CR or LF"
 	StaticLabels map[string]string `json:"staticLabels,omitempty"`
 	// MetadataLabels are Kubernetes metadata that become stream labels. Pod
 	// and node go to structured metadata unless listed here (cardinality).
@@ -145,9 +156,11 @@ type LokiSink struct {
 	// +optional
 	// +kubebuilder:default={app}
 	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=317
 	// +listType=set
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['namespace', 'pod', 'container', 'node']))",message="podLabelsAsLabels must not name namespace, pod, container or node: the operator sets them from the pod"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) > 0 && size(k) <= 317)",message="pod label keys must be 1 to 317 characters"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",message="podLabelsAsLabels must be label keys: an optional DNS subdomain prefix and '/', then 1 to 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit"
 	PodLabelsAsLabels []string `json:"podLabelsAsLabels,omitempty"`
 	// Auth authenticates to Loki.
 	// +optional
@@ -273,6 +286,7 @@ type TLSSpec struct {
 	// ServerName overrides the name the server certificate is checked against.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$`
 	ServerName string `json:"serverName,omitempty"`
 	// InsecureSkipVerify disables certificate verification. Only for tests.
 	// +optional

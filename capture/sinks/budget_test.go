@@ -258,6 +258,26 @@ func TestFileQuotas(t *testing.T) {
 		t.Fatalf("b still refused after a's sinks closed: %v", err)
 	}
 	_ = b.Close(ctx)
+
+	// A CapturePolicy's quota replaces the flag's for its namespace, both
+	// ways; the total still holds.
+	policed := func(path string, size int64, files int, quota int64) capture.SinkConfig {
+		c := file(path, size, files)
+		c.File.NamespaceQuota, c.File.QuotaPolicy = quota, "small-teams"
+		return c
+	}
+	if _, err := f.New("c/p", policed("c.log", 10*mi, 2, 20*mi)); !errors.Is(err, sinks.ErrFileQuota) ||
+		!strings.Contains(err.Error(), `quota of 20Mi per namespace of CapturePolicy "small-teams" (limits.fileQuota)`) {
+		t.Fatalf("c's sink over its policy's 20Mi: %v, want it refused naming the policy", err)
+	}
+	c, err := f.New("c/p", policed("c.log", 10*mi, 11, 140*mi)) // 120Mi: over the flag's 100Mi, within the policy's
+	if err != nil {
+		t.Fatalf("c's sink within its policy's 140Mi: %v", err)
+	}
+	if _, err := f.New("d/p", policed("d.log", 10*mi, 3, 140*mi)); err == nil || !strings.Contains(err.Error(), "total quota of 150Mi") {
+		t.Fatalf("d's 40Mi beside c's 120Mi: %v, want the total quota named", err)
+	}
+	_ = c.Close(ctx)
 }
 
 // TestFileSinksOfOneNamespaceCannotTouchAnothers replays the attacks of a

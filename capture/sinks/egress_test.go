@@ -3,8 +3,10 @@ package sinks_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -131,5 +133,68 @@ func TestEgressIsCheckedAtDialTime(t *testing.T) {
 	allowed := sinks.NewFactory(sinks.Options{FileRoot: t.TempDir(), AllowLoopbackEgress: true})
 	if err := allowed.Probe(context.Background(), lokiConfig(open.URL)); errors.Is(err, sinks.ErrDestinationDenied) {
 		t.Fatalf("loopback refused with --allow-loopback-egress: %v", err)
+	}
+}
+
+// hostAddress returns a non-loopback IPv4 address of this machine, or skips.
+func hostAddress(t *testing.T) netip.Addr {
+	t.Helper()
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() {
+				return ip.Unmap()
+			}
+		}
+	}
+	t.Skip("no non-loopback IPv4 address here")
+	return netip.Addr{}
+}
+
+// TestNodeAddressesNeedAPolicy: a node's address (here this machine's) is
+// refused when the sink connects, with the node named; a CapturePolicy
+// range that contains it lets the sink through; a policy's ranges shut out
+// every other address.
+func TestNodeAddressesNeedAPolicy(t *testing.T) {
+	ip := hostAddress(t)
+	l, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+	if err != nil {
+		t.Skipf("listening on %s: %v", ip, err)
+	}
+	var hits atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }), ReadHeaderTimeout: time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	url := "http://" + l.Addr().String()
+
+	cluster := sinks.NewClusterAddresses()
+	cluster.Set("node worker-1", []netip.Addr{ip})
+	f := sinks.NewFactory(sinks.Options{FileRoot: t.TempDir(), RequestTimeout: time.Second, Cluster: cluster})
+	c := lokiConfig(url)
+	err = f.Probe(context.Background(), c)
+	if !errors.Is(err, sinks.ErrDestinationDenied) || !strings.Contains(err.Error(), "node worker-1") {
+		t.Fatalf("probe of a node's address: %v, want it refused naming the node", err)
+	}
+	s := startIn(t, f, "ns/p", httpSink(url))
+	write(t, s, records(3))
+	eventually(t, "a refused send", func() bool {
+		return strings.Contains(s.Sink.(capture.StatsReporter).Stats().LastError, "node worker-1")
+	})
+	s.cancel()
+	if hits.Load() != 0 {
+		t.Fatalf("%d requests reached the node's port", hits.Load())
+	}
+
+	c.Egress = &capture.EgressPolicy{Policy: "infra", AllowCIDRs: []string{netip.PrefixFrom(ip, 32).String()}}
+	if err := f.Probe(context.Background(), c); err != nil {
+		t.Fatalf("probe of a node's address the policy names: %v", err)
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("%d probes reached the server, want 1", hits.Load())
+	}
+	c.Egress.AllowCIDRs = []string{"10.255.255.0/24"}
+	cluster.Set("node worker-1", nil)
+	if err := f.Probe(context.Background(), c); !errors.Is(err, sinks.ErrDestinationDenied) || !strings.Contains(err.Error(), `destinationCIDRs of CapturePolicy "infra"`) {
+		t.Fatalf("probe outside the policy's ranges: %v", err)
 	}
 }

@@ -33,6 +33,9 @@ type Options struct {
 	// addresses; link-local, metadata, unspecified and multicast addresses
 	// are refused always.
 	AllowLoopbackEgress bool
+	// Cluster holds the API server's and the nodes' addresses, which sinks
+	// may reach only where a policy allows them; nil knows none.
+	Cluster *ClusterAddresses
 	// Budget bounds the bytes queued by all sinks, shared fairly between
 	// namespaces; nil is unlimited.
 	Budget *Budget
@@ -61,16 +64,17 @@ func NewFactory(o Options) *Factory {
 // New builds the sink of one pipeline for one SinkConfig; it is a
 // runtime.SinkFactory.
 func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, error) {
+	eg, err := f.egress(c)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: %w", c.Name, err)
+	}
 	s := newQueuedSink(pipeline, c, f.opts.Budget)
-	var (
-		d   deliverer
-		err error
-	)
+	var d deliverer
 	switch c.Kind {
 	case capture.SinkLoki:
-		d, err = newLokiDeliverer(c.Loki, f.opts.RequestTimeout, f.egress(), func(n int) { s.c.truncated.Add(int64(n)) })
+		d, err = newLokiDeliverer(c.Loki, f.opts.RequestTimeout, eg, func(n int) { s.c.truncated.Add(int64(n)) })
 	case capture.SinkHTTP:
-		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout, f.egress())
+		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout, eg)
 	case capture.SinkFile:
 		d, err = f.files.open(namespaceOf(pipeline), c.File)
 	case capture.SinkStdout:
@@ -95,7 +99,9 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 	return s, nil
 }
 
-func (f *Factory) egress() egress { return egress{allowLoopback: f.opts.AllowLoopbackEgress} }
+func (f *Factory) egress(c capture.SinkConfig) (egress, error) {
+	return egressFor(f.opts.AllowLoopbackEgress, f.opts.Cluster, c.Egress)
+}
 
 // ForgetPipeline drops what the Factory keeps of a removed pipeline: its
 // sinks' counters and series.
@@ -137,7 +143,11 @@ func (d *writerDeliverer) close(context.Context) error { return nil }
 func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 	switch c.Kind {
 	case capture.SinkLoki:
-		client, tr, err := newHTTPClient(c.Loki.TLS, 5*time.Second, f.egress())
+		eg, err := f.egress(c)
+		if err != nil {
+			return err
+		}
+		client, tr, err := newHTTPClient(c.Loki.TLS, 5*time.Second, eg)
 		if err != nil {
 			return err
 		}

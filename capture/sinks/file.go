@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,7 +48,8 @@ func keeps(c *capture.FileConfig) int64 { return c.MaxSize * int64(c.MaxFiles+1)
 
 // checkQuotaLocked refuses a file of namespace ns that would keep need
 // bytes (replacing what w, when set, kept) beyond a quota.
-func (r *fileRegistry) checkQuotaLocked(ns string, need int64, w *fileWriter) error {
+func (r *fileRegistry) checkQuotaLocked(ns string, c *capture.FileConfig, w *fileWriter) error {
+	need := keeps(c)
 	var inNS, all int64
 	for _, o := range r.writers {
 		if o == w {
@@ -58,9 +60,13 @@ func (r *fileRegistry) checkQuotaLocked(ns string, need int64, w *fileWriter) er
 			inNS += o.keeps
 		}
 	}
-	if r.perNamespace > 0 && inNS+need > r.perNamespace {
-		return fmt.Errorf("the File sinks of namespace %s would keep up to %s on disk (maxSize × (maxFiles + 1) of each file; this one %s), over the operator's quota of %s per namespace (--file-quota-per-namespace): %w",
-			ns, quantity(inNS+need), quantity(need), quantity(r.perNamespace), ErrFileQuota)
+	limit, from := r.perNamespace, "the operator's quota of %s per namespace (--file-quota-per-namespace)"
+	if c.NamespaceQuota > 0 {
+		limit, from = c.NamespaceQuota, "the quota of %s per namespace of CapturePolicy "+strconv.Quote(c.QuotaPolicy)+" (limits.fileQuota)"
+	}
+	if limit > 0 && inNS+need > limit {
+		return fmt.Errorf("the File sinks of namespace %s would keep up to %s on disk (maxSize × (maxFiles + 1) of each file; this one %s), over "+from+": %w",
+			ns, quantity(inNS+need), quantity(need), quantity(limit), ErrFileQuota)
 	}
 	if r.total > 0 && all+need > r.total {
 		return fmt.Errorf("the File sinks of all namespaces would keep up to %s on disk (this one %s), over the operator's total quota of %s (--file-quota-total): %w",
@@ -122,7 +128,7 @@ func (r *fileRegistry) open(ns string, c *capture.FileConfig) (*fileDeliverer, e
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.writers[path] // under <root>/<ns>/: only ns's pipelines share it
-	if err := r.checkQuotaLocked(ns, keeps(c), w); err != nil {
+	if err := r.checkQuotaLocked(ns, c, w); err != nil {
 		return nil, err
 	}
 	if !ok {

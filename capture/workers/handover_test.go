@@ -111,5 +111,13 @@ var _ = Describe("Handing over", func() {
 		if held > 0 {
 			Eventually(func() int { return snapshot(h, b).ActiveStreams }, 20*time.Second).Should(Equal(2))
 		}
+		// A CapturePolicy's limit replaces the operator's for busy alone.
+		policed := pipelineConfig(b.Namespace, b.Name, 6, time.Hour)
+		policed.NamespaceMaxStreams = 4
+		Expect(h.mgr.Apply(ctx, b, policed)).To(Succeed())
+		Eventually(func() int { return snapshot(h, b).ActiveStreams }, 20*time.Second).Should(Equal(4))
+		Consistently(func() int { return snapshot(h, b).ActiveStreams }, time.Second, 50*time.Millisecond).Should(Equal(4))
+		Expect(snapshot(h, b).NamespaceStreamLimit).To(Equal(4))
+		Expect(snapshot(h, c).NamespaceStreamLimit).To(Equal(2), "calm keeps the operator's limit")
 	})
 })

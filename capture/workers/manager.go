@@ -162,6 +162,7 @@ func (m *Manager) Apply(_ context.Context, key types.NamespacedName, cfg capture
 	if old != nil && old.hash == hash {
 		return nil
 	}
+	m.deps.streams.setLimit(cfg.Namespace, cfg.NamespaceMaxStreams)
 	sinks, err := m.buildSinks(key.String(), cfg.Sinks)
 	if err != nil {
 		return fmt.Errorf("applying pipeline %s: %w", key, err)

@@ -10,13 +10,42 @@ import "sync"
 type namespaceSlots struct {
 	max int // zero is unlimited
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// limits are the namespaces whose admin policy replaces max.
+	limits  map[string]int
 	used    map[string]int
 	waiters map[string]map[chan struct{}]struct{}
 }
 
 func newNamespaceSlots(maxPerNamespace int) *namespaceSlots {
-	return &namespaceSlots{max: maxPerNamespace, used: map[string]int{}, waiters: map[string]map[chan struct{}]struct{}{}}
+	return &namespaceSlots{max: maxPerNamespace, limits: map[string]int{}, used: map[string]int{}, waiters: map[string]map[chan struct{}]struct{}{}}
+}
+
+// limitLocked is the limit of ns: its policy's, else the operator's.
+func (s *namespaceSlots) limitLocked(ns string) int {
+	if l, ok := s.limits[ns]; ok {
+		return l
+	}
+	return s.max
+}
+
+// setLimit gives ns its own limit (a CapturePolicy's), or back the
+// operator's with zero. Pipelines that wait are woken when it grows.
+func (s *namespaceSlots) setLimit(ns string, limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.limitLocked(ns)
+	if limit > 0 {
+		s.limits[ns] = limit
+	} else {
+		delete(s.limits, ns)
+	}
+	if after := s.limitLocked(ns); after <= 0 || (before > 0 && after > before) {
+		for w := range s.waiters[ns] {
+			signal(w)
+		}
+		delete(s.waiters, ns)
+	}
 }
 
 // tryAcquire takes a slot of ns, or registers wake to be signalled when one
@@ -24,7 +53,7 @@ func newNamespaceSlots(maxPerNamespace int) *namespaceSlots {
 func (s *namespaceSlots) tryAcquire(ns string, wake chan struct{}) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.max <= 0 || s.used[ns] < s.max {
+	if limit := s.limitLocked(ns); limit <= 0 || s.used[ns] < limit {
 		s.used[ns]++
 		return true
 	}
@@ -67,7 +96,7 @@ func (s *namespaceSlots) unregister(ns string, wake chan struct{}) {
 func (s *namespaceSlots) inUse(ns string) (int, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.used[ns], s.max
+	return s.used[ns], s.limitLocked(ns)
 }
 
 // signal wakes whoever waits on c without blocking.

@@ -53,3 +53,39 @@ func TestNamespaceSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespaceSlotLimitsOfAPolicy: a namespace's own limit (its
+// CapturePolicy's) replaces the operator's for it alone; raising it wakes
+// the pipelines that wait, and zero gives the operator's back.
+func TestNamespaceSlotLimitsOfAPolicy(t *testing.T) {
+	s := newNamespaceSlots(2)
+	w := make(chan struct{}, 1)
+	s.setLimit("small", 1)
+	if !s.tryAcquire("small", w) || s.tryAcquire("small", w) {
+		t.Fatal("the policy's limit of 1 did not hold")
+	}
+	if used, limit := s.inUse("small"); used != 1 || limit != 1 {
+		t.Fatalf("small uses %d of %d, want 1 of 1", used, limit)
+	}
+	if _, limit := s.inUse("other"); limit != 2 {
+		t.Fatalf("another namespace's limit is %d, want the operator's 2", limit)
+	}
+	s.setLimit("small", 3)
+	select {
+	case <-w:
+	default:
+		t.Fatal("raising the limit woke nobody")
+	}
+	for i := range 2 {
+		if !s.tryAcquire("small", w) {
+			t.Fatalf("slot %d of the raised limit refused", i+2)
+		}
+	}
+	if s.tryAcquire("small", w) {
+		t.Fatal("a fourth slot over the raised limit of 3")
+	}
+	s.setLimit("small", 0)
+	if _, limit := s.inUse("small"); limit != 2 {
+		t.Fatalf("without a policy the limit is %d, want the operator's 2", limit)
+	}
+}

@@ -11,7 +11,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -278,6 +281,51 @@ func stripSecretMetadata(obj any) (any, error) {
 	return m, nil
 }
 
+// keepNodeAddresses keeps of a cached Node only what the egress rules need:
+// its name and addresses (a node's images, conditions and labels can be
+// large, and there may be thousands of nodes).
+func keepNodeAddresses(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
+		Status:     corev1.NodeStatus{Addresses: n.Status.Addresses},
+	}, nil
+}
+
+// apiServerAddresses are the addresses the operator reaches the API server
+// at: its host as an IP or resolved now, and the kubernetes Service's IP
+// the kubelet gives every pod.
+func apiServerAddresses(ctx context.Context, cfg *rest.Config) []netip.Addr {
+	var out []netip.Addr
+	hosts := []string{os.Getenv("KUBERNETES_SERVICE_HOST")}
+	if u, err := url.Parse(cfg.Host); err == nil && u.Host != "" {
+		hosts = append(hosts, u.Hostname())
+	} else {
+		hosts = append(hosts, strings.Split(cfg.Host, ":")[0])
+	}
+	for _, h := range hosts {
+		if h == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(h); err == nil {
+			out = append(out, ip)
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ips, err := net.DefaultResolver.LookupNetIP(rctx, "ip", h)
+		cancel()
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Info("could not resolve the API server's host; sinks are kept from its Service IP only", "host", h, "error", err.Error())
+			continue
+		}
+		out = append(out, ips...)
+	}
+	return out
+}
+
 // NewScheme returns the scheme with the Kubernetes and log-capturer types.
 func NewScheme() (*k8sruntime.Scheme, error) {
 	s := k8sruntime.NewScheme()
@@ -356,7 +404,10 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNS,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{ByObject: map[client.Object]cache.ByObject{secretMetadata(): {Transform: stripSecretMetadata}}},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			secretMetadata(): {Transform: stripSecretMetadata},
+			&corev1.Node{}:   {Transform: keepNodeAddresses},
+		}},
 		Client: client.Options{Cache: &client.CacheOptions{
 			// Secrets are read on demand and watched as metadata only.
 			DisableFor: []client.Object{&corev1.Secret{}},
@@ -383,9 +434,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.Add(rejects); err != nil {
 		return fmt.Errorf("adding the rejection recorder: %w", err)
 	}
+	cluster := sinks.NewClusterAddresses()
+	cluster.Set("the API server", apiServerAddresses(ctx, cfg))
 	factory := sinks.NewFactory(sinks.Options{Stdout: os.Stdout, FileRoot: o.FileSinkRoot, OnReject: rejects.Record,
-		AllowLoopbackEgress: o.AllowLoopbackEgress,
-		Budget:              sinks.NewBudget(queueBudget), FileQuotaPerNamespace: max(o.FileQuotaPerNamespace, 0), FileQuotaTotal: max(o.FileQuotaTotal, 0)})
+		AllowLoopbackEgress: o.AllowLoopbackEgress, Cluster: cluster,
+		Budget: sinks.NewBudget(queueBudget), FileQuotaPerNamespace: max(o.FileQuotaPerNamespace, 0), FileQuotaTotal: max(o.FileQuotaTotal, 0)})
 	newSink := capture.SinkFactory(factory.New)
 	if o.WrapSinks != nil {
 		newSink = o.WrapSinks(newSink)
@@ -418,7 +471,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := controllers.Setup(ctx, mgr, engine, controllers.Options{Prober: factory, Deliveries: engine,
 		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval, AllowRawStdout: o.AllowRawStdout, WatchSecrets: o.WatchSecrets,
-		AllowInsecureSkipVerify: o.AllowInsecureSkipVerify}); err != nil {
+		AllowInsecureSkipVerify: o.AllowInsecureSkipVerify, Addresses: cluster}); err != nil {
 		return err //nolint:wrapcheck // Setup names the controller
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -22,7 +22,7 @@ func Pipeline(namespace, name string, sinks ...string) *PipelineBuilder {
 
 // WithSelector selects pods with these labels.
 func (b *PipelineBuilder) WithSelector(labels map[string]string) *PipelineBuilder {
-	b.obj.Spec.Selector = &metav1.LabelSelector{MatchLabels: labels}
+	b.obj.Spec.Selector = logsv1alpha1.SelectorFromMap(labels)
 	return b
 }
 

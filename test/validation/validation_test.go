@@ -108,6 +108,32 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("both basic auth and bearer token", sinkHead+"  loki:\n    url: https://x.example\n    auth: {bearerToken: {name: s, key: t}, basic: {username: {name: s, key: u}, password: {name: s, key: p}}}\n", "auth needs exactly one of basic or bearerToken"),
 		Entry("client cert without key", sinkHead+"  loki:\n    url: https://x.example\n    tls: {cert: {name: s, key: tls.crt}}\n", "tls.cert and tls.key must be set together"),
 		Entry("invalid static label name", sinkHead+"  loki:\n    url: https://x.example\n    staticLabels: {bad-name: x}\n", "static label names must match"),
+		Entry("selector with an unknown operator", pipelineHead+"  sinks: [a]\n  selector: {matchExpressions: [{key: app, operator: Like, values: [x]}]}\n", `Unsupported value: "Like"`),
+		Entry("selector with an invalid key", pipelineHead+"  sinks: [a]\n  selector: {matchLabels: {'bad key!': x}}\n", "matchLabels keys must be label keys"),
+		Entry("selector with an invalid value", pipelineHead+"  sinks: [a]\n  selector: {matchLabels: {app: 'not a value!'}}\n", "label values must be up to 63 letters"),
+		Entry("selector In without values", pipelineHead+"  sinks: [a]\n  selector: {matchExpressions: [{key: app, operator: In}]}\n", "In and NotIn need values; Exists and DoesNotExist take none"),
+		Entry("file path '.'", sinkHead+"  file: {path: '.'}\n", "path must not contain '.' or '..' segments"),
+		Entry("file path with a NUL", sinkHead+"  file: {path: \"a\\u0000b.log\"}\n", "path must be made of letters, digits"),
+		Entry("file path with a newline", sinkHead+"  file: {path: \"a\\nb.log\"}\n", "path must be made of letters, digits"),
+		Entry("file path with a trailing slash", sinkHead+"  file: {path: 'logs/'}\n", "path must be made of letters, digits"),
+		Entry("URL with userinfo", sinkHead+"  loki: {url: 'https://user:pw@x.example'}\n", "must not hold credentials (user:password@): put them in auth, from a Secret"),
+		Entry("URL with a fragment", sinkHead+"  loki: {url: 'https://x.example/#frag'}\n", "must not have a fragment"),
+		Entry("URL without a host", sinkHead+"  loki: {url: 'http://:3100'}\n", "must name a host (http://:PORT has none)"),
+		Entry("URL with only a scheme", sinkHead+"  http: {url: 'https://'}\n", "must be an absolute http or https URL"),
+		Entry("reserved label name", sinkHead+"  loki:\n    url: https://x.example\n    staticLabels: {__name__: x}\n", "static label names must not begin with '__'"),
+		Entry("over-long label name", sinkHead+"  loki:\n    url: https://x.example\n    staticLabels:\n      ? "+strings.Repeat("a", 1025)+"\n      : x\n", "static label names must be at most 1024 characters"),
+		Entry("over-long label value", sinkHead+"  loki:\n    url: https://x.example\n    staticLabels: {team: "+strings.Repeat("v", 2000)+"}\n", "static label values must be at most 1024 bytes"),
+		Entry("label value with a newline", sinkHead+"  loki:\n    url: https://x.example\n    staticLabels: {team: \"a\\nb\"}\n", "static label values must not contain control characters"),
+		Entry("tenant ID '..'", sinkHead+"  loki: {url: 'https://x.example', tenantID: '..'}\n", "tenantID must not be '.' or '..'"),
+		Entry("tenant ID with a slash", sinkHead+"  loki: {url: 'https://x.example', tenantID: 'a/b'}\n", "spec.loki.tenantID in body should match"),
+		Entry("tenant ID with a pipe", sinkHead+"  loki: {url: 'https://x.example', tenantID: 'a|b'}\n", "spec.loki.tenantID in body should match"),
+		Entry("pod label key invalid", sinkHead+"  loki: {url: 'https://x.example', podLabelsAsLabels: ['bad key!']}\n", "podLabelsAsLabels must be label keys"),
+		Entry("header name invalid", sinkHead+"  http:\n    url: https://x.example\n    headers: [{name: 'X Key', value: a}]\n", "spec.http.headers[0].name in body should match"),
+		Entry("secret name invalid", sinkHead+"  loki:\n    url: https://x.example\n    auth: {bearerToken: {name: 'Bad_Name', key: t}}\n", "spec.loki.auth.bearerToken.name in body should match"),
+		Entry("secret key invalid", sinkHead+"  loki:\n    url: https://x.example\n    auth: {bearerToken: {name: s, key: 'a/b'}}\n", "spec.loki.auth.bearerToken.key in body should match"),
+		Entry("server name invalid", sinkHead+"  loki:\n    url: https://x.example\n    tls: {serverName: 'a b'}\n", "spec.loki.tls.serverName in body should match"),
+		Entry("policy selector with an unknown operator", "apiVersion: logs.capturer.dev/v1alpha1\nkind: CapturePolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {matchExpressions: [{key: a, operator: Like}]}\n", `Unsupported value: "Like"`),
+		Entry("policy tenant glob '..'", "apiVersion: logs.capturer.dev/v1alpha1\nkind: CapturePolicy\nmetadata: {name: p2}\nspec:\n  namespaceSelector: {}\n  lokiTenantIDs: ['..']\n", "a tenant ID glob must not be '.' or '..'"),
 		Entry("unknown metadata label", sinkHead+"  loki:\n    url: https://x.example\n    metadataLabels: [cluster]\n", `Unsupported value: "cluster"`),
 	)
 })
@@ -222,7 +248,7 @@ var _ = Describe("dist/install.yaml", func() {
 			kinds[u.GetKind()]++
 			if u.GetKind() == "Namespace" {
 				// Namespaced objects can only be dry-run into an existing namespace.
-				Expect(k8sClient.Create(ctx, u.DeepCopy())).To(Succeed())
+				Expect(ignoreExists(k8sClient.Create(ctx, u.DeepCopy()))).To(Succeed())
 			}
 		}
 		for _, u := range objs {

@@ -24,7 +24,7 @@ func Select(policies []logsv1alpha1.CapturePolicy, nsLabels map[string]string) (
 	sorted := slices.Clone(policies)
 	slices.SortFunc(sorted, func(a, b logsv1alpha1.CapturePolicy) int { return strings.Compare(a.Name, b.Name) })
 	for i := range sorted {
-		sel, err := metav1.LabelSelectorAsSelector(&sorted[i].Spec.NamespaceSelector)
+		sel, err := metav1.LabelSelectorAsSelector(sorted[i].Spec.NamespaceSelector.AsMeta())
 		if err != nil {
 			bad = append(bad, sorted[i].Name)
 			continue
@@ -71,6 +71,10 @@ func Check(p *logsv1alpha1.CapturePolicy, st *logsv1alpha1.SinkTarget) string {
 			return fmt.Sprintf("CapturePolicy %q, which applies to namespace %q, does not allow the destination host %q (allowed: %s).",
 				p.Name, st.Namespace, host, strings.Join(p.Spec.DestinationHosts, ", "))
 		}
+	}
+	if l := p.Spec.Limits; l != nil && l.MaxBufferBytes != nil && spec.Buffer.MaxBytes.Cmp(*l.MaxBufferBytes) > 0 {
+		return fmt.Sprintf("CapturePolicy %q, which applies to namespace %q, allows at most %s of spec.buffer.maxBytes per sink (limits.maxBufferBytes); this SinkTarget asks for %s.",
+			p.Name, st.Namespace, l.MaxBufferBytes.String(), spec.Buffer.MaxBytes.String())
 	}
 	if insecure && !p.Spec.AllowInsecureSkipVerify {
 		return fmt.Sprintf("CapturePolicy %q, which applies to namespace %q, does not allow tls.insecureSkipVerify.", p.Name, st.Namespace)

@@ -4,14 +4,16 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 )
 
 func pol(name string, sel map[string]string, f func(*logsv1alpha1.CapturePolicySpec)) logsv1alpha1.CapturePolicy {
 	p := logsv1alpha1.CapturePolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: logsv1alpha1.CapturePolicySpec{NamespaceSelector: metav1.LabelSelector{MatchLabels: sel},
+		Spec: logsv1alpha1.CapturePolicySpec{NamespaceSelector: *logsv1alpha1.SelectorFromMap(sel),
 			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP"}}}
 	if f != nil {
 		f(&p.Spec)
@@ -43,7 +45,7 @@ func TestSelect(t *testing.T) {
 		t.Errorf("no policy matches, got %s", got.Name)
 	}
 	bad := pol("broken", nil, func(s *logsv1alpha1.CapturePolicySpec) {
-		s.NamespaceSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "x", Operator: "Bogus"}}
+		s.NamespaceSelector.MatchExpressions = []logsv1alpha1.LabelSelectorRequirement{{Key: "x", Operator: "Bogus"}}
 	})
 	if got, broken := Select([]logsv1alpha1.CapturePolicy{bad}, nil); got != nil || len(broken) != 1 {
 		t.Errorf("a broken selector selected %v (broken %v)", got, broken)
@@ -66,6 +68,9 @@ func TestCheck(t *testing.T) {
 		s.DestinationHosts = []string{"*.monitoring.svc", "loki.example.com"}
 	}
 	tenants := func(s *logsv1alpha1.CapturePolicySpec) { s.LokiTenantIDs = []string{"{namespace}", "shared-*"} }
+	bufferLimit := func(s *logsv1alpha1.CapturePolicySpec) {
+		s.Limits = &logsv1alpha1.PolicyLimits{MaxBufferBytes: ptr.To(resource.MustParse("4Mi"))}
+	}
 	tests := []struct {
 		name   string
 		policy func(*logsv1alpha1.CapturePolicySpec)
@@ -91,6 +96,12 @@ func TestCheck(t *testing.T) {
 		{"insecureSkipVerify denied", nil, st(func(s *logsv1alpha1.SinkTargetSpec) {
 			s.Loki = &logsv1alpha1.LokiSink{URL: "https://loki", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
 		}), "does not allow tls.insecureSkipVerify"},
+		{"buffer within the limit", bufferLimit, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Loki, s.Buffer.MaxBytes = &logsv1alpha1.LokiSink{URL: "https://loki"}, resource.MustParse("4Mi")
+		}), ""},
+		{"buffer over the limit", bufferLimit, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Loki, s.Buffer.MaxBytes = &logsv1alpha1.LokiSink{URL: "https://loki"}, resource.MustParse("64Mi")
+		}), "allows at most 4Mi of spec.buffer.maxBytes per sink (limits.maxBufferBytes); this SinkTarget asks for 64Mi"},
 		{"insecureSkipVerify allowed", func(s *logsv1alpha1.CapturePolicySpec) { s.AllowInsecureSkipVerify = true }, st(func(s *logsv1alpha1.SinkTargetSpec) {
 			s.Loki = &logsv1alpha1.LokiSink{URL: "https://loki", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
 		}), ""},

@@ -4,6 +4,7 @@
 package verdict
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strconv"
@@ -25,6 +26,9 @@ type Thresholds struct {
 	RotationInterval            time.Duration
 	// RetryBudget is each sink's retry.maxBackoff, by sink name.
 	RetryBudget map[string]time.Duration
+	// StreamLimitSource says who set the namespace's stream limit ("the
+	// operator's --max-streams-per-namespace" when empty).
+	StreamLimitSource string
 }
 
 // Condition is one condition's verdict.
@@ -108,8 +112,9 @@ func workers(s capture.Snapshot, t Thresholds) Condition {
 	if s.WaitingStreams > 0 && s.LongestWait > t.RotationInterval {
 		if s.NamespaceLimited > 0 {
 			return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonStreamPoolSaturated,
-				fmt.Sprintf("%d containers wait for a stream; the longest has waited %s, more than the rotation interval %s. The namespace's pipelines hold %d streams, the operator's limit per namespace (--max-streams-per-namespace=%d); this pipeline holds %d.",
-					s.WaitingStreams, s.LongestWait.Round(time.Millisecond), t.RotationInterval, s.NamespaceStreams, s.NamespaceStreamLimit, s.ActiveStreams)}
+				fmt.Sprintf("%d containers wait for a stream; the longest has waited %s, more than the rotation interval %s. The namespace's pipelines hold %d streams, the limit per namespace (%d, from %s); this pipeline holds %d.",
+					s.WaitingStreams, s.LongestWait.Round(time.Millisecond), t.RotationInterval, s.NamespaceStreams, s.NamespaceStreamLimit,
+					cmp.Or(t.StreamLimitSource, "the operator's --max-streams-per-namespace"), s.ActiveStreams)}
 		}
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonStreamPoolSaturated,
 			fmt.Sprintf("%d containers wait for one of %d stream slots; the longest has waited %s, more than the rotation interval %s.",

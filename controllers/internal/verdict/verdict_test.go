@@ -99,7 +99,7 @@ func TestEvaluate(t *testing.T) {
 		{"namespace stream limit", func(s *capture.Snapshot) {
 			s.WaitingStreams, s.NamespaceLimited, s.LongestWait = 4, 4, 6*time.Minute
 			s.NamespaceStreams, s.NamespaceStreamLimit = 20, 20
-		}, logsv1alpha1.ReasonStreamPoolSaturated, logsv1alpha1.ReasonHealthy, false, true, "hold 20 streams, the operator's limit per namespace (--max-streams-per-namespace=20); this pipeline holds 10"},
+		}, logsv1alpha1.ReasonStreamPoolSaturated, logsv1alpha1.ReasonHealthy, false, true, "hold 20 streams, the limit per namespace (20, from the operator's --max-streams-per-namespace); this pipeline holds 10"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
