@@ -132,7 +132,7 @@ authentication:
 authorization: {mode: Webhook}
 readOnlyPort: 0
 containerLogMaxSize: ${E2E_LOG_MAX_SIZE:-1Mi}
-containerLogMaxFiles: 3
+containerLogMaxFiles: ${E2E_LOG_MAX_FILES:-10}
 containerLogMonitorInterval: ${E2E_LOG_MONITOR_INTERVAL:-3s}
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 imageGCHighThresholdPercent: 100

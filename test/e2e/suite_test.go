@@ -65,6 +65,26 @@ var _ = BeforeSuite(func() {
 	lokiURL = fmt.Sprintf("http://%s:%d", os.Getenv("E2E_NODE_IP"), l.Addr().(*net.TCPAddr).Port)
 })
 
+// On a failure, what CI keeps of the run says why: the pipeline's status,
+// the line accounting and the operator's log.
+var _ = AfterEach(func() {
+	if !CurrentSpecReport().Failed() || kubectl == "" {
+		return
+	}
+	for _, args := range [][]string{
+		{"get", "lp,st", "-A", "-o", "yaml"},
+		{"get", "pods", "-A", "-o", "wide"},
+		{"-n", "log-capturer-system", "logs", "deployment/log-capturer", "--tail=300"},
+	} {
+		c := exec.Command(kubectl, append([]string{"--kubeconfig", kubecfg}, args...)...)
+		out, _ := c.CombinedOutput()
+		fmt.Fprintf(GinkgoWriter, "\n== kubectl %s\n%s", strings.Join(args, " "), out)
+	}
+	if loki != nil {
+		fmt.Fprintf(GinkgoWriter, "\n== line accounting problems\n%s\n", strings.Join(problems(received(), 1000, nil), "\n"))
+	}
+})
+
 // run runs kubectl against the e2e cluster and returns its output.
 func run(args ...string) string {
 	c := exec.Command(kubectl, append([]string{"--kubeconfig", kubecfg}, args...)...)
