@@ -66,6 +66,9 @@ type LogPipelineReconciler struct {
 	AllowRawStdout bool
 	// AllowInsecureSkipVerify lets sinks skip verifying certificates.
 	AllowInsecureSkipVerify bool
+	// DefaultSinkTypes are the sink types of namespaces that no
+	// CapturePolicy selects; empty allows every type.
+	DefaultSinkTypes []logsv1alpha1.PolicySinkType
 	// WatchSecrets watches Secrets' metadata cluster-wide (list and watch
 	// rights) so that a change is seen at once.
 	WatchSecrets bool
@@ -196,6 +199,10 @@ func (r *LogPipelineReconciler) resolve(ctx context.Context, obj *logsv1alpha1.L
 	if err != nil {
 		return nil, nil, retry(logsv1alpha1.ReasonProgressing, "Reading the namespace's CapturePolicy", err)
 	}
+	obj.Status.Policy = ""
+	if pol != nil {
+		obj.Status.Policy = pol.Name
+	}
 	if err := validateLimits(obj, r.MinRotation, pol); err != nil {
 		return nil, nil, err
 	}
@@ -296,7 +303,7 @@ func (r *LogPipelineReconciler) resolveSinks(ctx context.Context, obj *logsv1alp
 		if err != nil {
 			return nil, fmt.Errorf("reading SinkTarget %s/%s: %w", obj.Namespace, name, err)
 		}
-		cfg, err := resolveSink(ctx, r.APIReader, st, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify, policy: pol})
+		cfg, err := resolveSink(ctx, r.APIReader, st, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify, policy: pol, defaultSinkTypes: r.DefaultSinkTypes})
 		if err != nil {
 			return nil, err
 		}

@@ -148,6 +148,11 @@ var _ = Describe("CapturePolicy", func() {
 			Should(haveReason(metav1.ConditionTrue, logsv1alpha1.ReasonWorkersRunning))
 		cfg, _ := workers.config(types.NamespacedName{Namespace: ns, Name: "ok"})
 		Expect(cfg.NamespaceMaxStreams).To(Equal(3))
+		Eventually(func(g Gomega) string {
+			p := &logsv1alpha1.LogPipeline{}
+			g.Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fast"}, p)).To(Succeed())
+			return p.Status.Policy
+		}, timeout, interval).Should(Equal(pol.Name), "status names the policy, a stalled pipeline's too")
 		Expect(cfg.Sinks[0].File.NamespaceQuota).To(Equal(int64(100 << 20)))
 		Expect(cfg.Sinks[0].File.QuotaPolicy).To(Equal(pol.Name))
 		Eventually(condition(types.NamespacedName{Namespace: ns, Name: "fast"}, logsv1alpha1.ConditionStalled), timeout, interval).
@@ -167,6 +172,9 @@ var _ = Describe("CapturePolicy", func() {
 		}
 		cfg, _ = workers.config(types.NamespacedName{Namespace: other, Name: "ok"})
 		Expect(cfg.NamespaceMaxStreams).To(BeZero())
+		p := &logsv1alpha1.LogPipeline{}
+		Expect(k8sClient.Get(ctx, types.NamespacedName{Namespace: other, Name: "ok"}, p)).To(Succeed())
+		Expect(p.Status.Policy).To(BeEmpty())
 		Expect(cfg.Sinks[0].File.NamespaceQuota).To(BeZero())
 		Expect(cfg.Sinks[0].Egress).To(BeNil())
 	})

@@ -86,6 +86,9 @@ type sinkRules struct {
 	// policy is the CapturePolicy of the SinkTarget's namespace, nil when
 	// none applies.
 	policy *logsv1alpha1.CapturePolicy
+	// defaultSinkTypes are the sink types allowed where no policy applies;
+	// empty allows every type.
+	defaultSinkTypes []logsv1alpha1.PolicySinkType
 }
 
 // policyFor returns the CapturePolicy that applies to namespace ns, nil
@@ -126,6 +129,8 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	}
 	if p := rules.policy; p != nil {
 		cfg.Egress = &capture.EgressPolicy{Policy: p.Name, AllowCIDRs: p.Spec.DestinationCIDRs}
+	} else if msg := policy.CheckDefaults(rules.defaultSinkTypes, st); msg != "" {
+		return cfg, stallRechecked(logsv1alpha1.ReasonOutsideOperatorLimits, "%s", msg)
 	}
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
 		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {

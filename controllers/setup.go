@@ -9,6 +9,8 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 )
 
 // Options are optional collaborators of the controllers.
@@ -33,6 +35,9 @@ type Options struct {
 	WatchSecrets bool
 	// Addresses, when set, is kept up to date with every Node's addresses.
 	Addresses AddressBook
+	// DefaultSinkTypes are the sink types of namespaces that no
+	// CapturePolicy selects; empty allows every type.
+	DefaultSinkTypes []logsv1alpha1.PolicySinkType
 }
 
 // Setup registers the field indexes and both controllers on mgr.
@@ -50,6 +55,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		AllowRawStdout:          opts.AllowRawStdout,
 		WatchSecrets:            opts.WatchSecrets,
 		AllowInsecureSkipVerify: opts.AllowInsecureSkipVerify,
+		DefaultSinkTypes:        opts.DefaultSinkTypes,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up LogPipeline controller: %w", err)
 	}
@@ -62,6 +68,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, workers Workers, opts Options)
 		AllowRawStdout:          opts.AllowRawStdout,
 		WatchSecrets:            opts.WatchSecrets,
 		AllowInsecureSkipVerify: opts.AllowInsecureSkipVerify,
+		DefaultSinkTypes:        opts.DefaultSinkTypes,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up SinkTarget controller: %w", err)
 	}

@@ -41,6 +41,9 @@ type SinkTargetReconciler struct {
 	AllowRawStdout bool
 	// AllowInsecureSkipVerify lets sinks skip verifying certificates.
 	AllowInsecureSkipVerify bool
+	// DefaultSinkTypes are the sink types of namespaces that no
+	// CapturePolicy selects; empty allows every type.
+	DefaultSinkTypes []logsv1alpha1.PolicySinkType
 	// WatchSecrets watches Secrets' metadata cluster-wide.
 	WatchSecrets bool
 
@@ -100,7 +103,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if pol != nil {
 		obj.Status.Policy = pol.Name
 	}
-	cfg, err := resolveSink(ctx, r.APIReader, obj, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify, policy: pol})
+	cfg, err := resolveSink(ctx, r.APIReader, obj, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify, policy: pol, defaultSinkTypes: r.DefaultSinkTypes})
 	var se *stallError
 	if err != nil && !errors.As(err, &se) {
 		err = retry(logsv1alpha1.ReasonProgressing, "Resolving the sink", err)

@@ -306,6 +306,12 @@ type LogPipelineStatus struct {
 	// Workers holds the numbers the workers report.
 	// +optional
 	Workers *WorkerStatus `json:"workers,omitempty"`
+
+	// Policy is the CapturePolicy whose rules and limits apply to the
+	// pipeline's namespace; empty when none does (the operator's flags
+	// apply).
+	// +optional
+	Policy string `json:"policy,omitempty"`
 }
 
 // LogPipeline captures the logs of selected pods' containers and ships every
@@ -319,6 +325,7 @@ type LogPipelineStatus struct {
 // +kubebuilder:printcolumn:name="Lines/s",type=integer,JSONPath=`.status.workers.linesPerSecond`
 // +kubebuilder:printcolumn:name="Goroutines",type=integer,JSONPath=`.status.workers.goroutines`
 // +kubebuilder:printcolumn:name="FDs",type=integer,JSONPath=`.status.workers.openFileDescriptors`
+// +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.policy`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LogPipeline struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -160,6 +160,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			FileSinkRoot: runDir, HealthSamplePeriod: 2 * time.Second,
 			// The demo's Loki receiver runs on this host's loopback.
 			AllowLoopbackEgress: true,
+			// The demo's namespace is the admin's: its sample writes a File
+			// sink, which the shipped default leaves to admins.
+			DefaultSinkTypes: []string{"Loki", "HTTP", "File", "Stdout"},
 		})
 	}()
 	shutdown := func() error {

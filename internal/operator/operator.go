@@ -65,6 +65,9 @@ const (
 	// DefaultPositionsWriteRate fits 100 pipelines at the 5s default
 	// positions.writeInterval.
 	DefaultPositionsWriteRate = 20
+	// DefaultSinkTypesFlag is the sink types of namespaces without a
+	// CapturePolicy.
+	DefaultSinkTypesFlag = "Loki,HTTP"
 	// DefaultMaxStreamsPerNamespace is the streams one namespace may hold
 	// open at once: a tenant cannot take all the API server's long-running
 	// requests.
@@ -127,6 +130,11 @@ type Options struct {
 	AllowRawStdout bool
 	// AllowInsecureSkipVerify lets sinks use tls.insecureSkipVerify.
 	AllowInsecureSkipVerify bool
+	// DefaultSinkTypes are the sink types SinkTargets may use in namespaces
+	// that no CapturePolicy selects; empty takes DefaultSinkTypes (Loki and
+	// HTTP: Stdout and File write into the operator's own log and volume,
+	// and stay the admin's).
+	DefaultSinkTypes []string
 	// WatchSecrets watches Secrets' metadata cluster-wide so that a changed
 	// credential or consent is seen at once; it needs list and watch on
 	// Secrets (config/rbac/secret_watch_role.yaml). Off, Secrets are read
@@ -172,6 +180,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AllowLoopbackEgress, "allow-loopback-egress", false, "Let sinks and probes connect to loopback addresses, checked after DNS resolution (the operator's own ports: off, a tenant cannot reach them). Link-local and cloud metadata addresses are refused always.")
 	fs.BoolVar(&o.AllowInsecureSkipVerify, "allow-insecure-skip-verify", false, "Let sinks set tls.insecureSkipVerify, which sends their credentials to whoever answers; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.BoolVar(&o.WatchSecrets, "watch-secrets", false, "Watch Secrets' metadata cluster-wide so that a changed credential or consent is seen at once; needs list and watch on Secrets (config/rbac/secret_watch_role.yaml). Off, Secrets are read again at every reconcile (each --health-sample-period) and the operator needs only get.")
+	fs.Var(sinkTypesFlag{&o.DefaultSinkTypes}, "default-sink-types", "Sink types SinkTargets may use in namespaces that no CapturePolicy selects, comma-separated from Loki, HTTP, File and Stdout (default "+DefaultSinkTypesFlag+"); other types are refused there with OutsideOperatorLimits, and a CapturePolicy may allow them.")
 	fs.BoolVar(&o.AllowRawStdout, "allow-raw-stdout", false, "Let Stdout sinks use format Raw, which writes the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.DurationVar(&o.MinRotationInterval, "min-rotation-interval", time.Second, "Shortest spec.rotation.interval a pipeline may ask for; shorter ones are refused with OutsideOperatorLimits.")
 	fs.IntVar(&o.MaxStreamsPerNamespace, "max-streams-per-namespace", DefaultMaxStreamsPerNamespace, "Log streams open at once over all pipelines of one namespace; more wait for a slot (StreamPoolSaturated says so); negative is unlimited.")
@@ -281,6 +290,41 @@ func stripSecretMetadata(obj any) (any, error) {
 	return m, nil
 }
 
+// sinkTypesFlag is a comma-separated list of sink types.
+type sinkTypesFlag struct{ v *[]string }
+
+func (f sinkTypesFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return strings.Join(*f.v, ",")
+}
+
+func (f sinkTypesFlag) Set(s string) error {
+	types := strings.Split(s, ",")
+	if _, err := parseSinkTypes(types); err != nil {
+		return err
+	}
+	*f.v = types
+	return nil
+}
+
+// parseSinkTypes checks sink type names as the flag and Options give them.
+func parseSinkTypes(names []string) ([]logsv1alpha1.PolicySinkType, error) {
+	var out []logsv1alpha1.PolicySinkType
+	for _, n := range names {
+		t := logsv1alpha1.PolicySinkType(strings.TrimSpace(n))
+		switch t {
+		case logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeLoki), logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeHTTP),
+			logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeFile), logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeStdout):
+			out = append(out, t)
+		default:
+			return nil, fmt.Errorf("--default-sink-types: %q is not a sink type (Loki, HTTP, File or Stdout)", n)
+		}
+	}
+	return out, nil
+}
+
 // keepNodeAddresses keeps of a cached Node only what the egress rules need:
 // its name and addresses (a node's images, conditions and labels can be
 // large, and there may be thousands of nodes).
@@ -370,6 +414,13 @@ func Run(ctx context.Context, o Options) error {
 	o.MinRotationInterval = cmp.Or(o.MinRotationInterval, time.Second)
 	o.FileQuotaPerNamespace = cmp.Or(o.FileQuotaPerNamespace, DefaultFileQuotaPerNamespace)
 	o.FileQuotaTotal = cmp.Or(o.FileQuotaTotal, DefaultFileQuotaTotal)
+	if len(o.DefaultSinkTypes) == 0 {
+		o.DefaultSinkTypes = strings.Split(DefaultSinkTypesFlag, ",")
+	}
+	defaultTypes, err := parseSinkTypes(o.DefaultSinkTypes)
+	if err != nil {
+		return err
+	}
 	memLimit := containerMemoryLimit()
 	queueBudget, softLimit := memorySettings(o.MemoryBudget, memLimit, os.Getenv("GOMEMLIMIT"))
 	applyMemoryLimit(softLimit)
@@ -471,7 +522,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := controllers.Setup(ctx, mgr, engine, controllers.Options{Prober: factory, Deliveries: engine,
 		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval, AllowRawStdout: o.AllowRawStdout, WatchSecrets: o.WatchSecrets,
-		AllowInsecureSkipVerify: o.AllowInsecureSkipVerify, Addresses: cluster}); err != nil {
+		AllowInsecureSkipVerify: o.AllowInsecureSkipVerify, Addresses: cluster, DefaultSinkTypes: defaultTypes}); err != nil {
 		return err //nolint:wrapcheck // Setup names the controller
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -82,6 +82,18 @@ func Check(p *logsv1alpha1.CapturePolicy, st *logsv1alpha1.SinkTarget) string {
 	return ""
 }
 
+// CheckDefaults returns "" when st's type is among the operator's default
+// sink types (those of namespaces no policy selects; empty allows all), or
+// a sentence saying who may allow it.
+func CheckDefaults(types []logsv1alpha1.PolicySinkType, st *logsv1alpha1.SinkTarget) string {
+	t := logsv1alpha1.PolicySinkType(st.Spec.Type())
+	if len(types) == 0 || slices.Contains(types, t) {
+		return ""
+	}
+	return fmt.Sprintf("No CapturePolicy applies to namespace %q, so the operator's default sink types apply (--default-sink-types: %s), which leave %s sinks to the cluster admin; a CapturePolicy that selects the namespace may allow them.",
+		st.Namespace, list(types), t)
+}
+
 func checkTenant(p *logsv1alpha1.CapturePolicy, namespace, tenant string) string {
 	if len(p.Spec.LokiTenantIDs) == 0 {
 		return ""

@@ -122,3 +122,21 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("no policy: %q", got)
 	}
 }
+
+func TestCheckDefaults(t *testing.T) {
+	file := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "f"},
+		Spec: logsv1alpha1.SinkTargetSpec{File: &logsv1alpha1.FileSink{Path: "a.log"}}}
+	loki := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "l"},
+		Spec: logsv1alpha1.SinkTargetSpec{Loki: &logsv1alpha1.LokiSink{URL: "https://loki"}}}
+	shipped := []logsv1alpha1.PolicySinkType{"Loki", "HTTP"}
+	if got := CheckDefaults(shipped, loki); got != "" {
+		t.Fatalf("Loki under the shipped defaults: %q", got)
+	}
+	got := CheckDefaults(shipped, file)
+	if !strings.Contains(got, `No CapturePolicy applies to namespace "shop"`) || !strings.Contains(got, "(--default-sink-types: Loki, HTTP), which leave File sinks to the cluster admin") {
+		t.Fatalf("File under the shipped defaults: %q", got)
+	}
+	if got := CheckDefaults(nil, file); got != "" {
+		t.Fatalf("no defaults allow every type: %q", got)
+	}
+}
