@@ -106,7 +106,7 @@ func TestLayers(t *testing.T) {
 				t.Errorf("the contract imports %v; it must import nothing of ours", hit)
 			}
 		case strings.HasPrefix(p.ImportPath, module+"/controllers"):
-			for _, banned := range []string{"/capture/workers", "/capture/sinks", "/capture/apisource", "/capture/positionstore", "/internal"} {
+			for _, banned := range []string{"/capture/workers", "/capture/sinks", "/capture/apisource", "/capture/crifile", "/capture/positionstore", "/internal"} {
 				if hit := ours(module + banned); len(hit) > 0 {
 					t.Errorf("%s imports %v: controllers use only the contract", p.ImportPath, hit)
 				}

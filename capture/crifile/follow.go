@@ -1,0 +1,215 @@
+package crifile
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// HeadSize is how many of a file's first bytes its Identity keeps: the
+// first line's timestamp and more, so that a reused inode is told apart.
+const HeadSize = 128
+
+// Identity tells one log file from another: its device and inode, and its
+// first bytes (the inode of a deleted file may be reused for another).
+// A gzipped rotated file has another inode; it is recognised by its
+// content's first bytes alone.
+type Identity struct {
+	Dev  uint64 `json:"dev"`
+	Ino  uint64 `json:"ino"`
+	Head []byte `json:"head"`
+}
+
+// matches reports whether a file with identity o is the file of id: for a
+// plain file the inode is the same, and the heads agree as far as both go
+// (a file identified before it had HeadSize bytes has a shorter head, an
+// empty one if it was empty); a gzipped file is recognised by its head.
+func (id Identity) matches(o Identity, gz bool) bool {
+	n := min(len(id.Head), len(o.Head))
+	if !bytes.Equal(id.Head[:n], o.Head[:n]) {
+		return false
+	}
+	if gz {
+		return n > 0
+	}
+	return id.Dev == o.Dev && id.Ino == o.Ino && (id.Ino != 0 || n > 0)
+}
+
+// Position is where a container's log is read up to: the file, the offset
+// in its content (uncompressed) where the next record starts, and the
+// file's size when last seen, so that a loss can be counted.
+type Position struct {
+	File   Identity `json:"file"`
+	Offset int64    `json:"offset"`
+	Size   int64    `json:"size"`
+}
+
+// IsZero reports whether p is no position at all (read from the start).
+func (p Position) IsZero() bool { return len(p.File.Head) == 0 && p.File.Ino == 0 }
+
+// Gap is what was gone when a follower resumed: the bytes of the file it
+// had not finished (the kubelet deleted it beyond containerLogMaxFiles, or
+// it was truncated), as far as they are known.
+type Gap struct {
+	Bytes int64
+}
+
+// candidate is one file of a container's log.
+type candidate struct {
+	path string
+	gz   bool
+	live bool
+	// order sorts rotated files (by the kubelet's suffix) before the live one.
+	order string
+}
+
+// candidates lists the files of the log base (such as "0.log") in dir,
+// oldest first: base.<YYYYMMDD-hhmmss>[.gz] as the kubelet renames them,
+// then base itself.
+func candidates(dir, base string) ([]candidate, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	var out []candidate
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case name == base:
+			out = append(out, candidate{path: filepath.Join(dir, name), live: true, order: "~"})
+		case strings.HasPrefix(name, base+"."):
+			suffix := strings.TrimPrefix(name, base+".")
+			gz := strings.HasSuffix(suffix, ".gz")
+			suffix = strings.TrimSuffix(suffix, ".gz")
+			if strings.HasSuffix(suffix, ".tmp") || suffix == "" {
+				continue // the kubelet's gzip in progress
+			}
+			out = append(out, candidate{path: filepath.Join(dir, name), gz: gz, order: suffix})
+		}
+	}
+	slices.SortFunc(out, func(a, b candidate) int { return strings.Compare(a.order, b.order) })
+	return out, nil
+}
+
+// openFile is the file a follower reads.
+type openFile struct {
+	c      candidate
+	f      *os.File
+	r      io.Reader // f, or a gzip reader over it
+	id     Identity
+	offset int64
+	// rotatedAt is when the follower saw the live path name another file.
+	rotatedAt time.Time
+}
+
+func (o *openFile) close() error {
+	if o == nil || o.f == nil {
+		return nil
+	}
+	err := o.f.Close()
+	o.f = nil
+	return err //nolint:wrapcheck // the caller names the file
+}
+
+// identify reads the identity of the file at path.
+func identify(path string, gz bool) (Identity, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Identity{}, 0, err //nolint:wrapcheck // callers test os.IsNotExist
+	}
+	defer f.Close()
+	return identifyFile(f, gz)
+}
+
+// identifyFile reads the identity of an open file without moving its offset.
+func identifyFile(f *os.File, gz bool) (Identity, int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return Identity{}, 0, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	id := Identity{}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		id.Dev, id.Ino = uint64(sys.Dev), sys.Ino //nolint:unconvert // Dev's type differs by platform
+	}
+	var r io.Reader = io.NewSectionReader(f, 0, st.Size())
+	if gz {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return Identity{}, 0, fmt.Errorf("reading %s: %w", f.Name(), err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	head := make([]byte, HeadSize)
+	n, err := io.ReadFull(r, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return Identity{}, 0, fmt.Errorf("reading %s: %w", f.Name(), err)
+	}
+	id.Head = head[:n]
+	return id, st.Size(), nil
+}
+
+// open opens c at offset (of its content).
+func open(c candidate, offset int64) (*openFile, error) {
+	f, err := os.Open(c.path)
+	if err != nil {
+		return nil, err //nolint:wrapcheck // callers test os.IsNotExist
+	}
+	o := &openFile{c: c, f: f, r: f, offset: offset}
+	if o.id, _, err = identifyFile(f, c.gz); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	if c.gz {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("reading %s: %w", c.path, err)
+		}
+		if _, err := io.CopyN(io.Discard, zr, offset); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("skipping to %d in %s: %w", offset, c.path, err)
+		}
+		o.r = zr
+		return o, nil
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("seeking to %d in %s: %w", offset, c.path, err)
+	}
+	return o, nil
+}
+
+// openAs opens c at offset if it is still the file of identity want: a
+// path may name another file by the time it is opened (the kubelet renamed
+// the live file meanwhile). Another file is reported as os.ErrNotExist, so
+// that the caller lists the files again.
+func openAs(c candidate, offset int64, want Identity) (*openFile, error) {
+	o, err := open(c, offset)
+	if err != nil {
+		return nil, err
+	}
+	if !o.id.matches(want, c.gz) {
+		_ = o.close()
+		return nil, fmt.Errorf("%s changed while it was opened: %w", c.path, os.ErrNotExist)
+	}
+	return o, nil
+}
+
+// headTime is the time of a head's first line, zero when it has none.
+func headTime(head []byte) time.Time {
+	sp := bytes.IndexByte(head, ' ')
+	if sp <= 0 {
+		return time.Time{}
+	}
+	t, _ := parseTime(head[:sp])
+	return t
+}
