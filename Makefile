@@ -69,6 +69,33 @@ soak: envtest ## Soak the capture workers (SOAK_DURATION, default 10m) and print
 bench: envtest ## Run the benchmarks and print their numbers.
 	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" go test -count=1 -run '^$$' -bench . -benchmem ./...
 	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" LOG_CAPTURER_BENCH=1 go test -count=1 -timeout 15m ./test/operator/ -run TestOperator -v -args -ginkgo.label-filter=bench -ginkgo.v | grep -E '^bench|Passed|FAIL|ok '
+	$(MAKE) bench-peer
+
+# The OpenTelemetry Collector the CRI file follower is measured against,
+# built from the Go module proxy (hack/peerbench/otelcol-builder.yaml), and
+# the peer kit's deterministic corpus (50 files of 20 MiB).
+OTELCOL_VERSION := v0.165.0
+OTELCOL_PEER := $(LOCALBIN)/otelcol-peer-$(OTELCOL_VERSION)
+PEERBENCH_DIR := $(LOCALBIN)/peerbench
+
+$(OTELCOL_PEER):
+	mkdir -p $(PEERBENCH_DIR)
+	GOBIN=$(PEERBENCH_DIR) go install go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_VERSION)
+	mkdir -p $(PEERBENCH_DIR)/otel/build
+	sed 's|@PEERS@|$(PEERBENCH_DIR)|' hack/peerbench/otelcol-builder.yaml > $(PEERBENCH_DIR)/builder.yaml
+	# Its go mod tidy fails here (the proxy refuses a test-only dependency of
+	# the file exporter) after the sources are written; they build with -mod=mod.
+	$(PEERBENCH_DIR)/builder --config $(PEERBENCH_DIR)/builder.yaml --skip-compilation || test -f $(PEERBENCH_DIR)/otel/build/main.go
+	cd $(PEERBENCH_DIR)/otel/build && go build -mod=mod -trimpath -o $@ .
+
+$(PEERBENCH_DIR)/pods/manifest.json:
+	mkdir -p $(PEERBENCH_DIR)
+	cd hack/peerbench/gen && go run . -mode pods -out $(PEERBENCH_DIR)/pods -files 50 -size 20MiB
+
+.PHONY: bench-peer
+bench-peer: $(OTELCOL_PEER) $(PEERBENCH_DIR)/pods/manifest.json ## Read one CRI corpus with the CRI file follower and with the OpenTelemetry Collector, side by side, and print the ratios.
+	go build -o $(PEERBENCH_DIR)/peerbench ./hack/peerbench
+	$(PEERBENCH_DIR)/peerbench -work $(PEERBENCH_DIR) -otelcol $(OTELCOL_PEER) -config hack/peerbench/otelcol-null.yaml
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint with the repository's configuration.
