@@ -86,6 +86,9 @@ func Start() (*envtest.Environment, *rest.Config, client.WithWatch, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start leaves the control plane running when a later step (the
+		// CRDs) fails; nothing else would stop it.
+		_ = env.Stop()
 		return nil, nil, nil, fmt.Errorf("starting the envtest control plane: %w", err)
 	}
 	scheme, err := operator.NewScheme()
