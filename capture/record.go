@@ -2,6 +2,10 @@ package capture
 
 import "time"
 
+// TruncatedMarker ends a line cut to a maximum size (the pipeline's line
+// cap, a destination's own limit), so that a reader sees it was cut.
+const TruncatedMarker = "…[truncated by log-capturer]"
+
 // Record is one log line with where it came from.
 type Record struct {
 	// Time is the timestamp the container runtime gave the line.

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"time"
 	"unicode/utf8"
+
+	"github.com/log-capturer/log-capturer/capture"
 )
 
 // Stream is the output a record was written to.
@@ -34,9 +36,6 @@ func (s Stream) String() string {
 	}
 	return "stdout"
 }
-
-// TruncatedMarker ends a record cut to the maximum record size.
-const TruncatedMarker = "…[truncated by log-capturer]"
 
 // Entry is one whole record. Line is valid until the next call of the
 // Merger that returned it.
@@ -116,7 +115,7 @@ func (m *Merger) Add(line []byte) (e Entry, ok bool, err error) {
 	}
 	e = Entry{Time: p.time, Stream: stream, Truncated: p.over}
 	if p.over > 0 {
-		m.out = append(cutAtRune(m.out[:0], p.buf), TruncatedMarker...)
+		m.out = append(cutAtRune(m.out[:0], p.buf), capture.TruncatedMarker...)
 		e.Line = m.out
 	} else {
 		e.Line = p.buf

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/log-capturer/log-capturer/capture"
 )
 
 func TestParseTime(t *testing.T) {
@@ -68,9 +70,9 @@ func TestMerger(t *testing.T) {
 		{"tags", 0, []string{ts + " stdout P:x a", ts + " stdout F:x b"}, []out{{Stdout, "ab", 0}}, 0},
 		{"malformed lines skipped", 0, []string{ts + " stdout P a", "garbage", ts + " stdin F x", ts + " stdout X y", "2026-12-02 stdout F z", ts + " stdout F b"},
 			[]out{{Stdout, "ab", 0}}, 4},
-		{"cut and marked", 4, []string{ts + " stdout P ab", ts + " stdout F cdef"}, []out{{Stdout, "abcd" + TruncatedMarker, 2}}, 0},
-		{"cut at a character", 5, []string{ts + " stdout F abcé€"}, []out{{Stdout, "abcé" + TruncatedMarker, 3}}, 0},
-		{"cut inside a character", 4, []string{ts + " stdout F abcé"}, []out{{Stdout, "abc" + TruncatedMarker, 1}}, 0},
+		{"cut and marked", 4, []string{ts + " stdout P ab", ts + " stdout F cdef"}, []out{{Stdout, "abcd" + capture.TruncatedMarker, 2}}, 0},
+		{"cut at a character", 5, []string{ts + " stdout F abcé€"}, []out{{Stdout, "abcé" + capture.TruncatedMarker, 3}}, 0},
+		{"cut inside a character", 4, []string{ts + " stdout F abcé"}, []out{{Stdout, "abc" + capture.TruncatedMarker, 1}}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,7 +124,7 @@ func TestMergerMemoryIsBounded(t *testing.T) {
 	if !ok || err != nil {
 		t.Fatal(ok, err)
 	}
-	if len(e.Line) != 1<<20+len(TruncatedMarker) || e.Truncated != 64<<20+3-(1<<20) {
+	if len(e.Line) != 1<<20+len(capture.TruncatedMarker) || e.Truncated != 64<<20+3-(1<<20) {
 		t.Fatalf("record of %d bytes, %d cut", len(e.Line), e.Truncated)
 	}
 	if c := cap(m.streams[Stdout].buf); c > 2<<20 {

@@ -11,10 +11,8 @@ import (
 )
 
 // lokiMaxLine is Loki's default max_line_size; longer lines are truncated
-// with truncatedMarker instead of being rejected whole.
+// with capture.TruncatedMarker instead of being rejected whole.
 const lokiMaxLine = 256 << 10
-
-const truncatedMarker = "…[truncated by log-capturer]"
 
 // lokiEncoder turns batches into Loki push requests. It keeps its buffers and
 // per-container label sets between batches, so that a steady stream of
@@ -202,8 +200,8 @@ func (e *lokiEncoder) line(r *capture.Record) string {
 		return r.Line
 	}
 	e.truncated++
-	cut := lokiMaxLine - len(truncatedMarker)
-	return r.Line[:cut] + truncatedMarker
+	cut := lokiMaxLine - len(capture.TruncatedMarker)
+	return r.Line[:cut] + capture.TruncatedMarker
 }
 
 // Protobuf field numbers of Loki's logproto push messages.
@@ -295,7 +293,7 @@ func (e *lokiEncoder) lineOf(r *capture.Record) string {
 	if len(r.Line) <= lokiMaxLine {
 		return r.Line
 	}
-	return r.Line[:lokiMaxLine-len(truncatedMarker)] + truncatedMarker
+	return r.Line[:lokiMaxLine-len(capture.TruncatedMarker)] + capture.TruncatedMarker
 }
 
 // encodeJSON returns the batch in Loki's JSON push format.

@@ -57,13 +57,13 @@ func TestLinesAreCutToTheMaximumSize(t *testing.T) {
 		{"short lines pass", 1 << 10, ts + "a\n" + ts + "b\n", []string{"a", "b"}, 0},
 		{"exactly the maximum passes", 1 << 10, ts + strings.Repeat("x", 1<<10) + "\n", []string{strings.Repeat("x", 1<<10)}, 0},
 		{"one byte more is cut", 1 << 10, ts + strings.Repeat("x", 1<<10+1) + "\n",
-			[]string{strings.Repeat("x", 1<<10) + truncatedMarker}, 1},
+			[]string{strings.Repeat("x", 1<<10) + capture.TruncatedMarker}, 1},
 		{"a long line is cut at a character, the next line is whole", 1 << 20, ts + long + "\n" + ts + "next\n",
-			[]string{long[:1<<20] + truncatedMarker, "next"}, 1},
+			[]string{long[:1<<20] + capture.TruncatedMarker, "next"}, 1},
 		{"odd cap: the cut does not split a character", 1<<20 + 1, ts + long + "\n",
-			[]string{long[:1<<20] + truncatedMarker}, 1},
+			[]string{long[:1<<20] + capture.TruncatedMarker}, 1},
 		{"invalid UTF-8 is cut at the byte", 1 << 10, ts + strings.Repeat("\xff", 5000) + "\n",
-			[]string{strings.Repeat("\xff", 1<<10) + truncatedMarker}, 1},
+			[]string{strings.Repeat("\xff", 1<<10) + capture.TruncatedMarker}, 1},
 		{"a cut stream's unterminated tail is not emitted", 1 << 10, ts + "a\n" + ts + strings.Repeat("x", 10000),
 			[]string{"a"}, 0},
 	}
@@ -161,7 +161,7 @@ func TestAHugeLineCostsNoMoreThanTheCap(t *testing.T) {
 				t.Fatalf("%d records, want %d", len(got), tc.want)
 			}
 			if tc.want > 0 {
-				if len(got[0].Line) != 1<<20+len(truncatedMarker) || !bytes.HasSuffix([]byte(got[0].Line), []byte(truncatedMarker)) {
+				if len(got[0].Line) != 1<<20+len(capture.TruncatedMarker) || !bytes.HasSuffix([]byte(got[0].Line), []byte(capture.TruncatedMarker)) {
 					t.Fatalf("the huge line came out as %d bytes", len(got[0].Line))
 				}
 				if got[1].Line != "after" || p.stats.truncatedLines.Load() != 1 {

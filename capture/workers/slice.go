@@ -221,9 +221,6 @@ const defaultMaxLine = 1 << 20
 // maxPrefix is room for the timestamp and its space before a line's text.
 const maxPrefix = 64
 
-// truncatedMarker ends a line cut to the pipeline's maximum line size.
-const truncatedMarker = "…[truncated by log-capturer]"
-
 func (p *pipeline) maxLineBytes() int {
 	if p.cfg.MaxLineBytes > 0 {
 		return p.cfg.MaxLineBytes
@@ -251,5 +248,5 @@ func cutLine(text []byte, maxBytes int) string {
 			break
 		}
 	}
-	return string(text[:cut]) + truncatedMarker
+	return string(text[:cut]) + capture.TruncatedMarker
 }
