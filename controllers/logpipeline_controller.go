@@ -199,10 +199,7 @@ func (r *LogPipelineReconciler) resolve(ctx context.Context, obj *logsv1alpha1.L
 	if err != nil {
 		return nil, nil, retry(logsv1alpha1.ReasonProgressing, "Reading the namespace's CapturePolicy", err)
 	}
-	obj.Status.Policy = ""
-	if pol != nil {
-		obj.Status.Policy = pol.Name
-	}
+	obj.Status.Policy = policyName(pol)
 	if err := validateLimits(obj, r.MinRotation, pol); err != nil {
 		return nil, nil, err
 	}

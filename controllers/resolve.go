@@ -421,13 +421,23 @@ func policyLimits(pol *logsv1alpha1.CapturePolicy) logsv1alpha1.PolicyLimits {
 	return *pol.Spec.Limits
 }
 
+// policyName is the name status shows for the policy that applies, empty
+// when none does.
+func policyName(pol *logsv1alpha1.CapturePolicy) string {
+	if pol == nil {
+		return ""
+	}
+	return pol.Name
+}
+
 // streamLimitSource says where the namespace's stream limit comes from, for
-// status messages.
+// status messages; empty when it is the operator's flag (the verdict's
+// default).
 func streamLimitSource(pol *logsv1alpha1.CapturePolicy) string {
 	if policyLimits(pol).MaxStreams != nil {
 		return fmt.Sprintf("CapturePolicy %q, limits.maxStreams", pol.Name)
 	}
-	return "the operator's --max-streams-per-namespace"
+	return ""
 }
 
 // checkLokiLabels refuses label names that collide once pod label keys are

@@ -99,10 +99,7 @@ func (r *SinkTargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err != nil {
 		return ctrl.Result{}, retry(logsv1alpha1.ReasonProgressing, "Reading the CapturePolicies", err)
 	}
-	obj.Status.Policy = ""
-	if pol != nil {
-		obj.Status.Policy = pol.Name
-	}
+	obj.Status.Policy = policyName(pol)
 	cfg, err := resolveSink(ctx, r.APIReader, obj, sinkRules{allowRawStdout: r.AllowRawStdout, allowInsecureSkipVerify: r.AllowInsecureSkipVerify, policy: pol, defaultSinkTypes: r.DefaultSinkTypes})
 	var se *stallError
 	if err != nil && !errors.As(err, &se) {

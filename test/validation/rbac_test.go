@@ -9,8 +9,8 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
@@ -74,11 +74,7 @@ func installRBAC() {
 		default:
 			continue
 		}
-		err := k8sClient.Create(ctx, u.DeepCopy())
-		if apierrors.IsAlreadyExists(err) {
-			continue
-		}
-		Expect(err).NotTo(HaveOccurred(), "%s %s", u.GetKind(), u.GetName())
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, u.DeepCopy()))).To(Succeed(), "%s %s", u.GetKind(), u.GetName())
 	}
 }
 
@@ -95,12 +91,12 @@ var _ = Describe("the installed RBAC, asked through SubjectAccessReview", Ordere
 		saGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNS, "system:authenticated"}
 		installRBAC()
 		for _, n := range []string{tenant, other} {
-			Expect(ignoreExists(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}))).To(Succeed())
+			Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}))).To(Succeed())
 		}
 		// A namespace admin delegates the pipeline roles the Kubernetes way:
 		// the installed aggregated ClusterRoles bound in one namespace.
 		for user, role := range map[string]string{"alice": "log-capturer-edit", "victor": "log-capturer-view"} {
-			Expect(ignoreExists(k8sClient.Create(ctx, &rbacv1.RoleBinding{
+			Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, &rbacv1.RoleBinding{
 				ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: user},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
 				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
@@ -109,7 +105,7 @@ var _ = Describe("the installed RBAC, asked through SubjectAccessReview", Ordere
 		// In a cluster the edit role aggregates both; envtest runs no
 		// aggregation controller (the real-node e2e checks aggregation), so
 		// alice gets the two roles edit aggregates.
-		Expect(ignoreExists(k8sClient.Create(ctx, &rbacv1.RoleBinding{
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "alice-view"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "log-capturer-view"},
 			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "alice"}},
@@ -183,7 +179,7 @@ var _ = Describe("the installed RBAC, asked through SubjectAccessReview", Ordere
 			return sar.Status.Allowed
 		}
 		Expect(nonResource("alice")).To(BeFalse(), "a tenant may not read every tenant's metrics")
-		Expect(ignoreExists(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
+		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "rbac-test-prometheus"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "log-capturer-metrics-reader"},
 			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "prometheus"}},
@@ -191,12 +187,3 @@ var _ = Describe("the installed RBAC, asked through SubjectAccessReview", Ordere
 		Eventually(func() bool { return nonResource("prometheus") }).Should(BeTrue())
 	})
 })
-
-// ignoreExists treats an object that exists already as created (the
-// suite's specs share one API server).
-func ignoreExists(err error) error {
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	return err
-}

@@ -248,7 +248,7 @@ var _ = Describe("dist/install.yaml", func() {
 			kinds[u.GetKind()]++
 			if u.GetKind() == "Namespace" {
 				// Namespaced objects can only be dry-run into an existing namespace.
-				Expect(ignoreExists(k8sClient.Create(ctx, u.DeepCopy()))).To(Succeed())
+				Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, u.DeepCopy()))).To(Succeed())
 			}
 		}
 		for _, u := range objs {
