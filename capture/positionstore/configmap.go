@@ -1,5 +1,6 @@
-// Package positionstore keeps pipelines' positions in the cluster: the
-// capture.PositionStore adapters of the engine.
+// Package positionstore keeps pipelines' positions: the
+// capture.PositionStore adapters of the engine, in ConfigMaps of the cluster
+// (ConfigMapStore) or in a node-local directory (Journal).
 package positionstore
 
 import (
