@@ -17,6 +17,9 @@ type Record struct {
 	Pod       string
 	Container string
 	Node      string
+	// Stream is "stdout" or "stderr" when the source knows it (the
+	// kubelet's files), empty otherwise (the pods/log API merges them).
+	Stream string
 	// Labels are the pod labels the pipeline asks for.
 	Labels map[string]string
 

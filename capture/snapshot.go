@@ -37,6 +37,12 @@ type Snapshot struct {
 	OpenFDs           int
 	// TruncatedLines counts lines cut to the pipeline's maximum line size.
 	TruncatedLines int64
+	// MalformedLines counts lines of the kubelet's files that were not in
+	// the CRI format, skipped.
+	MalformedLines int64
+	// FileContainers counts the selected containers read from the
+	// kubelet's files rather than through the API.
+	FileContainers int
 	// Opens counts streams that waited for their turn to open and OpenWait
 	// how long they waited in all; OpenRateLimit is the process-wide rate
 	// they share (opens per second, 0 for unlimited).
@@ -63,6 +69,8 @@ type Snapshot struct {
 	// container's capture resumed; LastGap is the latest.
 	Gaps    int64
 	LastGap *Gap
+	// GapBytes is how many bytes those gaps lost, where it is known.
+	GapBytes int64
 }
 
 // Window is what the sampler measured over a pipeline's health window.
@@ -104,4 +112,7 @@ type SinkWindow struct {
 type Gap struct {
 	Container string
 	From, To  time.Time
+	// Bytes is how much of the log was lost, where it is known (a file the
+	// kubelet deleted or truncated before it was read to its end).
+	Bytes int64
 }

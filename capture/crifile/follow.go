@@ -1,7 +1,6 @@
 package crifile
 
 import (
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -25,22 +24,24 @@ const HeadSize = 128
 type Identity struct {
 	Dev  uint64 `json:"dev"`
 	Ino  uint64 `json:"ino"`
-	Head []byte `json:"head"`
+	Head string `json:"head"`
 }
 
-// matches reports whether a file with identity o is the file of id: for a
-// plain file the inode is the same, and the heads agree as far as both go
-// (a file identified before it had HeadSize bytes has a shorter head, an
-// empty one if it was empty); a gzipped file is recognised by its head.
+// matches reports whether o, a later look at a file, is the file id
+// identified: its head extends id's (a file identified before it had
+// HeadSize bytes has a shorter head, an empty one if it was empty), and for
+// a plain file the device and inode are the same; a gzipped file is
+// recognised by its head. A file now shorter than what id saw of it is
+// another file on a reused inode, or the same truncated: either way, not
+// the content id named.
 func (id Identity) matches(o Identity, gz bool) bool {
-	n := min(len(id.Head), len(o.Head))
-	if !bytes.Equal(id.Head[:n], o.Head[:n]) {
+	if len(o.Head) < len(id.Head) || id.Head != o.Head[:len(id.Head)] {
 		return false
 	}
 	if gz {
-		return n > 0
+		return len(id.Head) > 0
 	}
-	return id.Dev == o.Dev && id.Ino == o.Ino && (id.Ino != 0 || n > 0)
+	return id.Dev == o.Dev && id.Ino == o.Ino && (id.Ino != 0 || len(id.Head) > 0)
 }
 
 // Position is where a container's log is read up to: the file, the offset
@@ -57,9 +58,15 @@ func (p Position) IsZero() bool { return len(p.File.Head) == 0 && p.File.Ino == 
 
 // Gap is what was gone when a follower resumed: the bytes of the file it
 // had not finished (the kubelet deleted it beyond containerLogMaxFiles, or
-// it was truncated), as far as they are known.
+// it was truncated) and of the later files it knew that went too, as far
+// as they are known; Files is how many files those were.
 type Gap struct {
 	Bytes int64
+	Files int
+	// Moved is set when the file of the position was gone (or truncated)
+	// and the follower went on with another one: its Position is where a
+	// later follower starts, even before it returns a record.
+	Moved bool
 }
 
 // candidate is one file of a container's log.
@@ -153,8 +160,45 @@ func identifyFile(f *os.File, gz bool) (Identity, int64, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return Identity{}, 0, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
-	id.Head = head[:n]
+	id.Head = string(head[:n])
+	if gz {
+		return id, gzipSize(f, st.Size()), nil
+	}
 	return id, st.Size(), nil
+}
+
+// gzipSize is the uncompressed size of a gzip file of size n, from its
+// trailer (modulo 4 GiB; the kubelet's files are far smaller).
+func gzipSize(f *os.File, n int64) int64 {
+	var b [4]byte
+	if n < 18 {
+		return 0
+	}
+	if _, err := f.ReadAt(b[:], n-4); err != nil {
+		return 0
+	}
+	return int64(b[0]) | int64(b[1])<<8 | int64(b[2])<<16 | int64(b[3])<<24
+}
+
+// Known is a file of a container's log as it was last listed: its identity,
+// its place in the kubelet's order and its content's size then. A follower
+// reopened with the files an earlier one knew counts what the kubelet
+// deleted of them before they were read.
+type Known struct {
+	File  Identity
+	Order string
+	Size  int64
+}
+
+// sameFile reports whether path names the file of id (device and inode),
+// with one stat and no read.
+func sameFile(path string, id Identity) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && uint64(sys.Dev) == id.Dev && sys.Ino == id.Ino //nolint:unconvert // Dev's type differs by platform
 }
 
 // open opens c at offset (of its content).
@@ -167,6 +211,13 @@ func open(c candidate, offset int64) (*openFile, error) {
 	if o.id, _, err = identifyFile(f, c.gz); err != nil {
 		_ = f.Close()
 		return nil, err
+	}
+	if !c.live {
+		// Renamed already: the runtime's last write into it was at its
+		// modification time at the latest, which starts the grace.
+		if st, err := f.Stat(); err == nil {
+			o.rotatedAt = st.ModTime()
+		}
 	}
 	if c.gz {
 		zr, err := gzip.NewReader(f)
@@ -197,7 +248,7 @@ func openAs(c candidate, offset int64, want Identity) (*openFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !o.id.matches(want, c.gz) {
+	if !want.matches(o.id, c.gz) {
 		_ = o.close()
 		return nil, fmt.Errorf("%s changed while it was opened: %w", c.path, os.ErrNotExist)
 	}
@@ -205,11 +256,11 @@ func openAs(c candidate, offset int64, want Identity) (*openFile, error) {
 }
 
 // headTime is the time of a head's first line, zero when it has none.
-func headTime(head []byte) time.Time {
-	sp := bytes.IndexByte(head, ' ')
+func headTime(head string) time.Time {
+	sp := strings.IndexByte(head, ' ')
 	if sp <= 0 {
 		return time.Time{}
 	}
-	t, _ := parseTime(head[:sp])
+	t, _ := parseTime([]byte(head[:sp]))
 	return t
 }

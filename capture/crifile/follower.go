@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -20,6 +22,9 @@ type Options struct {
 	Grace time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Known are the files an earlier follower of the log knew (its
+	// Known()), so that Open counts those the kubelet deleted meanwhile.
+	Known []Known
 }
 
 // maxChunk bounds a line the follower buffers: the runtime writes at most
@@ -52,6 +57,8 @@ type Follower struct {
 	// carry is the position in the previous file while a record begun
 	// there (its P chunks) is completed in this one.
 	carry *Position
+	// known are the files of the log as last listed, in the kubelet's order.
+	known []Known
 	// Malformed counts lines that were not CRI lines, skipped.
 	Malformed int
 }
@@ -60,12 +67,6 @@ type Follower struct {
 // zero). Gap is what was lost since pos: the file it names was deleted or
 // truncated before it was read to its end.
 func Open(dir, base string, pos Position, o Options) (*Follower, Gap, error) {
-	if o.Grace <= 0 {
-		o.Grace = time.Second
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	var (
 		f   *Follower
 		gap Gap
@@ -82,14 +83,96 @@ func Open(dir, base string, pos Position, o Options) (*Follower, Gap, error) {
 	return f, gap, err
 }
 
+// newFollower returns a follower with nothing open and o's defaults.
+func newFollower(dir, base string, o Options) *Follower {
+	if o.Grace <= 0 {
+		o.Grace = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Follower{dir: dir, base: base, opts: o, m: NewMerger(o.MaxRecordBytes), known: slices.Clone(o.Known)}
+}
+
+// Known returns the files of the log as last listed, for the next
+// follower's Options.
+func (f *Follower) Known() []Known { return slices.Clone(f.known) }
+
+// learn records a listed file's size.
+func (f *Follower) learn(c candidate, id Identity, size int64) {
+	if len(id.Head) == 0 {
+		return // empty: nothing to lose, and no identity to keep
+	}
+	for i := range f.known {
+		if f.known[i].File.matches(id, c.gz) {
+			f.known[i] = Known{File: id, Order: c.order, Size: max(size, f.known[i].Size)}
+			return
+		}
+	}
+	f.known = append(f.known, Known{File: id, Order: c.order, Size: size})
+	slices.SortStableFunc(f.known, func(a, b Known) int { return strings.Compare(a.Order, b.Order) })
+	if len(f.known) > maxKnown {
+		f.known = slices.Delete(f.known, 0, len(f.known)-maxKnown)
+	}
+}
+
+// maxKnown bounds the files a follower remembers; the kubelet keeps five
+// by default.
+const maxKnown = 64
+
+// lost is what of the log is gone from cands (as identified: ids): the
+// rest of the file of pos (none when pos is zero), and every later file of
+// prior (what an earlier follower knew) that went, which the kubelet
+// deleted before it was read. The files that went are forgotten.
+func (f *Follower) lost(prior []Known, cands []candidate, ids []Identity, pos Position) Gap {
+	var gap Gap
+	add := func(n int64) {
+		if n > 0 {
+			gap.Bytes += n
+			gap.Files++
+		}
+	}
+	present := func(id Identity) bool {
+		for i, c := range cands {
+			if id.matches(ids[i], c.gz) {
+				return true
+			}
+		}
+		return false
+	}
+	posPresent := !pos.IsZero() && present(pos.File)
+	after, found := pos.IsZero(), false
+	var gone []Identity
+	for _, k := range prior {
+		switch {
+		case !after && (k.File.matches(pos.File, true) || pos.File.matches(k.File, true)): // by head: it may have been gzipped since
+			after, found = true, true
+			if !posPresent {
+				add(max(k.Size, pos.Size) - pos.Offset)
+				gone = append(gone, k.File)
+			}
+		case after && !present(k.File):
+			add(k.Size)
+			gone = append(gone, k.File)
+		}
+	}
+	if !found && !pos.IsZero() && !posPresent {
+		add(pos.Size - pos.Offset)
+	}
+	f.known = slices.DeleteFunc(f.known, func(k Known) bool { return slices.Contains(gone, k.File) })
+	return gap
+}
+
 func openFollower(dir, base string, pos Position, o Options) (*Follower, Gap, error) {
-	f := &Follower{dir: dir, base: base, opts: o, m: NewMerger(o.MaxRecordBytes)}
+	f := newFollower(dir, base, o)
+	prior := f.Known()
 	cands, err := candidates(dir, base)
 	if err != nil {
 		return nil, Gap{}, err
 	}
 	if len(cands) == 0 {
-		return nil, Gap{}, fmt.Errorf("%s in %s: %w", base, dir, ErrNoLog)
+		// Every file went: what was not read of them is lost.
+		return nil, f.lost(prior, nil, nil, pos), fmt.Errorf("%s in %s: %w", base, dir, ErrNoLog)
 	}
 	if pos.IsZero() {
 		// The oldest file; a second listing catches one the first missed
@@ -98,20 +181,23 @@ func openFollower(dir, base string, pos Position, o Options) (*Follower, Gap, er
 		if again, err := candidates(dir, base); err == nil && len(again) > 0 && again[0].order < oldest.order {
 			oldest = again[0]
 		}
+		ids, _, err := f.identifyAll(cands)
+		if err != nil {
+			return nil, Gap{}, err
+		}
+		gap := f.lost(prior, cands, ids, pos)
 		f.cur, err = open(oldest, 0)
 		if err != nil {
 			return nil, Gap{}, err
 		}
-		return f, Gap{}, nil
+		return f, gap, nil
 	}
-	for _, c := range cands {
-		id, size, err := identify(c.path, c.gz)
-		if err != nil {
-			if os.IsNotExist(err) {
-				continue // rotated away while listed
-			}
-			return nil, Gap{}, err
-		}
+	ids, sizes, err := f.identifyAll(cands)
+	if err != nil {
+		return nil, Gap{}, err
+	}
+	for i, c := range cands {
+		id, size := ids[i], sizes[i]
 		if !pos.File.matches(id, c.gz) {
 			continue
 		}
@@ -120,7 +206,7 @@ func openFollower(dir, base string, pos Position, o Options) (*Follower, Gap, er
 			if f.cur, err = openAs(c, 0, id); err != nil {
 				return nil, Gap{}, err
 			}
-			return f, Gap{Bytes: max(0, pos.Size-pos.Offset)}, nil
+			return f, Gap{Bytes: max(0, pos.Size-pos.Offset), Files: 1, Moved: true}, nil
 		}
 		if f.cur, err = openAs(c, pos.Offset, id); err != nil {
 			return nil, Gap{}, err
@@ -128,7 +214,8 @@ func openFollower(dir, base string, pos Position, o Options) (*Follower, Gap, er
 		return f, Gap{}, nil
 	}
 	// The file is gone: continue with the first one written after it.
-	gap := Gap{Bytes: max(0, pos.Size-pos.Offset)}
+	gap := f.lost(prior, cands, ids, pos)
+	gap.Moved = true
 	next, want, err := f.after(cands, pos.File)
 	if err != nil {
 		return nil, gap, err
@@ -146,13 +233,9 @@ func openFollower(dir, base string, pos Position, o Options) (*Follower, Gap, er
 // following it in order when it is still there, else the first whose first
 // line is later than its first line.
 func (f *Follower) after(cands []candidate, id Identity) (*candidate, Identity, error) {
-	ids := make([]Identity, len(cands))
-	for i, c := range cands {
-		cid, _, err := identify(c.path, c.gz)
-		if err != nil && !os.IsNotExist(err) {
-			return nil, Identity{}, err
-		}
-		ids[i] = cid // empty when it went meanwhile
+	ids, _, err := f.identifyAll(cands)
+	if err != nil {
+		return nil, Identity{}, err
 	}
 	for i, c := range cands {
 		if id.matches(ids[i], c.gz) {
@@ -168,7 +251,33 @@ func (f *Follower) after(cands []candidate, id Identity) (*candidate, Identity, 
 			return &cands[i], ids[i], nil
 		}
 	}
+	// None written later: the file itself, truncated in place and written
+	// anew from the same time on, is read from its start.
+	for i, c := range cands {
+		if !c.gz && len(ids[i].Head) > 0 && ids[i].Dev == id.Dev && ids[i].Ino == id.Ino {
+			return &cands[i], ids[i], nil
+		}
+	}
 	return nil, Identity{}, nil
+}
+
+// identifyAll identifies the listed files (an empty identity for one that
+// went meanwhile) and learns their sizes.
+func (f *Follower) identifyAll(cands []candidate) ([]Identity, []int64, error) {
+	ids := make([]Identity, len(cands))
+	sizes := make([]int64, len(cands))
+	for i, c := range cands {
+		id, size, err := identify(c.path, c.gz)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return nil, nil, err
+		}
+		ids[i], sizes[i] = id, size
+		f.learn(c, id, size)
+	}
+	return ids, sizes, nil
 }
 
 // Next returns the next whole record and the position after it (where a
@@ -214,6 +323,11 @@ func (f *Follower) Next() (Entry, Position, error) {
 		}
 	}
 }
+
+// Position is where a restart resumes now: after the last record Next
+// returned, or where Open placed the follower (after a gap, the start of
+// the file it went on with).
+func (f *Follower) Position() Position { return f.position() }
 
 // position is where a restart resumes: after the last whole record, or
 // at the start of a record still being merged.
@@ -274,8 +388,11 @@ func (f *Follower) fill() (int, error) {
 // kubelet renamed it and the runtime writes elsewhere): then it moves to the
 // next file. again is true when Next should read on.
 func (f *Follower) atEnd() (again bool, err error) {
-	live, _, ierr := identify(filepath.Join(f.dir, f.base), false)
-	err = ierr
+	livePath := filepath.Join(f.dir, f.base)
+	if f.cur.rotatedAt.IsZero() && sameFile(livePath, f.cur.id) {
+		return false, nil // still the live file: one stat, no read
+	}
+	live, _, err := identify(livePath, false)
 	switch {
 	case err == nil && live.Dev == f.cur.id.Dev && live.Ino == f.cur.id.Ino:
 		return false, nil // still the live file
@@ -333,6 +450,11 @@ func (f *Follower) atEnd() (again bool, err error) {
 	f.cur, f.buf, f.start, f.sawNewer, f.skipping = o, f.buf[:0], 0, false, false
 	return true, nil
 }
+
+// Rotated reports whether the file being read is no longer the live one
+// (the kubelet renamed it): it is to be read to its end before the kubelet
+// deletes it.
+func (f *Follower) Rotated() bool { return !f.cur.c.live || !f.cur.rotatedAt.IsZero() }
 
 // Close releases the open file.
 func (f *Follower) Close() error {

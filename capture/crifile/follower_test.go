@@ -1,149 +1,28 @@
 package crifile_test
 
 import (
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/log-capturer/log-capturer/capture/crifile"
+	"github.com/log-capturer/log-capturer/capture/crifile/crifiletest"
 )
 
-// kubelet does to one container's log what the runtime and the kubelet do:
-// the runtime writes CRI lines to its open file (messages over 16 KiB as P
-// chunks), and a rotation gzips the older rotated files, deletes those
-// beyond maxFiles, renames the live file and has the runtime reopen.
-type kubelet struct {
-	t        *testing.T
-	dir      string
-	maxFiles int
-
-	mu      sync.Mutex
-	f       *os.File
-	clock   time.Time
-	rotated int
-}
-
-const chunk = 16 << 10
-
-func newKubelet(t *testing.T, maxFiles int) *kubelet {
+// newKubelet starts container log 0.log in a new directory, with the
+// synthetic clock.
+func newKubelet(t *testing.T, maxFiles int) *crifiletest.Kubelet {
 	t.Helper()
-	k := &kubelet{t: t, dir: t.TempDir(), maxFiles: maxFiles, clock: time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)}
-	k.reopen()
-	t.Cleanup(func() { _ = k.f.Close() })
-	return k
+	return crifiletest.New(t, t.TempDir(), "0.log", maxFiles, false)
 }
 
-func (k *kubelet) reopen() {
-	f, err := os.OpenFile(filepath.Join(k.dir, "0.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		k.t.Error(err)
-		return
-	}
-	if k.f != nil {
-		_ = k.f.Close()
-	}
-	k.f = f
-}
-
-// write writes one record of the stream as the runtime does and returns
-// the bytes written.
-func (k *kubelet) write(stream, msg string) int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var b strings.Builder
-	for {
-		k.clock = k.clock.Add(time.Microsecond)
-		tag, part := "F", msg
-		if len(msg) > chunk {
-			tag, part = "P", msg[:chunk]
-		}
-		fmt.Fprintf(&b, "%s %s %s %s\n", k.clock.Format(time.RFC3339Nano), stream, tag, part)
-		msg = msg[len(part):]
-		if tag == "F" {
-			break
-		}
-	}
-	if _, err := k.f.WriteString(b.String()); err != nil {
-		k.t.Error(err)
-	}
-	return b.Len()
-}
-
-// rotate is the kubelet's rotation of the container's log.
-func (k *kubelet) rotate() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	rotated := k.rotatedFiles()
-	// Compress every rotated file but the newest.
-	for i, p := range rotated {
-		if i == len(rotated)-1 || strings.HasSuffix(p, ".gz") {
-			continue
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			k.t.Error(err)
-		}
-		out, err := os.Create(p + ".tmp")
-		if err != nil {
-			k.t.Error(err)
-		}
-		zw := gzip.NewWriter(out)
-		_, _ = zw.Write(b)
-		_ = zw.Close()
-		_ = out.Close()
-		if err := os.Rename(p+".tmp", p+".gz"); err != nil {
-			k.t.Error(err)
-		}
-		_ = os.Remove(p)
-	}
-	// Delete beyond maxFiles: the live file and the one about to be
-	// rotated count, as the kubelet counts them.
-	rotated = k.rotatedFiles()
-	for len(rotated) > max(0, k.maxFiles-2) {
-		_ = os.Remove(rotated[0])
-		rotated = rotated[1:]
-	}
-	k.rotated++
-	suffix := time.Date(2026, 12, 2, 0, 0, k.rotated, 0, time.UTC).Format("20060102-150405")
-	if err := os.Rename(filepath.Join(k.dir, "0.log"), filepath.Join(k.dir, "0.log."+suffix)); err != nil {
-		k.t.Error(err)
-	}
-	k.reopen()
-}
-
-func (k *kubelet) rotatedFiles() []string {
-	files, _ := filepath.Glob(filepath.Join(k.dir, "0.log.*"))
-	var out []string
-	for _, f := range files {
-		if !strings.HasSuffix(f, ".tmp") {
-			out = append(out, f)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// message is record n of a stream: mostly short, every 50th longer than
-// two chunks, with trailing whitespace and invalid UTF-8 now and then.
-func message(stream string, n int) string {
-	base := fmt.Sprintf("%s seq=%d", stream, n)
-	switch {
-	case n%50 == 49:
-		return base + " " + strings.Repeat("L", 2*chunk+n%977) + " end"
-	case n%7 == 3:
-		return base + " \xff\xfe trailing  \t "
-	}
-	return base + " " + strings.Repeat("x", n%200)
-}
+var message = crifiletest.Message
 
 // reader drains a follower, checking every record against what was
 // written, and returns the last position read.
@@ -202,14 +81,14 @@ func TestFollowsAcrossRotations(t *testing.T) {
 		defer close(done)
 		for i := range total {
 			s := streamOf(i)
-			k.write(s, message(s, counts[s]))
+			k.Write(s, message(s, counts[s]))
 			counts[s]++
 			if i%300 == 299 {
-				k.rotate()
+				k.Rotate()
 			}
 		}
 	}()
-	f, gap, err := crifile.Open(k.dir, "0.log", crifile.Position{}, crifile.Options{Grace: 20 * time.Millisecond})
+	f, gap, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,8 +109,8 @@ func TestFollowsAcrossRotations(t *testing.T) {
 	if got := r.next[crifile.Stdout] + r.next[crifile.Stderr]; got != total || f.Malformed != 0 {
 		t.Fatalf("%d records of %d read, %d malformed lines", got, total, f.Malformed)
 	}
-	if k.rotated != total/300 {
-		t.Fatalf("%d rotations", k.rotated)
+	if k.Rotations() != total/300 {
+		t.Fatalf("%d rotations", k.Rotations())
 	}
 }
 
@@ -245,12 +124,12 @@ func TestResumesInsideGzippedFiles(t *testing.T) {
 		for range n {
 			i := counts["stdout"] + counts["stderr"]
 			s := streamOf(i)
-			k.write(s, message(s, counts[s]))
+			k.Write(s, message(s, counts[s]))
 			counts[s]++
 		}
 	}
 	write(500)
-	f, _, err := crifile.Open(k.dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
+	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,13 +147,13 @@ func TestResumesInsideGzippedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		k.rotate()
+		k.Rotate()
 		write(400)
 	}
-	if gz, _ := filepath.Glob(filepath.Join(k.dir, "0.log.20261202-000001*")); len(gz) != 1 || !strings.HasSuffix(gz[0], ".gz") {
+	if gz, _ := filepath.Glob(filepath.Join(k.Dir, "0.log.20261202-000001*")); len(gz) != 1 || !strings.HasSuffix(gz[0], ".gz") {
 		t.Fatalf("the first file is %v, want it gzipped", gz)
 	}
-	f, gap, err := crifile.Open(k.dir, "0.log", pos, crifile.Options{Grace: time.Millisecond})
+	f, gap, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{Grace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,13 +181,13 @@ func TestCountsWhatTheKubeletDeleted(t *testing.T) {
 		for range n {
 			i := counts["stdout"] + counts["stderr"]
 			s := streamOf(i)
-			b += k.write(s, message(s, counts[s]))
+			b += k.Write(s, message(s, counts[s]))
 			counts[s]++
 		}
 		return b
 	}
 	written += write(40) // well under one read buffer (the reader sees all of it)
-	f, _, err := crifile.Open(k.dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
+	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,11 +201,11 @@ func TestCountsWhatTheKubeletDeleted(t *testing.T) {
 	}
 	_ = f.Close()
 	lost := int64(written) - pos.Offset
-	k.rotate()
+	k.Rotate()
 	write(10)
-	k.rotate() // deletes the first file: only one rotated file is kept
+	k.Rotate() // deletes the first file: only one rotated file is kept
 	write(10)
-	f, gap, err := crifile.Open(k.dir, "0.log", pos, crifile.Options{Grace: time.Millisecond})
+	f, gap, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{Grace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,14 +219,67 @@ func TestCountsWhatTheKubeletDeleted(t *testing.T) {
 	}
 }
 
+// TestCountsWholeFilesDeletedUnread: a reader that stopped early in one
+// file, while the kubelet rotated three times and deleted that file and
+// the next one it had listed, counts exactly the bytes of both it did not
+// read, and continues with the oldest file left.
+func TestCountsWholeFilesDeletedUnread(t *testing.T) {
+	k := newKubelet(t, 3) // the live file and two rotated ones
+	seq, written := 0, make(map[int]int64)
+	write := func(n int) {
+		for range n {
+			written[k.Rotations()] += int64(k.Write("stdout", fmt.Sprintf("stdout seq=%d short", seq)))
+			seq++
+		}
+	}
+	write(20)
+	k.Rotate()
+	write(20)
+	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pos crifile.Position
+	for range 5 { // 5 records of the first file, which is rotated already
+		if _, pos, err = f.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	known := f.Known()
+	_ = f.Close()
+	if len(known) != 2 {
+		t.Fatalf("the follower knew %d files, want 2 (the rotated one and the live one)", len(known))
+	}
+	var deleted int64
+	for range 3 {
+		deleted += k.Rotate()
+		write(20)
+	}
+	if want := written[0] + written[1]; deleted != want {
+		t.Fatalf("the kubelet deleted %d bytes, want the first two files' %d", deleted, want)
+	}
+	f, gap, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{Grace: time.Millisecond, Known: known})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if want := deleted - pos.Offset; gap.Bytes != want || gap.Files != 2 {
+		t.Fatalf("gap of %d bytes in %d files, want %d bytes (of %d deleted, %d read) in 2", gap.Bytes, gap.Files, want, deleted, pos.Offset)
+	}
+	e, _, err := f.Next()
+	if err != nil || !strings.HasPrefix(string(e.Line), "stdout seq=40 ") {
+		t.Fatalf("after the gap: %.40q %v, want the first record of the third file", e.Line, err)
+	}
+}
+
 // TestTruncatedInPlace: a file truncated under the reader (copytruncate) is
 // read again from its start, and what was after the position is counted.
 func TestTruncatedInPlace(t *testing.T) {
 	k := newKubelet(t, 5)
 	for i := range 20 {
-		k.write("stdout", message("stdout", i))
+		k.Write("stdout", message("stdout", i))
 	}
-	f, _, err := crifile.Open(k.dir, "0.log", crifile.Position{}, crifile.Options{})
+	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,14 +291,12 @@ func TestTruncatedInPlace(t *testing.T) {
 		}
 	}
 	_ = f.Close()
-	if err := os.Truncate(filepath.Join(k.dir, "0.log"), 0); err != nil {
+	if err := os.Truncate(filepath.Join(k.Dir, "0.log"), 0); err != nil {
 		t.Fatal(err)
 	}
-	k.mu.Lock()
-	k.clock = time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC) // the same first timestamp: only the size tells
-	k.mu.Unlock()
-	k.write("stdout", message("stdout", 0))
-	f, gap, err := crifile.Open(k.dir, "0.log", pos, crifile.Options{})
+	k.SetClock(crifiletest.Synthetic) // the same first timestamp: only the size tells
+	k.Write("stdout", message("stdout", 0))
+	f, gap, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,9 +314,9 @@ func TestTruncatedInPlace(t *testing.T) {
 func TestAReusedInodeIsAnotherFile(t *testing.T) {
 	k := newKubelet(t, 5)
 	for i := range 5 {
-		k.write("stdout", message("stdout", i))
+		k.Write("stdout", message("stdout", i))
 	}
-	f, _, err := crifile.Open(k.dir, "0.log", crifile.Position{}, crifile.Options{})
+	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,12 +327,12 @@ func TestAReusedInodeIsAnotherFile(t *testing.T) {
 	_ = f.Close()
 	// Another file at the same path; with the same inode or not, its head
 	// differs (a later first timestamp).
-	if err := os.Remove(filepath.Join(k.dir, "0.log")); err != nil {
+	if err := os.Remove(filepath.Join(k.Dir, "0.log")); err != nil {
 		t.Fatal(err)
 	}
-	k.reopen()
-	k.write("stdout", message("stdout", 0))
-	f, gap, err := crifile.Open(k.dir, "0.log", pos, crifile.Options{})
+	k.Reopen()
+	k.Write("stdout", message("stdout", 0))
+	f, gap, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,12 +351,12 @@ func TestNoFileLeftOpen(t *testing.T) {
 	k := newKubelet(t, 5)
 	for range 3 {
 		for i := range 50 {
-			k.write("stdout", message("stdout", i))
+			k.Write("stdout", message("stdout", i))
 		}
-		k.rotate()
+		k.Rotate()
 	}
 	base := openFDs(t) // the runtime's file
-	f, _, err := crifile.Open(k.dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
+	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,8 +413,8 @@ func BenchmarkFollower(b *testing.B) {
 		for {
 			ts = ts.Add(time.Microsecond)
 			tag, part := "F", msg
-			if len(msg) > chunk {
-				tag, part = "P", msg[:chunk]
+			if len(msg) > crifiletest.Chunk {
+				tag, part = "P", msg[:crifiletest.Chunk]
 			}
 			sb.Reset()
 			fmt.Fprintf(&sb, "%s stdout %s %s\n", ts.Format(time.RFC3339Nano), tag, part)

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/crifile"
 )
 
 // PodCache is the shared informer cache the workers select pods from.
@@ -37,8 +38,12 @@ type PodCache interface {
 
 // Options are what the Manager needs from its surroundings.
 type Options struct {
-	// Source opens the containers' logs.
+	// Source opens the containers' logs through the API; nil reads only
+	// the pods of Files' node.
 	Source capture.LogSource
+	// Files, when set, reads the containers of the pods on its node from
+	// the kubelet's CRI files instead of through Source.
+	Files *FileSource
 	// Pods is the informer cache pods are selected from.
 	Pods PodCache
 	// Sinks builds the sinks of a pipeline.
@@ -116,8 +121,18 @@ type keptState struct {
 
 // NewManager returns a Manager with no pipelines.
 func NewManager(opts Options) (*Manager, error) {
-	if opts.Source == nil || opts.Pods == nil || opts.Sinks == nil {
-		return nil, errors.New("the workers need a log source, a pod cache and a sink factory")
+	if (opts.Source == nil && opts.Files == nil) || opts.Pods == nil || opts.Sinks == nil {
+		return nil, errors.New("the workers need a log source or files, a pod cache and a sink factory")
+	}
+	if opts.Files != nil {
+		fs := *opts.Files
+		if fs.Root == "" || fs.Node == "" {
+			return nil, errors.New("reading the kubelet's files needs their root directory and the node's name")
+		}
+		if fs.Watcher == nil {
+			fs.Watcher = &crifile.Watcher{}
+		}
+		opts.Files = &fs
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 10 * time.Second
@@ -130,7 +145,7 @@ func NewManager(opts Options) (*Manager, error) {
 	}
 	return &Manager{
 		opts: opts,
-		deps: deps{source: opts.Source, opens: newFairLimiter(opts.LogOpenRate, opts.LogOpenBurst),
+		deps: deps{source: opts.Source, files: opts.Files, opens: newFairLimiter(opts.LogOpenRate, opts.LogOpenBurst),
 			writes:  newFairLimiter(opts.PositionsWriteRate, int(opts.PositionsWriteRate)),
 			streams: newNamespaceSlots(opts.MaxStreamsPerNamespace),
 			pods:    opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
@@ -404,6 +419,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.root = newGroup(ctx)
 	m.root.Go(m.deps.opens.run)
 	m.root.Go(m.deps.writes.run)
+	if m.deps.files != nil {
+		m.root.Go(m.deps.files.Watcher.Run)
+	}
 	for k, e := range m.pipelines {
 		m.launchLocked(k, e)
 	}

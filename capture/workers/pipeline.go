@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/crifile"
 )
 
 const (
@@ -64,7 +65,12 @@ type container struct {
 	queuedAt  time.Time
 	selected  bool
 	running   bool
-	cancel    context.CancelFunc
+	// file is set for a container read from the kubelet's files; known
+	// are its files as last listed, so that a file the kubelet deleted
+	// before it was read is counted.
+	file   bool
+	known  []crifile.Known
+	cancel context.CancelFunc
 }
 
 // outcome is how a stream slice ended.
@@ -92,6 +98,12 @@ type sliceResult struct {
 	replacedAt time.Time
 	gap        bool
 	gapFrom    time.Time
+	// gapBytes is how much was lost, where it is known.
+	gapBytes int64
+	// urgent is set when the slice ended inside a file the kubelet renamed:
+	// it goes first, before the kubelet deletes the file.
+	urgent bool
+	known  []crifile.Known
 }
 
 // pipelineStats are the pipeline's counters, the one source of its numbers:
@@ -109,6 +121,8 @@ type pipelineStats struct {
 	positionErrors                atomic.Int64
 	positionBytes                 atomic.Int64
 	truncatedLines                atomic.Int64
+	malformedLines, gapBytes      atomic.Int64
+	fileContainers                atomic.Int64
 	// namespaceLimited counts the waiting containers that had a slot of
 	// the pipeline's pool but not of its namespace's stream limit.
 	namespaceLimited atomic.Int64
@@ -122,6 +136,7 @@ type pipelineStats struct {
 // manager.
 type deps struct {
 	source       capture.LogSource
+	files        *FileSource
 	opens        *fairLimiter
 	writes       *fairLimiter
 	streams      *namespaceSlots
@@ -391,6 +406,9 @@ func (p *pipeline) handle(ctx context.Context, r sliceResult) {
 	}
 	c.running, c.cancel = false, nil
 	c.pos, c.dupUntil = r.pos, r.dupUntil
+	if r.known != nil {
+		c.known = r.known
+	}
 	if r.gap {
 		p.recordGap(c, r)
 	}
@@ -402,6 +420,9 @@ func (p *pipeline) handle(ctx context.Context, r sliceResult) {
 	case outcomeRotated:
 		p.stats.rotations.Add(1)
 		p.enqueue(c, p.backoffFor(c, true))
+		if r.urgent {
+			p.toFront(c)
+		}
 	case outcomeEnded:
 		p.countReconnect()
 		if p.containerFinished(ctx, c) {
@@ -464,6 +485,14 @@ func (p *pipeline) enqueue(c *container, notBefore time.Time) {
 	p.ready = append(p.ready, c)
 }
 
+// toFront moves the container just enqueued before every other waiting one.
+func (p *pipeline) toFront(c *container) {
+	if n := len(p.ready); n > 1 && p.ready[n-1] == c {
+		copy(p.ready[1:], p.ready[:n-1])
+		p.ready[0] = c
+	}
+}
+
 // drop forgets a container; finished ones are remembered so that a resync
 // does not select them again while their pod exists.
 func (p *pipeline) drop(c *container, finished bool) {
@@ -484,14 +513,15 @@ func (p *pipeline) drop(c *container, finished bool) {
 // recordGap counts a stretch of log that was gone when the container's
 // capture resumed.
 func (p *pipeline) recordGap(c *container, r sliceResult) {
-	g := &capture.Gap{Container: c.namespace + "/" + c.pod + "/" + c.name, From: r.gapFrom, To: r.replacedAt}
+	g := &capture.Gap{Container: c.namespace + "/" + c.pod + "/" + c.name, From: r.gapFrom, To: r.replacedAt, Bytes: r.gapBytes}
 	p.stats.gaps.Add(1)
+	p.stats.gapBytes.Add(r.gapBytes)
 	if !g.From.IsZero() && g.To.After(g.From) {
 		p.stats.gapNanos.Add(int64(g.To.Sub(g.From)))
 	}
 	p.stats.lastGap.Store(g)
 	p.log.Info("log lines were gone when capture resumed; they are lost", "container", g.Container,
-		"after", g.From, "before", g.To)
+		"after", g.From, "before", g.To, "bytes", g.Bytes)
 }
 
 // publish makes the loop's pool numbers visible to Snapshot and the metrics.
@@ -516,7 +546,10 @@ func (p *pipeline) counts() capture.Snapshot {
 		ResumeDuplicates:   p.stats.resumeDuplicates.Load(),
 		Gaps:               p.stats.gaps.Load(),
 		LastGap:            p.stats.lastGap.Load(),
+		GapBytes:           p.stats.gapBytes.Load(),
 		TruncatedLines:     p.stats.truncatedLines.Load(),
+		MalformedLines:     p.stats.malformedLines.Load(),
+		FileContainers:     int(p.stats.fileContainers.Load()),
 		Opens:              p.stats.opens.Load(),
 		OpenWait:           time.Duration(p.stats.openWaitNanos.Load()),
 		OpenRateLimit:      p.deps.opens.perSecond(),

@@ -4,20 +4,35 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/log-capturer/log-capturer/capture/crifile"
 )
 
 // positionsHeader is the first line of the stored positions, format v1. A
 // new format gets a new header; readers keep decoding the old ones, so an
 // upgraded operator resumes from what the previous version stored.
 const positionsHeader = "log-capturer positions v1"
+
+// positionsHeaderV2 starts positions that hold file positions (v1's fields
+// and six more); positions without any are still written as v1, so that an
+// operator reading through the API writes what earlier versions read.
+const positionsHeaderV2 = "log-capturer positions v2"
+
+// Fields of one stored position in each format.
+const (
+	fieldsV1 = 11
+	fieldsV2 = fieldsV1 + 6
+)
 
 // Bounds of what decodePositions accepts, so that a positions object a
 // tenant rewrote (it lives in the tenant's namespace) cannot be a
@@ -53,7 +68,12 @@ func encodePositions(entries []storedPosition) ([]byte, error) {
 		return nil, fmt.Errorf("compressing positions: %w", err)
 	}
 	w := bufio.NewWriter(zw)
-	_, _ = w.WriteString(positionsHeader + "\n")
+	v2 := slices.ContainsFunc(entries, func(e storedPosition) bool { return e.Committed.Log != "" })
+	if v2 {
+		_, _ = w.WriteString(positionsHeaderV2 + "\n")
+	} else {
+		_, _ = w.WriteString(positionsHeader + "\n")
+	}
 	var line []byte
 	for _, e := range entries {
 		line = line[:0]
@@ -82,6 +102,9 @@ func encodePositions(entries []storedPosition) ([]byte, error) {
 		}
 		line = append(line, ' ')
 		line = appendUnix(line, e.GoneSince)
+		if v2 {
+			line = appendFilePosition(line, e.Committed)
+		}
 		line = append(line, '\n')
 		_, _ = w.Write(line)
 	}
@@ -92,6 +115,69 @@ func encodePositions(entries []storedPosition) ([]byte, error) {
 		return nil, fmt.Errorf("compressing positions: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// appendFilePosition appends v2's fields: " <log> <dev> <ino> <head> <offset> <size>",
+// the head in unpadded base64, "-" for an empty log or head.
+func appendFilePosition(line []byte, p Position) []byte {
+	line = append(line, ' ')
+	line = appendDash(line, p.Log)
+	line = append(line, ' ')
+	line = strconv.AppendUint(line, p.File.File.Dev, 10)
+	line = append(line, ' ')
+	line = strconv.AppendUint(line, p.File.File.Ino, 10)
+	line = append(line, ' ')
+	if p.File.File.Head == "" {
+		line = append(line, '-')
+	} else {
+		line = base64.RawStdEncoding.AppendEncode(line, []byte(p.File.File.Head))
+	}
+	line = append(line, ' ')
+	line = strconv.AppendInt(line, p.File.Offset, 10)
+	line = append(line, ' ')
+	return strconv.AppendInt(line, p.File.Size, 10)
+}
+
+func appendDash(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return append(b, s...)
+}
+
+// decodeFilePosition reads v2's six fields into p.
+func decodeFilePosition(f []string, p *Position) error {
+	if f[0] != "-" {
+		if _, ok := crifile.ParseLogBase(f[0]); !ok {
+			return fmt.Errorf("bad log %.20q", f[0])
+		}
+		p.Log = f[0]
+	}
+	var err, e2, e3, e4 error
+	p.File.File.Dev, err = strconv.ParseUint(f[1], 10, 64)
+	p.File.File.Ino, e2 = strconv.ParseUint(f[2], 10, 64)
+	p.File.Offset, e3 = strconv.ParseInt(f[4], 10, 64)
+	p.File.Size, e4 = strconv.ParseInt(f[5], 10, 64)
+	if err = errors.Join(err, e2, e3, e4); err != nil {
+		return fmt.Errorf("bad file position: %w", err)
+	}
+	if p.File.Offset < 0 || p.File.Size < 0 {
+		return errors.New("negative file offset or size")
+	}
+	if f[3] != "-" {
+		if base64.RawStdEncoding.DecodedLen(len(f[3])) > crifile.HeadSize {
+			return fmt.Errorf("a file head longer than %d bytes", crifile.HeadSize)
+		}
+		head, err := base64.RawStdEncoding.DecodeString(f[3])
+		if err != nil {
+			return fmt.Errorf("bad file head: %w", err)
+		}
+		p.File.File.Head = string(head)
+	}
+	if p.Log == "" && !p.File.IsZero() {
+		return errors.New("a file position without its log")
+	}
+	return nil
 }
 
 func lastOffset(p Position) int64 {
@@ -154,12 +240,18 @@ func decodePositions(data []byte) ([]storedPosition, error) {
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	sc.Scan()
-	if h := sc.Text(); h != positionsHeader {
-		return nil, fmt.Errorf("unknown positions format %.60q (this operator reads %q)", h, positionsHeader)
+	fields := 0
+	switch h := sc.Text(); h {
+	case positionsHeader:
+		fields = fieldsV1
+	case positionsHeaderV2:
+		fields = fieldsV2
+	default:
+		return nil, fmt.Errorf("unknown positions format %.60q (this version reads %q and %q)", h, positionsHeader, positionsHeaderV2)
 	}
 	out := make([]storedPosition, 0, lines-1)
 	for n := 2; sc.Scan(); n++ {
-		e, err := decodePosition(sc.Text())
+		e, err := decodePosition(sc.Text(), fields)
 		if err != nil {
 			return nil, fmt.Errorf("positions line %d: %w", n, err)
 		}
@@ -171,15 +263,15 @@ func decodePositions(data []byte) ([]storedPosition, error) {
 	return out, nil
 }
 
-func decodePosition(line string) (storedPosition, error) {
-	if n := strings.Count(line, " ") + 1; n != 11 {
-		return storedPosition{}, fmt.Errorf("%d fields, want 11", n)
+func decodePosition(line string, fields int) (storedPosition, error) {
+	if n := strings.Count(line, " ") + 1; n != fields {
+		return storedPosition{}, fmt.Errorf("%d fields, want %d", n, fields)
 	}
-	var f [11]string // split without allocating: a bomb has millions of lines
-	for i := range 10 {
+	var f [fieldsV2]string // split without allocating: a bomb has millions of lines
+	for i := range fields - 1 {
 		f[i], line, _ = strings.Cut(line, " ")
 	}
-	f[10] = line
+	f[fields-1] = line
 	var (
 		e        storedPosition
 		err      error
@@ -231,6 +323,10 @@ func decodePosition(line string) (storedPosition, error) {
 	}
 	e.GoneSince, err = parseUnix(f[10])
 	keep(err)
+	if fields == fieldsV2 {
+		keep(decodeFilePosition(f[fieldsV1:], &e.Committed))
+		e.Sent.Log, e.Sent.File = e.Committed.Log, e.Committed.File
+	}
 	if firstErr != nil {
 		return storedPosition{}, firstErr
 	}

@@ -3,6 +3,8 @@ package workers
 import (
 	"bytes"
 	"time"
+
+	"github.com/log-capturer/log-capturer/capture/crifile"
 )
 
 // Position is where a container's capture stands, in the terms of the
@@ -25,6 +27,13 @@ type Position struct {
 	// holds the last delivered one, a reopen skips through it instead.
 	Last    time.Time `json:"last"`
 	LastRun int64     `json:"lastRun"`
+	// Log and File locate a container read from the kubelet's files: the
+	// base of the instance's log ("<restartCount>.log") and the position in
+	// it after the last delivered record. Empty for a container read
+	// through the API; the timestamps above are kept for both, so that
+	// either source can resume from them.
+	Log  string           `json:"log,omitempty"`
+	File crifile.Position `json:"file,omitzero"`
 }
 
 // deliver records the delivery of a line with timestamp ts.

@@ -31,6 +31,10 @@ func (p *pipeline) resync(ctx context.Context) {
 		if pod.Spec.NodeName == "" {
 			continue
 		}
+		file := p.deps.files != nil && pod.Spec.NodeName == p.deps.files.Node
+		if !file && p.deps.source == nil {
+			continue // another node's pod, and no API source
+		}
 		for _, ct := range pod.Spec.Containers {
 			if !p.wants(ct.Name) {
 				continue
@@ -45,7 +49,7 @@ func (p *pipeline) resync(ctx context.Context) {
 				continue
 			}
 			c := &container{key: k, namespace: pod.Namespace, pod: pod.Name, name: ct.Name,
-				node: pod.Spec.NodeName, labels: p.recordLabels(pod), selected: true}
+				node: pod.Spec.NodeName, labels: p.recordLabels(pod), selected: true, file: file}
 			var start Position
 			if first && !p.cfg.StartFromBeginning {
 				start = Position{Since: time.Now().Truncate(time.Second)}
@@ -77,6 +81,13 @@ func (p *pipeline) resync(ctx context.Context) {
 		}
 	}
 	p.stats.selected.Store(int64(len(p.containers)))
+	files := 0
+	for _, c := range p.containers {
+		if c.file {
+			files++
+		}
+	}
+	p.stats.fileContainers.Store(int64(files))
 }
 
 func (p *pipeline) wants(name string) bool {

@@ -40,6 +40,9 @@ func classify(ctx, rctx context.Context, err error) (outcome, error) {
 // runSlice runs in exactly one goroutine, which is the only reader and the
 // only closer of the stream.
 func (p *pipeline) runSlice(ctx context.Context, c *container) sliceResult {
+	if c.file {
+		return p.runFileSlice(ctx, c)
+	}
 	res := sliceResult{key: c.key, pos: c.pos, dupUntil: c.dupUntil}
 	if err := p.waitToOpen(ctx, c.namespace); err != nil {
 		res.outcome = outcomeStopped

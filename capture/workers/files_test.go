@@ -1,0 +1,453 @@
+package workers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/crifile/crifiletest"
+	"github.com/log-capturer/log-capturer/capture/workers"
+)
+
+// fileNodeName is the node whose pods the file specs read from files.
+const fileNodeName = "file-node"
+
+// fileNode is a simulated node's /var/log/pods: for each container a
+// simulated runtime and kubelet writing and rotating its CRI files, and
+// the sizes of the records written, to count a loss exactly.
+type fileNode struct {
+	root     string
+	maxFiles int
+
+	mu   sync.Mutex
+	logs map[string]*fileLog // ns/pod
+}
+
+type fileLog struct {
+	dir     string
+	k       *crifiletest.Kubelet
+	restart int
+	// next is each stream's next sequence number, sizes the CRI bytes of
+	// each record written, by stream and sequence number.
+	next  map[string]int
+	sizes map[string][]int
+	short bool
+}
+
+func newFileNode(maxFiles int) *fileNode {
+	return &fileNode{root: GinkgoT().TempDir(), maxFiles: maxFiles, logs: map[string]*fileLog{}}
+}
+
+// createFilePods creates n pods on the file node and their log directories.
+func (n *fileNode) createFilePods(ns string, count int, short bool) []string {
+	names := make([]string, 0, count)
+	for i := range count {
+		name := fmt.Sprintf("file-%03d", i)
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "gen"}},
+			Spec:       corev1.PodSpec{NodeName: fileNodeName, Containers: []corev1.Container{{Name: "main", Image: "gen"}}},
+		}
+		Expect(k8sClient.Create(ctx, pod)).To(Succeed())
+		dir := filepath.Join(n.root, ns+"_"+name+"_"+string(pod.UID), "main")
+		n.mu.Lock()
+		n.logs[ns+"/"+name] = &fileLog{dir: dir, k: crifiletest.New(GinkgoT(), dir, "0.log", n.maxFiles, true),
+			next: map[string]int{}, sizes: map[string][]int{}, short: short}
+		n.mu.Unlock()
+		names = append(names, name)
+	}
+	return names
+}
+
+func fileStreamOf(i int) string {
+	if i%5 == 4 {
+		return "stderr"
+	}
+	return "stdout"
+}
+
+// write writes count records to the pod's container.
+func (n *fileNode) write(ns, pod string, count int) {
+	n.mu.Lock()
+	l := n.logs[ns+"/"+pod]
+	n.mu.Unlock()
+	for range count {
+		s := fileStreamOf(l.next["stdout"] + l.next["stderr"])
+		seq := l.next[s]
+		msg := crifiletest.Message(s, seq)
+		if l.short {
+			msg = fmt.Sprintf("%s seq=%d short", s, seq)
+		}
+		size := l.k.Write(s, msg)
+		n.mu.Lock()
+		l.next[s]++
+		l.sizes[s] = append(l.sizes[s], size)
+		n.mu.Unlock()
+	}
+}
+
+// restart ends the container's instance and starts the next one's log.
+func (n *fileNode) restart(ns, pod string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.logs[ns+"/"+pod]
+	l.k.Close()
+	l.restart++
+	l.k = crifiletest.New(GinkgoT(), l.dir, fmt.Sprintf("%d.log", l.restart), n.maxFiles, true)
+}
+
+// rotateOver is the kubelet's monitor pass: every log over maxSize is
+// rotated; it returns the bytes of the files deleted.
+func (n *fileNode) rotateOver(maxSize int64) int64 {
+	n.mu.Lock()
+	logs := make([]*fileLog, 0, len(n.logs))
+	for _, l := range n.logs {
+		logs = append(logs, l)
+	}
+	n.mu.Unlock()
+	var deleted int64
+	for _, l := range logs {
+		if l.k.Size() > maxSize {
+			deleted += l.k.Rotate()
+		}
+	}
+	return deleted
+}
+
+func (n *fileNode) rotations() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	total := 0
+	for _, l := range n.logs {
+		total += l.k.Rotations()
+	}
+	return total
+}
+
+// generated is how many records were written.
+func (n *fileNode) generated() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	total := 0
+	for _, l := range n.logs {
+		total += l.next["stdout"] + l.next["stderr"]
+	}
+	return total
+}
+
+// check compares what arrived with what was written: every record once, in
+// order per container and stream, byte for byte, with its stream. It
+// returns the problems and the CRI bytes of the records that did not
+// arrive; with allowGaps a jump forward is a loss, not a problem.
+func (n *fileNode) check(records []capture.Record, allowGaps bool) (problems []string, lostBytes int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	got := map[string][]int{}
+	for _, r := range records {
+		seq := crifiletest.Seq(r.Line)
+		stream, _, _ := strings.Cut(r.Line, " ")
+		key := r.Namespace + "/" + r.Pod + "/" + stream
+		l := n.logs[r.Namespace+"/"+r.Pod]
+		if l == nil || seq < 0 || r.Stream != stream {
+			problems = append(problems, fmt.Sprintf("%s: record %.60q on stream %q is none written", key, r.Line, r.Stream))
+			continue
+		}
+		want := crifiletest.Message(stream, seq)
+		if l.short {
+			want = fmt.Sprintf("%s seq=%d short", stream, seq)
+		}
+		if r.Line != want {
+			problems = append(problems, fmt.Sprintf("%s: record %d is %d bytes %.60q, want %d bytes %.60q", key, seq, len(r.Line), r.Line, len(want), want))
+		}
+		got[key] = append(got[key], seq)
+	}
+	for pk, l := range n.logs {
+		for _, stream := range []string{"stdout", "stderr"} {
+			key := pk + "/" + stream
+			seen := make([]bool, l.next[stream])
+			prev := -1
+			for _, seq := range got[key] {
+				switch {
+				case seq <= prev:
+					problems = append(problems, fmt.Sprintf("%s: record %d after %d (duplicated or reordered)", key, seq, prev))
+				case seq > prev+1 && !allowGaps:
+					problems = append(problems, fmt.Sprintf("%s: records %d to %d lost", key, prev+1, seq-1))
+				}
+				if seq < len(seen) {
+					seen[seq] = true
+				}
+				prev = max(prev, seq)
+			}
+			for seq, ok := range seen {
+				if !ok {
+					lostBytes += int64(l.sizes[stream][seq])
+					if !allowGaps && len(problems) < 20 {
+						problems = append(problems, fmt.Sprintf("%s: record %d of %d never arrived", key, seq, len(seen)))
+					}
+				}
+			}
+		}
+	}
+	return problems, lostBytes
+}
+
+// deletedFilesHeld lists the open descriptors of the process that point to
+// deleted files under root: files the kubelet deleted that a reader pins.
+func deletedFilesHeld(root string) []string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var out []string
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && strings.HasPrefix(target, root) && strings.HasSuffix(target, " (deleted)") {
+			out = append(out, target)
+		}
+	}
+	return out
+}
+
+// gateSink delivers like a MemorySink while open, and blocks every Write
+// while closed: a destination that stops taking data.
+type gateSink struct {
+	MemorySink
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func newGateSink() *gateSink {
+	g := &gateSink{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *gateSink) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = make(chan struct{})
+}
+
+func (g *gateSink) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	close(g.open)
+}
+
+func (g *gateSink) Write(ctx context.Context, r *capture.Record) error {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	select {
+	case <-open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.MemorySink.Write(ctx, r)
+}
+
+func fileHarness(n *fileNode, opts ...func(*workers.Options)) *harness {
+	return startHarness(append([]func(*workers.Options){func(o *workers.Options) {
+		o.Source = nil
+		o.Files = &workers.FileSource{Root: n.root, Node: fileNodeName, Grace: 200 * time.Millisecond}
+	}}, opts...)...)
+}
+
+func filePipeline(ns, name string, maxStreams int, rotation time.Duration) capture.PipelineConfig {
+	c := pipelineConfig(ns, name, maxStreams, rotation)
+	c.PositionsInterval = 200 * time.Millisecond
+	return c
+}
+
+var _ = Describe("Reading the kubelet's files", func() {
+	It("delivers every record of 20 containers once, in order and byte for byte, across the kubelet's rotations, with a pool of 8 files", func() {
+		baseG, baseFD := steadyCounts()
+		ns := newNamespace()
+		node := newFileNode(10)
+		pods := node.createFilePods(ns, 20, false)
+		sink := &MemorySink{}
+		h := fileHarness(node)
+		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
+		key := types.NamespacedName{Namespace: ns, Name: "files"}
+		const maxStreams = 8
+		Expect(h.mgr.Apply(ctx, key, filePipeline(ns, key.Name, maxStreams, time.Second))).To(Succeed())
+
+		// 20 writers of 200 records/s each (every 50th record over 32 KiB
+		// in P chunks), the kubelet rotating at 256 KiB every 100 ms.
+		wctx, wcancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for end := time.Now().Add(12 * time.Second); time.Now().Before(end); {
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+				}
+				for _, p := range pods {
+					node.write(ns, p, 2)
+				}
+			}
+		})
+		wg.Go(func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+					node.rotateOver(256 << 10)
+				}
+			}
+		})
+		maxOpen, maxFD := 0, 0
+		for deadline := time.Now().Add(30 * time.Second); node.generated() < 20*2*1100 && time.Now().Before(deadline); {
+			maxOpen = max(maxOpen, snapshot(h, key).OpenStreams)
+			maxFD = max(maxFD, workers.OpenFDs())
+			time.Sleep(50 * time.Millisecond)
+		}
+		wcancel()
+		wg.Wait()
+		generated := node.generated()
+		Eventually(func() int { return sink.Len() }, time.Minute, 100*time.Millisecond).Should(BeNumerically(">=", generated))
+		Consistently(func() int { return sink.Len() }, time.Second, 100*time.Millisecond).Should(Equal(generated))
+		problems, _ := node.check(sink.Records(), false)
+		Expect(problems).To(BeEmpty())
+		s := snapshot(h, key)
+		Expect(s.FileContainers).To(Equal(20))
+		Expect(s.Gaps).To(BeZero())
+		Expect(s.MalformedLines).To(BeZero())
+		Expect(maxOpen).To(BeNumerically("<=", maxStreams), "open files beyond the pool")
+		// The writers' 20 files, the pool's files and a few for listings.
+		Expect(maxFD).To(BeNumerically("<=", baseFD+20+maxStreams+8))
+
+		Expect(h.mgr.Remove(ctx, key)).To(Succeed())
+		h.stop()
+		for _, l := range node.logs {
+			l.k.Close()
+		}
+		Eventually(func() []int { g, fd := steadyCounts(); return []int{g, fd} }, 10*time.Second, 200*time.Millisecond).
+			Should(Equal([]int{baseG, baseFD}), "goroutines and FDs back to where they were")
+		GinkgoWriter.Printf("files: containers=20 maxStreams=%d records=%d rotations=%d sliceRotations=%d maxOpenFiles=%d fds=%d..%d (base %d) goroutines back to %d\n",
+			maxStreams, generated, node.rotations(), s.Rotations, maxOpen, baseFD, maxFD, baseFD, baseG)
+	})
+
+	It("loses nothing when its sink stops across three rotations: it reads on from the gzipped files", func() {
+		ns := newNamespace()
+		node := newFileNode(5)
+		pods := node.createFilePods(ns, 3, false)
+		sink := newGateSink()
+		h := fileHarness(node)
+		defer h.stop()
+		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
+		key := types.NamespacedName{Namespace: ns, Name: "paused"}
+		Expect(h.mgr.Apply(ctx, key, filePipeline(ns, key.Name, 3, 500*time.Millisecond))).To(Succeed())
+		for _, p := range pods {
+			node.write(ns, p, 100)
+		}
+		Eventually(sink.Len, 20*time.Second).Should(Equal(300))
+		sink.shut()
+		for range 3 {
+			for _, p := range pods {
+				node.write(ns, p, 100)
+			}
+			Expect(node.rotateOver(0)).To(BeZero(), "nothing deleted: five files are kept")
+			time.Sleep(700 * time.Millisecond) // more than a slice
+		}
+		gz, _ := filepath.Glob(filepath.Join(node.root, "*", "main", "0.log.*.gz"))
+		Expect(gz).NotTo(BeEmpty())
+		Expect(deletedFilesHeld(node.root)).To(BeEmpty())
+		sink.release()
+		Eventually(sink.Len, 20*time.Second).Should(Equal(1200))
+		problems, _ := node.check(sink.Records(), false)
+		Expect(problems).To(BeEmpty())
+		Expect(snapshot(h, key).Gaps).To(BeZero())
+	})
+
+	It("counts exactly the bytes the kubelet deleted before they were read, and pins no deleted file longer than a slice", func() {
+		ns := newNamespace()
+		node := newFileNode(2) // the live file and one rotated one
+		pods := node.createFilePods(ns, 2, true)
+		sink := newGateSink()
+		h := fileHarness(node, func(o *workers.Options) { o.Log = GinkgoLogr })
+		defer h.stop()
+		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
+		key := types.NamespacedName{Namespace: ns, Name: "beyond"}
+		const slice = 500 * time.Millisecond
+		Expect(h.mgr.Apply(ctx, key, filePipeline(ns, key.Name, 2, slice))).To(Succeed())
+		for _, p := range pods {
+			node.write(ns, p, 50)
+		}
+		Eventually(sink.Len, 20*time.Second).Should(Equal(100))
+		sink.shut()
+		var deleted int64
+		for range 4 {
+			for _, p := range pods {
+				node.write(ns, p, 200)
+			}
+			deleted += node.rotateOver(0)
+			time.Sleep(slice + 300*time.Millisecond) // every slice lists the files once
+		}
+		Expect(deleted).To(BeNumerically(">", 0))
+		Eventually(func() []string { return deletedFilesHeld(node.root) }, 2*slice, 50*time.Millisecond).Should(BeEmpty(),
+			"a deleted file pinned beyond a slice")
+		sink.release()
+		for _, p := range pods {
+			node.write(ns, p, 10)
+		}
+		var lost int64
+		Eventually(func() []string {
+			var problems []string
+			problems, lost = node.check(sink.Records(), true)
+			if g := snapshot(h, key).GapBytes; g != lost {
+				problems = append(problems, fmt.Sprintf("a gap of %d bytes counted, %d bytes of records not delivered", g, lost))
+			}
+			return problems
+		}, 20*time.Second, 100*time.Millisecond).Should(BeEmpty())
+		Expect(lost).To(BeNumerically(">", 0))
+		s := snapshot(h, key)
+		Expect(s.Gaps).To(BeNumerically(">=", 2), "one per container at least")
+		Expect(s.LastGap).NotTo(BeNil())
+		GinkgoWriter.Printf("beyond max files: deleted=%d bytes, not delivered=%d bytes, counted gap=%d bytes in %d gaps\n",
+			deleted, lost, s.GapBytes, s.Gaps)
+	})
+
+	It("reads a restarted container's new log from its start, and a deleted pod's files to their end", func() {
+		ns := newNamespace()
+		node := newFileNode(5)
+		pods := node.createFilePods(ns, 2, false)
+		sink := &MemorySink{}
+		h := fileHarness(node)
+		defer h.stop()
+		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
+		key := types.NamespacedName{Namespace: ns, Name: "lifecycle"}
+		Expect(h.mgr.Apply(ctx, key, filePipeline(ns, key.Name, 2, time.Second))).To(Succeed())
+		for _, p := range pods {
+			node.write(ns, p, 100)
+		}
+		node.restart(ns, pods[0])
+		node.write(ns, pods[0], 100) // into 1.log
+		Eventually(sink.Len, 20*time.Second).Should(Equal(300))
+
+		// The pod is deleted while its last lines are still unread.
+		node.write(ns, pods[1], 300)
+		pod := &corev1.Pod{}
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: pods[1]}, pod)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, pod, client.GracePeriodSeconds(0))).To(Succeed())
+		Eventually(sink.Len, 20*time.Second).Should(Equal(600))
+		problems, _ := node.check(sink.Records(), false)
+		Expect(problems).To(BeEmpty())
+		Eventually(func() int { return snapshot(h, key).SelectedContainers }, 20*time.Second).Should(Equal(1))
+		Eventually(func() int { return snapshot(h, key).OpenStreams }, 5*time.Second).Should(Equal(1))
+	})
+})
