@@ -12,6 +12,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
+
+	"github.com/log-capturer/log-capturer/capture/crifile"
 )
 
 func TestPositionsRoundTrip(t *testing.T) {
@@ -278,4 +280,66 @@ func TestPositionsV1StaysReadable(t *testing.T) {
 		got[1].Sent != got[1].Committed || !got[1].GoneSince.Equal(time.Unix(1795770100, 0)) {
 		t.Fatalf("v1 positions decoded as %+v", got)
 	}
+}
+
+// TestPositionsV2CarriesFilePositions: positions of containers read from
+// the kubelet's files keep the log, the file's identity and the offsets;
+// without any file position the format stays v1, which earlier versions read.
+func TestPositionsV2CarriesFilePositions(t *testing.T) {
+	since := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	head := "2026-12-02T06:00:00.123456789Z stdout F \xff binary head with spaces  "
+	in := []storedPosition{
+		{Key: containerKey{uid: "u1", name: "app"}, Pod: "web-1",
+			Committed: Position{Since: since, Count: 2, First: since.Add(5), Last: since.Add(9), LastRun: 1, Log: "3.log",
+				File: crifile.Position{File: crifile.Identity{Dev: 2049, Ino: 1234567, Head: head}, Offset: 4096, Size: 8192}}},
+		{Key: containerKey{uid: "u2", name: "api"}, Pod: "web-2",
+			Committed: Position{Since: since, Count: 1, First: since, Last: since, LastRun: 1}},
+	}
+	in[0].Sent, in[1].Sent = in[0].Committed, in[1].Committed
+	data, err := encodePositions(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := decodePositions(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[0].Committed.Log != "3.log" || out[0].Committed.File != in[0].Committed.File ||
+		out[1].Committed.Log != "" || !out[1].Committed.File.IsZero() || out[0].Sent.File != in[0].Committed.File {
+		t.Fatalf("v2 positions came back as %+v", out)
+	}
+	v1, err := encodePositions(in[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := gunzip(t, v1); !strings.HasPrefix(text, positionsHeader+"\n") {
+		t.Fatalf("positions without file positions start %.40q, want v1", text)
+	}
+	for _, tc := range []struct{ name, line, want string }{
+		{"bad log", "u main pod 5 1 2 0 1 = = 0 x.log 1 2 - 0 0", "bad log"},
+		{"negative offset", "u main pod 5 1 2 0 1 = = 0 0.log 1 2 - -1 0", "negative"},
+		{"over-long head", "u main pod 5 1 2 0 1 = = 0 0.log 1 2 " + strings.Repeat("A", 200) + " 0 0", "longer than"},
+		{"file without log", "u main pod 5 1 2 0 1 = = 0 - 1 2 - 0 0", "without its log"},
+		{"v1 line in v2", "u main pod 5 1 2 0 1 = = 0", "11 fields, want 17"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodePositions(gz(positionsHeaderV2 + "\n" + tc.line + "\n"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func gunzip(t *testing.T, b []byte) string {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := out.ReadFrom(zr); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }
