@@ -62,8 +62,8 @@ test: envtest build-installer ## Run every test against the source-built envtest
 SOAK_DURATION ?= 10m
 
 .PHONY: soak
-soak: envtest ## Soak the capture workers (SOAK_DURATION, default 10m) and print rotations, loss, duplicates and slopes.
-	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -timeout 0 ./capture/workers/ -run TestWorkers -v -args -ginkgo.label-filter=soak -ginkgo.v | grep -E '^soak |Passed|FAIL|ok '
+soak: envtest ## Soak the capture workers through the API and from the kubelet's files (SOAK_DURATION each, default 10m) and print rotations, loss, duplicates and slopes.
+	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -timeout 0 ./capture/workers/ -run TestWorkers -v -args -ginkgo.label-filter=soak -ginkgo.v | grep -E '^(file )?soak |Passed|FAIL|ok '
 
 .PHONY: bench
 bench: envtest ## Run the benchmarks and print their numbers.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -449,5 +450,137 @@ var _ = Describe("Reading the kubelet's files", func() {
 		Expect(problems).To(BeEmpty())
 		Eventually(func() int { return snapshot(h, key).SelectedContainers }, 20*time.Second).Should(Equal(1))
 		Eventually(func() int { return snapshot(h, key).OpenStreams }, 5*time.Second).Should(Equal(1))
+	})
+})
+
+// fileCheckSink checks records against what the simulated runtime wrote as
+// they arrive (by stream and sequence number, byte for byte), so that a
+// long soak keeps no record.
+type fileCheckSink struct {
+	mu                         sync.Mutex
+	next                       map[string]int
+	delivered, dup, lost, diff int64
+}
+
+func (s *fileCheckSink) Write(_ context.Context, r *capture.Record) error {
+	stream, _, _ := strings.Cut(r.Line, " ")
+	seq := crifiletest.Seq(r.Line)
+	key := r.Namespace + "/" + r.Pod + "/" + stream
+	ok := seq >= 0 && r.Stream == stream && r.Line == crifiletest.Message(stream, seq)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delivered++
+	switch want := s.next[key]; {
+	case !ok:
+		s.diff++
+	case seq < want:
+		s.dup++
+	case seq > want:
+		s.lost += int64(seq - want)
+		s.next[key] = seq + 1
+	default:
+		s.next[key] = seq + 1
+	}
+	r.Ack()
+	return nil
+}
+
+func (s *fileCheckSink) Run(context.Context) {}
+
+func (s *fileCheckSink) Close(context.Context) error { return nil }
+
+func (s *fileCheckSink) counts() (delivered, dup, lost, diff int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered, s.dup, s.lost, s.diff
+}
+
+// The file soak runs only under `make soak` (SOAK_DURATION set): 20
+// containers writing FILE_SOAK_RATE records/s each (5000 by default), the
+// kubelet rotating at 1 MiB every second and keeping 5 files.
+var _ = Describe("File soak", Label("soak"), func() {
+	It("keeps every record, goroutines and FDs flat, under 20 fast writers and the kubelet's rotation", func() {
+		d := os.Getenv("SOAK_DURATION")
+		if d == "" {
+			Skip("set SOAK_DURATION (make soak) to run the soak")
+		}
+		duration, err := time.ParseDuration(d)
+		Expect(err).NotTo(HaveOccurred())
+		rate := 5000
+		if r := os.Getenv("FILE_SOAK_RATE"); r != "" {
+			rate, err = strconv.Atoi(r)
+			Expect(err).NotTo(HaveOccurred())
+		}
+		ns := newNamespace()
+		node := newFileNode(5)
+		pods := node.createFilePods(ns, 20, false)
+		sink := &fileCheckSink{next: map[string]int{}}
+		h := fileHarness(node)
+		defer h.stop()
+		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
+		key := types.NamespacedName{Namespace: ns, Name: "file-soak"}
+		Expect(h.mgr.Apply(ctx, key, filePipeline(ns, key.Name, 20, 10*time.Second))).To(Succeed())
+
+		wctx, wcancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		for _, p := range pods {
+			wg.Go(func() {
+				t := time.NewTicker(10 * time.Millisecond)
+				defer t.Stop()
+				for {
+					select {
+					case <-wctx.Done():
+						return
+					case <-t.C:
+						node.write(ns, p, rate/100)
+					}
+				}
+			})
+		}
+		wg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-t.C:
+					node.rotateOver(1 << 20)
+				}
+			}
+		})
+		warm := min(30*time.Second, duration/5)
+		time.Sleep(warm)
+		var gs, fds []workers.Sample
+		maxOpen := 0
+		start := time.Now()
+		for time.Since(start) < duration-warm {
+			g, fd := steadyCounts()
+			gs = append(gs, workers.Sample{At: time.Now(), Value: float64(g)})
+			fds = append(fds, workers.Sample{At: time.Now(), Value: float64(fd)})
+			maxOpen = max(maxOpen, snapshot(h, key).OpenStreams)
+			time.Sleep(5 * time.Second)
+		}
+		wcancel()
+		wg.Wait()
+		generated := int64(node.generated())
+		Eventually(func() int64 { d, _, _, _ := sink.counts(); return d }, 2*time.Minute, time.Second).Should(BeNumerically(">=", generated))
+		delivered, dup, lost, diff := sink.counts()
+		s := snapshot(h, key)
+		gSlope, _ := workers.SlopePerMinute(gs)
+		fdSlope, _ := workers.SlopePerMinute(fds)
+		report := fmt.Sprintf("file soak %s: containers=20 rate=%d/s each maxSize=1Mi maxFiles=5 kubeletRotations=%d records=%d delivered=%d lost=%d duplicated=%d differing=%d gaps=%d "+
+			"goroutines=%d..%d slope=%.3f/min fds=%d..%d slope=%.3f/min maxOpenFiles=%d",
+			duration, rate, node.rotations(), generated, delivered, lost, dup, diff, s.Gaps,
+			int(gs[0].Value), int(gs[len(gs)-1].Value), gSlope, int(fds[0].Value), int(fds[len(fds)-1].Value), fdSlope, maxOpen)
+		fmt.Fprintln(os.Stdout, report)
+		AddReportEntry("file soak", report)
+		Expect(lost).To(BeZero())
+		Expect(dup).To(BeZero())
+		Expect(diff).To(BeZero())
+		Expect(s.Gaps).To(BeZero())
+		Expect(maxOpen).To(BeNumerically("<=", 20))
+		Expect(gSlope).To(BeNumerically("<=", 0.1))
+		Expect(fdSlope).To(BeNumerically("<=", 0.1))
 	})
 })

@@ -26,6 +26,10 @@ type T interface {
 	Cleanup(f func())
 }
 
+// HugeRecord is the size of Message's largest records: the engine's
+// default line cap, so that they arrive whole.
+const HugeRecord = 1 << 20
+
 // Chunk is the most of a message the runtime writes in one CRI line.
 const Chunk = 16 << 10
 
@@ -246,10 +250,13 @@ func (k *Kubelet) rotatedFiles() []string {
 }
 
 // Message is record n of a stream: mostly short, every 50th longer than
-// two chunks, with trailing whitespace and invalid UTF-8 now and then.
+// two chunks, every 10,000th exactly HugeRecord bytes, with trailing
+// whitespace and invalid UTF-8 now and then.
 func Message(stream string, n int) string {
 	base := fmt.Sprintf("%s seq=%d", stream, n)
 	switch {
+	case n%10000 == 9999:
+		return base + " " + strings.Repeat("H", HugeRecord-len(base)-1)
 	case n%50 == 49:
 		return base + " " + strings.Repeat("L", 2*Chunk+n%977) + " end"
 	case n%7 == 3:
