@@ -148,9 +148,13 @@ func flow(s capture.Snapshot, t Thresholds, now time.Time) Condition {
 	}
 	if h.GapsInWindow > 0 && s.LastGap != nil {
 		g := s.LastGap
+		size := ""
+		if g.Bytes > 0 {
+			size = ", " + Bytes(g.Bytes) + " of log"
+		}
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonLogsUnrecoverable,
-			fmt.Sprintf("%d times in the last %s a container's log no longer held the lines after its position when capture resumed, so they are lost; the latest: %s, between %s and %s (%s). The kubelet rotated them away, or the container restarted more than once.",
-				h.GapsInWindow, h.Covered.Round(time.Second), g.Container, stamp(g.From), stamp(g.To), g.To.Sub(g.From).Round(time.Millisecond))}
+			fmt.Sprintf("%d times in the last %s a container's log no longer held the lines after its position when capture resumed, so they are lost; the latest: %s, between %s and %s (%s%s). The kubelet rotated them away, or the container restarted more than once.",
+				h.GapsInWindow, h.Covered.Round(time.Second), g.Container, stamp(g.From), stamp(g.To), g.To.Sub(g.From).Round(time.Millisecond), size)}
 	}
 	for _, sk := range s.Sinks {
 		if !sk.LastMemoryShareLimited.IsZero() && now.Sub(sk.LastMemoryShareLimited) < memoryShareRecent {

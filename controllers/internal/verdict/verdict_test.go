@@ -78,6 +78,10 @@ func TestEvaluate(t *testing.T) {
 			s.Window.GapsInWindow = 2
 			s.LastGap = &capture.Gap{Container: "shop/web-1/app", From: now.Add(-3 * time.Minute), To: now.Add(-2 * time.Minute)}
 		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonLogsUnrecoverable, false, true, "shop/web-1/app, between 2026-11-27T07:57:00Z and 2026-11-27T07:58:00Z (1m0s)"},
+		{"a file the kubelet deleted before it was read", func(s *capture.Snapshot) {
+			s.Window.GapsInWindow = 1
+			s.LastGap = &capture.Gap{Container: "shop/web-1/app", From: now.Add(-3 * time.Minute), To: now.Add(-2 * time.Minute), Bytes: 10 << 20}
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonLogsUnrecoverable, false, true, "(1m0s, 10.0 MiB of log)"},
 		{"positions cannot be stored", func(s *capture.Snapshot) {
 			s.Positions = capture.PositionsStatus{Reason: capture.PositionsWriteFailed, Message: "Writing the positions of 10 containers failed: forbidden."}
 		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, true, "forbidden"},
