@@ -507,7 +507,7 @@ func (p *pipeline) drop(c *container, finished bool) {
 		p.finished[c.key] = true
 	}
 	// The count is a fact at once, not at the next resync (up to 30s later).
-	p.stats.selected.Store(int64(len(p.containers)))
+	p.countSelected()
 }
 
 // recordGap counts a stretch of log that was gone when the container's

@@ -80,6 +80,12 @@ func (p *pipeline) resync(ctx context.Context) {
 			c.cancel()
 		}
 	}
+	p.countSelected()
+}
+
+// countSelected publishes how many containers are selected, and how many
+// of them are read from files.
+func (p *pipeline) countSelected() {
 	p.stats.selected.Store(int64(len(p.containers)))
 	files := 0
 	for _, c := range p.containers {
