@@ -423,6 +423,46 @@ var _ = Describe("Reading the kubelet's files", func() {
 			deleted, lost, s.GapBytes, s.Gaps)
 	})
 
+	It("counts once the rest of an instance whose every file went, and goes on with the next instance", func() {
+		ns := newNamespace()
+		node := newFileNode(5)
+		pods := node.createFilePods(ns, 1, true)
+		sink := newGateSink()
+		h := fileHarness(node)
+		defer h.stop()
+		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
+		key := types.NamespacedName{Namespace: ns, Name: "gc"}
+		Expect(h.mgr.Apply(ctx, key, filePipeline(ns, key.Name, 1, 300*time.Millisecond))).To(Succeed())
+		node.write(ns, pods[0], 20)
+		Eventually(sink.Len, 20*time.Second).Should(Equal(20))
+		sink.shut()
+		// More than the pipeline's hand-off holds: the rest stays unread.
+		node.write(ns, pods[0], 3000)
+		time.Sleep(time.Second) // a few slices read and block
+		// The container restarts and the kubelet removes the old
+		// instance's log.
+		node.restart(ns, pods[0])
+		old, _ := filepath.Glob(filepath.Join(node.logs[ns+"/"+pods[0]].dir, "0.log*"))
+		Expect(old).NotTo(BeEmpty())
+		for _, f := range old {
+			Expect(os.Remove(f)).To(Succeed())
+		}
+		node.write(ns, pods[0], 10)
+		time.Sleep(time.Second) // slices meet the gone files while blocked
+		sink.release()
+		var lost int64
+		Eventually(func() []string {
+			var problems []string
+			problems, lost = node.check(sink.Records(), true)
+			if g := snapshot(h, key).GapBytes; g != lost {
+				problems = append(problems, fmt.Sprintf("a gap of %d bytes counted, %d bytes of records not delivered", g, lost))
+			}
+			return problems
+		}, 20*time.Second, 100*time.Millisecond).Should(BeEmpty())
+		Expect(lost).To(BeNumerically(">", 0))
+		Consistently(func() int64 { return snapshot(h, key).GapBytes }, 2*time.Second, 100*time.Millisecond).Should(Equal(lost), "counted once")
+	})
+
 	It("reads a restarted container's new log from its start, and a deleted pod's files to their end", func() {
 		ns := newNamespace()
 		node := newFileNode(5)

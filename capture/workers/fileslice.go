@@ -158,7 +158,10 @@ func (s *fileSlice) open() error {
 			s.lost(gap.Bytes)
 		}
 		if errors.Is(err, crifile.ErrNoLog) {
-			// Every file of the instance is gone: go on with the next one.
+			// Every file of the instance is gone, and counted: forget them,
+			// so that no later slice counts them again, and go on with the
+			// next instance.
+			pos.File, s.res.known = crifile.Position{}, []crifile.Known{}
 			return s.next()
 		}
 		if err != nil {
