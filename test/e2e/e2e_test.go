@@ -71,12 +71,20 @@ type instance struct {
 
 // received groups Loki's entries of the test namespace by container instance.
 func received() map[string]*instance {
-	out := map[string]*instance{}
+	var lines []string
 	for _, e := range loki.Entries() {
-		if e.Labels["namespace"] != ns {
-			continue
+		if e.Labels["namespace"] == ns {
+			lines = append(lines, e.Line)
 		}
-		f := strings.Fields(e.Line)
+	}
+	return instancesOf(lines)
+}
+
+// instancesOf groups the writers' lines by container instance.
+func instancesOf(lines []string) map[string]*instance {
+	out := map[string]*instance{}
+	for _, line := range lines {
+		f := strings.Fields(line)
 		if len(f) < 3 || !strings.HasPrefix(f[1], "inst=") {
 			continue
 		}
@@ -352,6 +360,7 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 
 	It("delivers every line once across kubelet rotations, a crash, a deleted pod and a restarted operator", func() {
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		files := startFileCapture()
 		Expect(k8sClient.Create(ctx, builders.Sink(ns, "loki").Loki(lokiURL).With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Batch.MaxWait = metav1.Duration{Duration: 200 * time.Millisecond}
 		}).Build())).To(Succeed())
@@ -413,8 +422,8 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		By("waiting for every writer still running to finish")
 		Eventually(podsDone(map[string]string{"writer": "rotating"}), 4*time.Minute, 2*time.Second).Should(Equal(2))
 		Eventually(podsDone(map[string]string{"writer": "crasher"}), 2*time.Minute, 2*time.Second).Should(Equal(1))
-		Eventually(func() []string { return accounting() }, 60*time.Second, 2*time.Second).Should(BeEmpty())
-		Consistently(func() []string { return accounting() }, 5*time.Second, time.Second).Should(BeEmpty())
+		Eventually(accounting, 60*time.Second, 2*time.Second).Should(BeEmpty())
+		Consistently(accounting, 5*time.Second, time.Second).Should(BeEmpty())
 
 		got := received()
 		crashed, deleted := 0, 0
@@ -433,6 +442,15 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		Expect(rotatedFiles()).To(BeNumerically(">=", 2), "the kubelet rotated the writers' logs")
 		w := workers()
 		GinkgoWriter.Printf("instances=%d rotations=%d lines=%d rotatedFiles=%d\n", len(got), w.Rotations, w.LinesTotal, rotatedFiles())
+
+		By("reading the same writers from the kubelet's files: every line once, none excused")
+		Eventually(func() []string { return problems(instancesOf(files.sink.all()), 1000, nil) }, 60*time.Second, 2*time.Second).
+			Should(BeEmpty())
+		fs := files.snapshot()
+		Expect(fs.Gaps).To(BeZero())
+		Expect(fs.MalformedLines).To(BeZero())
+		GinkgoWriter.Printf("from the kubelet's files: instances=%d lines=%d sliceRotations=%d gaps=%d, nothing excused\n",
+			len(instancesOf(files.sink.all())), fs.LinesTotal, fs.Rotations, fs.Gaps)
 	})
 
 	It("reports Ready and healthy workers and flow, and kubectl prints the columns", func() {
@@ -466,7 +484,7 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "scaled"}, d)).To(Succeed())
 		d.Spec.Replicas = ptr.To[int32](2)
 		Expect(k8sClient.Update(ctx, d)).To(Succeed())
-		Eventually(func() []string { return accounting() }, time.Minute, 2*time.Second).Should(BeEmpty())
+		Eventually(accounting, time.Minute, 2*time.Second).Should(BeEmpty())
 
 		Eventually(func() int32 { return workers().SelectedContainers }, 2*time.Minute, 2*time.Second).Should(Equal(int32(5)))
 		Eventually(func() int32 { return workers().Goroutines }, 2*time.Minute, 2*time.Second).
