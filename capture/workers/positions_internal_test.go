@@ -343,3 +343,21 @@ func gunzip(t *testing.T, b []byte) string {
 	}
 	return out.String()
 }
+
+// TestRenamedFileGoesFirst: a container whose slice ended inside a file the
+// kubelet renamed is scheduled before every other waiting one.
+func TestRenamedFileGoesFirst(t *testing.T) {
+	p := &pipeline{}
+	a, b, c := &container{name: "a"}, &container{name: "b"}, &container{name: "c"}
+	p.enqueue(a, time.Time{})
+	p.enqueue(b, time.Time{})
+	p.enqueue(c, time.Time{})
+	p.toFront(c)
+	if got := []string{p.ready[0].name, p.ready[1].name, p.ready[2].name}; got[0] != "c" || got[1] != "a" || got[2] != "b" {
+		t.Fatalf("ready %v, want [c a b]", got)
+	}
+	p.toFront(b) // not the one just enqueued: nothing moves
+	if p.ready[0] != c {
+		t.Fatalf("toFront moved a container that was not just enqueued")
+	}
+}
