@@ -356,7 +356,7 @@ func TestRenamedFileGoesFirst(t *testing.T) {
 	if got := []string{p.ready[0].name, p.ready[1].name, p.ready[2].name}; got[0] != "c" || got[1] != "a" || got[2] != "b" {
 		t.Fatalf("ready %v, want [c a b]", got)
 	}
-	p.toFront(b) // not the one just enqueued: nothing moves
+	p.toFront(a) // not the last one enqueued: nothing moves
 	if p.ready[0] != c {
 		t.Fatalf("toFront moved a container that was not just enqueued")
 	}
