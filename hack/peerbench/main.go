@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/log-capturer/log-capturer/capture/crifile"
@@ -149,6 +150,9 @@ func run(o options) error {
 	}
 	results := map[string]result{}
 	for _, side := range o.sides {
+		// What the side before wrote goes to disk now, not during this
+		// side (the kernel's writeback would count against it).
+		syscall.Sync()
 		var r result
 		switch side {
 		case sideFollow:
@@ -303,7 +307,6 @@ func measure(cmd *exec.Cmd, done func() (int64, error), want int64) (result, err
 		if stdin, err = cmd.StdinPipe(); err != nil {
 			return r, err //nolint:wrapcheck // the caller names the side
 		}
-		defer stdin.Close()
 	}
 	busy0, err := machineBusy()
 	if err != nil {
@@ -313,7 +316,22 @@ func measure(cmd *exec.Cmd, done func() (int64, error), want int64) (result, err
 	if err := cmd.Start(); err != nil {
 		return r, fmt.Errorf("starting it: %w", err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if stdin != nil {
+			// Our side cleans up (the File sink's output) once its stdin
+			// closes, and exits.
+			_ = stdin.Close()
+			select {
+			case err := <-exited:
+				exited <- err
+			case <-time.After(30 * time.Second):
+			}
+		}
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
 	if done == nil {
 		// Our side: it reads everything, checks it, prints its count, then
 		// waits for its stdin to close.
@@ -329,20 +347,32 @@ func measure(cmd *exec.Cmd, done func() (int64, error), want int64) (result, err
 		r.records, _ = strconv.ParseInt(f[1], 10, 64)
 	} else {
 		go func() { _, _ = io.Copy(io.Discard, out) }()
-		deadline := time.Now().Add(10 * time.Minute)
+		// It fails when a minute passes without progress (a metric that
+		// never appears, a stuck exporter).
+		var last int64
+		progress := time.Now()
 		for {
+			select {
+			case err := <-exited:
+				exited <- err // for the deferred wait
+				return r, fmt.Errorf("it exited before it delivered every record: %w", err)
+			default:
+			}
 			n, err := done()
 			if err == nil && n >= want {
 				r.wall, r.records = time.Since(start), n
 				break
 			}
-			if time.Now().After(deadline) {
+			if n != last {
+				last, progress = n, time.Now()
+			}
+			if time.Since(progress) > time.Minute {
 				if err == nil {
 					err = errors.New("it stopped short")
 				}
-				return r, fmt.Errorf("it delivered %d of %d records in 10 minutes: %w", n, want, err)
+				return r, fmt.Errorf("it delivered %d of %d records, none for a minute: %w", n, want, err)
 			}
-			time.Sleep(250 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	cpu, rss, err := procStats(cmd.Process.Pid)
@@ -418,8 +448,10 @@ func runCollector(state, otelcol, config, corpus, metric string, want int64) (re
 	_ = os.RemoveAll(run)
 	_ = os.RemoveAll(out)
 	defer os.RemoveAll(out) // the file exporter's output: as large as the corpus
-	if err := os.MkdirAll(filepath.Join(run, "otel-storage"), 0o755); err != nil {
-		return result{}, fmt.Errorf("creating %s: %w", run, err)
+	for _, d := range []string{filepath.Join(run, "otel-storage"), out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return result{}, fmt.Errorf("creating %s: %w", d, err)
+		}
 	}
 	tmpl, err := os.ReadFile(config)
 	if err != nil {
