@@ -92,10 +92,19 @@ $(PEERBENCH_DIR)/pods/manifest.json:
 	mkdir -p $(PEERBENCH_DIR)
 	cd hack/peerbench/gen && go run . -mode pods -out $(PEERBENCH_DIR)/pods -files 50 -size 20MiB
 
+# Where bench-peer builds peerbench and the collector keeps its state and
+# writes its file exporter's output (removed after each run); the corpus
+# stays read-only. PEERBENCH_FLAGS may pick sides, e.g.
+# PEERBENCH_FLAGS=-sides=engine-null,otelcol-null.
+PEERBENCH_STATE := $(LOCALBIN)/peerbench-state
+PEERBENCH_FLAGS ?=
+
 .PHONY: bench-peer
-bench-peer: $(OTELCOL_PEER) $(PEERBENCH_DIR)/pods/manifest.json ## Read one CRI corpus with the CRI file follower and with the OpenTelemetry Collector, side by side, and print the ratios.
-	go build -o $(PEERBENCH_DIR)/peerbench ./hack/peerbench
-	$(PEERBENCH_DIR)/peerbench -work $(PEERBENCH_DIR) -otelcol $(OTELCOL_PEER) -config hack/peerbench/otelcol-null.yaml
+bench-peer: $(OTELCOL_PEER) $(PEERBENCH_DIR)/pods/manifest.json ## Read one CRI corpus with the CRI file follower, the capture engine (to a null sink, a File sink, a Loki receiver) and the OpenTelemetry Collector (to nop, to file), side by side; print the ratios and issue 14's goals.
+	mkdir -p $(PEERBENCH_STATE)
+	go build -o $(PEERBENCH_STATE)/peerbench ./hack/peerbench
+	$(PEERBENCH_STATE)/peerbench -work $(PEERBENCH_DIR) -state $(PEERBENCH_STATE) -otelcol $(OTELCOL_PEER) \
+		-config-null hack/peerbench/otelcol-null.yaml -config-file hack/peerbench/otelcol-file.yaml $(PEERBENCH_FLAGS)
 
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint with the repository's configuration.
