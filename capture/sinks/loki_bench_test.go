@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/log-capturer/log-capturer/capture"
 )
@@ -36,7 +36,7 @@ func BenchmarkLokiEncode(b *testing.B) {
 				for n := 0; n < b.N; n += batchLen {
 					body := enc.encodeProto(batch)
 					if withSnappy {
-						out = snappy.Encode(out[:cap(out)], body)
+						out = s2.EncodeSnappy(out[:cap(out)], body)
 					}
 				}
 			})

@@ -191,7 +191,7 @@ func printTable(m manifest, sides []string, results map[string]result) {
 	}
 	fmt.Println(`("others": CPU-seconds the rest of the machine used during the side. Our sides are checked byte-exact against the manifest; the collector trims trailing whitespace.)`)
 	if r, ran := results[sideEngineLoki]; ran && r.err == nil {
-		fmt.Println("(engine → Loki receiver: its CPU and RSS include the in-process receiver, which decodes every push and keeps every entry.)")
+		fmt.Println("(engine → Loki receiver: its CPU and RSS include the in-process receiver, which decodes and checks every push and counts its entries per namespace.)")
 	}
 }
 
