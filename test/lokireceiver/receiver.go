@@ -27,6 +27,8 @@ type Entry struct {
 	Line     string
 	Metadata map[string]string
 	Tenant   string
+	// size is the line's length when a summarizing receiver did not keep it.
+	size int
 }
 
 // Fault is what the next requests get instead of a 204.
@@ -71,6 +73,13 @@ func (r *Receiver) Summarize(label string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.tallyBy, r.tally = label, map[string]Tally{}
+}
+
+// keeps tells whether entries are kept (not only counted).
+func (r *Receiver) keeps() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tallyBy == ""
 }
 
 // Summary returns the tallies of a summarizing receiver.
@@ -216,7 +225,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			body, err = s2.Decode(nil, body) // decodes snappy too
 		}
 		if err == nil {
-			entries, err = decodeProto(body)
+			entries, err = decodeProto(body, r.keeps())
 		}
 	}
 	tenant := req.Header.Get("X-Scope-OrgID")
@@ -231,7 +240,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		for _, e := range entries {
 			t := r.tally[e.Labels[r.tallyBy]]
 			t.Entries++
-			t.Bytes += int64(len(e.Line))
+			t.Bytes += int64(len(e.Line) + e.size)
 			r.tally[e.Labels[r.tallyBy]] = t
 		}
 		r.count += len(entries)
@@ -303,7 +312,9 @@ func ParseLabels(s string) (map[string]string, error) {
 	return out, nil
 }
 
-func decodeProto(b []byte) ([]Entry, error) {
+// decodeProto decodes a PushRequest; without keep, the entries' lines and
+// metadata are checked but not copied (a summarizing receiver).
+func decodeProto(b []byte, keep bool) ([]Entry, error) {
 	var out []Entry
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -319,7 +330,7 @@ func decodeProto(b []byte) ([]Entry, error) {
 			return nil, protowire.ParseError(n)
 		}
 		b = b[n:]
-		es, err := decodeStream(stream)
+		es, err := decodeStream(stream, keep)
 		if err != nil {
 			return nil, err
 		}
@@ -328,7 +339,7 @@ func decodeProto(b []byte) ([]Entry, error) {
 	return out, nil
 }
 
-func decodeStream(b []byte) ([]Entry, error) {
+func decodeStream(b []byte, keep bool) ([]Entry, error) {
 	var (
 		labels  map[string]string
 		entries []Entry
@@ -360,7 +371,7 @@ func decodeStream(b []byte) ([]Entry, error) {
 			}
 			labels = l
 		case 2:
-			e, err := decodeEntry(v)
+			e, err := decodeEntry(v, keep)
 			if err != nil {
 				return nil, err
 			}
@@ -379,7 +390,7 @@ func decodeStream(b []byte) ([]Entry, error) {
 	return entries, nil
 }
 
-func decodeEntry(b []byte) (Entry, error) {
+func decodeEntry(b []byte, keep bool) (Entry, error) {
 	var e Entry
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -400,11 +411,18 @@ func decodeEntry(b []byte) (Entry, error) {
 			}
 			e.Time = ts
 		case 2:
+			if !keep {
+				e.size = len(v)
+				continue
+			}
 			e.Line = string(v)
 		case 3:
 			name, value, err := decodePair(v)
 			if err != nil {
 				return e, err
+			}
+			if !keep {
+				continue
 			}
 			if e.Metadata == nil {
 				e.Metadata = map[string]string{}
