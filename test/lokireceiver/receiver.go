@@ -5,6 +5,7 @@
 package lokireceiver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -211,18 +212,30 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, f.Body, f.Status)
 		return
 	}
-	body, err := io.ReadAll(req.Body)
+	bufs := bodyPool.Get().(*[2][]byte)
+	defer bodyPool.Put(bufs)
+	raw := bytes.NewBuffer(bufs[0][:0])
+	if req.ContentLength > 0 && req.ContentLength < 64<<20 {
+		raw.Grow(int(req.ContentLength))
+	}
+	_, err := raw.ReadFrom(req.Body)
+	bufs[0] = raw.Bytes()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	body := bufs[0]
 	var entries []Entry
 	switch req.Header.Get("Content-Type") {
 	case "application/json":
 		entries, err = decodeJSON(body)
 	default:
 		if req.Header.Get("Content-Encoding") == "snappy" || req.Header.Get("Content-Encoding") == "" {
-			body, err = s2.Decode(nil, body) // decodes snappy too
+			if n, derr := s2.DecodedLen(body); derr == nil && n > cap(bufs[1]) && n < 256<<20 {
+				bufs[1] = make([]byte, n)
+			}
+			body, err = s2.Decode(bufs[1][:cap(bufs[1])], body) // decodes snappy too
+			bufs[1] = body
 		}
 		if err == nil {
 			entries, err = decodeProto(body, r.keeps())
@@ -261,6 +274,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// bodyPool reuses the buffers of a push's body, compressed and not: every
+// decoded string is a copy, so nothing refers to them after the decode.
+var bodyPool = sync.Pool{New: func() any { return new([2][]byte) }}
 
 var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
