@@ -275,7 +275,7 @@ func engine(args []string) error {
 func (e *engineSide) sinks(out string) (capture.SinkFactory, capture.SinkConfig, func(), error) {
 	nothing := func() {}
 	queued := capture.SinkConfig{Name: e.sink, BatchMaxBytes: 1 << 20, BatchMaxWait: 100 * time.Millisecond,
-		BufferMaxBytes: 64 << 20, WhenFull: sinks.Block, MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
+		BufferMaxBytes: 8 << 20, WhenFull: sinks.Block, MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}
 	switch e.sink {
 	case "null":
 		f := func(pipeline string, _ capture.SinkConfig) (capture.Sink, error) {
