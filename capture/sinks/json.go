@@ -56,7 +56,8 @@ func appendJSONString(b []byte, s string) []byte {
 
 // appendRecordJSON appends the JSON object File, HTTP and Stdout sinks
 // write per record, and a newline:
-// {"ts","namespace","pod","container","node","line","labels"}.
+// {"ts","namespace","pod","container","node","stream","line","labels"};
+// stream only when the source knows it (the kubelet's files).
 func appendRecordJSON(b []byte, r *capture.Record) []byte {
 	b = append(b, `{"ts":"`...)
 	b = r.Time.UTC().AppendFormat(b, time.RFC3339Nano)
@@ -68,6 +69,10 @@ func appendRecordJSON(b []byte, r *capture.Record) []byte {
 	b = appendJSONString(b, r.Container)
 	b = append(b, `,"node":`...)
 	b = appendJSONString(b, r.Node)
+	if r.Stream != "" {
+		b = append(b, `,"stream":`...)
+		b = appendJSONString(b, r.Stream)
+	}
 	b = append(b, `,"line":`...)
 	b = appendJSONString(b, r.Line)
 	if len(r.Labels) > 0 {

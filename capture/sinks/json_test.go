@@ -44,3 +44,14 @@ func trunc(s string) string {
 	}
 	return s
 }
+
+// TestRecordJSONCarriesTheStreamWhenKnown: records from the kubelet's
+// files say stdout or stderr; records from the API have no stream field.
+func TestRecordJSONCarriesTheStreamWhenKnown(t *testing.T) {
+	for _, tc := range []struct{ stream, want string }{{"stderr", `"node":"n","stream":"stderr","line":"x"`}, {"", `"node":"n","line":"x"`}} {
+		b := string(appendRecordJSON(nil, &capture.Record{Line: "x", Node: "n", Stream: tc.stream}))
+		if !strings.Contains(b, tc.want) {
+			t.Errorf("stream %q: %s, want it to contain %s", tc.stream, b, tc.want)
+		}
+	}
+}
