@@ -60,6 +60,7 @@ const (
 	SinkFile   SinkKind = "File"
 	SinkHTTP   SinkKind = "HTTP"
 	SinkStdout SinkKind = "Stdout"
+	SinkOTLP   SinkKind = "OTLP"
 )
 
 // SinkConfig is one resolved sink of a pipeline.
@@ -78,6 +79,7 @@ type SinkConfig struct {
 	File   *FileConfig   `json:"file,omitempty"`
 	HTTP   *HTTPConfig   `json:"http,omitempty"`
 	Stdout *StdoutConfig `json:"stdout,omitempty"`
+	OTLP   *OTLPConfig   `json:"otlp,omitempty"`
 
 	// BatchMaxBytes and BatchMaxWait bound a batch.
 	BatchMaxBytes int64         `json:"batchMaxBytes"`
@@ -156,6 +158,23 @@ type HTTPConfig struct {
 	Gzip        bool              `json:"gzip,omitempty"`
 	Credentials Credentials       `json:"credentials"`
 	TLS         *TLSConfig        `json:"tls,omitempty"`
+}
+
+// OTLPConfig configures an OTLP sink. Header values are resolved.
+type OTLPConfig struct {
+	// URL is the base URL: HTTP posts to URL + "/v1/logs"; gRPC dials its
+	// host and port, with TLS when the scheme is https.
+	URL string `json:"url"`
+	// GRPC selects OTLP/gRPC instead of OTLP/HTTP with protobuf.
+	GRPC bool `json:"grpc,omitempty"`
+	Gzip bool `json:"gzip,omitempty"`
+	// Headers are HTTP headers, or gRPC metadata.
+	Headers map[string]string `json:"headers,omitempty"`
+	// ResourceAttributes are added to every resource, beside the ones
+	// the sink sets from the pod.
+	ResourceAttributes map[string]string `json:"resourceAttributes,omitempty"`
+	Credentials        Credentials       `json:"credentials"`
+	TLS                *TLSConfig        `json:"tls,omitempty"`
 }
 
 // StdoutConfig configures a Stdout sink.

@@ -133,7 +133,8 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 		return cfg, stallRechecked(logsv1alpha1.ReasonOutsideOperatorLimits, "%s", msg)
 	}
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
-		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
+		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify) ||
+		(spec.OTLP != nil && spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
 		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
 			"SinkTarget %q: tls.insecureSkipVerify would send its credentials to whoever answers, which the operator's admin does not allow (--allow-insecure-skip-verify); give the server's CA in tls.ca instead.", st.Name)
 	}
@@ -158,6 +159,9 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	case logsv1alpha1.SinkTypeHTTP:
 		cfg.Kind = capture.SinkHTTP
 		cfg.HTTP, err = resolveHTTP(ctx, secrets, st.Name, spec.HTTP)
+	case logsv1alpha1.SinkTypeOTLP:
+		cfg.Kind = capture.SinkOTLP
+		cfg.OTLP, err = resolveOTLP(ctx, secrets, st.Name, spec.OTLP)
 	case logsv1alpha1.SinkTypeStdout:
 		cfg.Kind = capture.SinkStdout
 		cfg.Stdout = &capture.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
@@ -166,7 +170,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 				"SinkTarget %q: stdout.format Raw would write the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log, which the operator's admin does not allow (--allow-raw-stdout); use format JSON, which escapes every line.", st.Name)
 		}
 	default:
-		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http or stdout.", st.Name)
+		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout or otlp.", st.Name)
 	}
 	return cfg, err
 }
@@ -200,30 +204,60 @@ func resolveHTTP(ctx context.Context, secrets *secretReader, sink string, h *log
 		URL:  string(h.URL),
 		Gzip: h.Compression != logsv1alpha1.HTTPCompressionNone,
 	}
-	for i, hd := range h.Headers {
-		if out.Headers == nil {
-			out.Headers = map[string]string{}
-		}
-		if hd.Value != nil {
-			out.Headers[hd.Name] = *hd.Value
-			continue
-		}
-		field := fmt.Sprintf("spec.http.headers[%d].valueFrom", i)
-		v, err := secrets.value(ctx, hd.ValueFrom, sink, field)
-		if err != nil {
-			return nil, err
-		}
-		if err := headerSafe(v, sink, field, hd.ValueFrom.Name); err != nil {
-			return nil, err
-		}
-		out.Headers[hd.Name] = string(v)
-	}
 	var err error
+	if out.Headers, err = resolveHeaders(ctx, secrets, sink, "spec.http.headers", h.Headers); err != nil {
+		return nil, err
+	}
 	if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.http.auth", h.Auth); err != nil {
 		return nil, err
 	}
 	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.http.tls", h.TLS); err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+func resolveOTLP(ctx context.Context, secrets *secretReader, sink string, o *logsv1alpha1.OTLPSink) (*capture.OTLPConfig, error) {
+	out := &capture.OTLPConfig{
+		URL:                string(o.URL),
+		GRPC:               o.Protocol == logsv1alpha1.OTLPProtocolGRPC,
+		Gzip:               o.Compression != logsv1alpha1.HTTPCompressionNone,
+		ResourceAttributes: o.ResourceAttributes,
+	}
+	var err error
+	if out.Headers, err = resolveHeaders(ctx, secrets, sink, "spec.otlp.headers", o.Headers); err != nil {
+		return nil, err
+	}
+	if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.otlp.auth", o.Auth); err != nil {
+		return nil, err
+	}
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.otlp.tls", o.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// resolveHeaders resolves the literal and Secret values of a sink's
+// headers; field is the headers' spec path, for messages.
+func resolveHeaders(ctx context.Context, secrets *secretReader, sink, field string, hs []logsv1alpha1.HTTPHeader) (map[string]string, error) {
+	var out map[string]string
+	for i, hd := range hs {
+		if out == nil {
+			out = map[string]string{}
+		}
+		if hd.Value != nil {
+			out[hd.Name] = *hd.Value
+			continue
+		}
+		f := fmt.Sprintf("%s[%d].valueFrom", field, i)
+		v, err := secrets.value(ctx, hd.ValueFrom, sink, f)
+		if err != nil {
+			return nil, err
+		}
+		if err := headerSafe(v, sink, f, hd.ValueFrom.Name); err != nil {
+			return nil, err
+		}
+		out[hd.Name] = string(v)
 	}
 	return out, nil
 }
@@ -333,6 +367,13 @@ func secretRefs(st *logsv1alpha1.SinkTarget) []secretRef {
 		addTLS("spec.http.tls", h.TLS)
 		for i, hd := range h.Headers {
 			add(fmt.Sprintf("spec.http.headers[%d].valueFrom", i), hd.ValueFrom)
+		}
+	}
+	if o := st.Spec.OTLP; o != nil {
+		addAuth("spec.otlp.auth", o.Auth)
+		addTLS("spec.otlp.tls", o.TLS)
+		for i, hd := range o.Headers {
+			add(fmt.Sprintf("spec.otlp.headers[%d].valueFrom", i), hd.ValueFrom)
 		}
 	}
 	return out

@@ -23,6 +23,8 @@ const (
 	SinkTypeHTTP SinkType = "HTTP"
 	// SinkTypeStdout writes to the operator's standard output.
 	SinkTypeStdout SinkType = "Stdout"
+	// SinkTypeOTLP exports to an OpenTelemetry (OTLP) logs endpoint.
+	SinkTypeOTLP SinkType = "OTLP"
 )
 
 // WhenFull is what a sink does when its buffer is full.
@@ -75,9 +77,20 @@ const (
 	HTTPCompressionGzip HTTPCompression = "Gzip"
 )
 
+// OTLPProtocol is the transport of an OTLP sink.
+// +kubebuilder:validation:Enum=HTTPProtobuf;GRPC
+type OTLPProtocol string
+
+const (
+	// OTLPProtocolHTTPProtobuf POSTs protobuf to <url>/v1/logs (OTLP/HTTP).
+	OTLPProtocolHTTPProtobuf OTLPProtocol = "HTTPProtobuf"
+	// OTLPProtocolGRPC calls the LogsService over gRPC (OTLP/gRPC).
+	OTLPProtocolGRPC OTLPProtocol = "GRPC"
+)
+
 // SinkTargetSpec configures one destination for log lines. Exactly one of
-// loki, file, http and stdout is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout)].filter(x, x).size() == 1",message="exactly one of loki, file, http or stdout must be set"
+// loki, file, http, stdout and otlp is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout or otlp must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.batch.maxBytes) || !has(self.buffer) || !has(self.buffer.maxBytes) || quantity(string(self.batch.maxBytes)).compareTo(quantity(string(self.buffer.maxBytes))) <= 0",message="batch.maxBytes must not exceed buffer.maxBytes"
 type SinkTargetSpec struct {
 	// Loki pushes to a Loki-compatible endpoint.
@@ -92,6 +105,10 @@ type SinkTargetSpec struct {
 	// Stdout writes to the operator's standard output, for debugging.
 	// +optional
 	Stdout *StdoutSink `json:"stdout,omitempty"`
+	// OTLP exports to an OpenTelemetry Protocol logs endpoint (a Collector
+	// or any OTLP backend), over HTTP/protobuf or gRPC.
+	// +optional
+	OTLP *OTLPSink `json:"otlp,omitempty"`
 
 	// Batch controls how lines are grouped into one send.
 	// +optional
@@ -244,6 +261,53 @@ type HTTPHeader struct {
 	ValueFrom *SecretKeySelector `json:"valueFrom,omitempty"`
 }
 
+// OTLPSink exports records as OpenTelemetry log records: the line is the
+// body, the container runtime's timestamp the time, and the pod's
+// Kubernetes metadata the resource attributes of the semantic conventions
+// (k8s.namespace.name, k8s.pod.name, k8s.container.name, k8s.node.name,
+// k8s.pod.label.<key>).
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.url).getScheme() == 'https'",message="tls needs an https URL: over http the credentials would go in clear"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'GRPC' || (size(url(self.url).getEscapedPath()) <= 1 && !self.url.contains('?'))",message="a GRPC url is only scheme, host and port (https://otel-collector:4317): gRPC has no path or query"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'GRPC' || !has(self.headers) || self.headers.all(h, h.name.matches('^[A-Za-z0-9_.-]+$') && !h.name.lowerAscii().startsWith('grpc-') && !h.name.lowerAscii().endsWith('-bin') && !(h.name.lowerAscii() in ['te', 'user-agent']))",message="GRPC headers (metadata) must be letters, digits, '_', '.' or '-', and not grpc-*, *-bin, te or user-agent, which gRPC reserves"
+type OTLPSink struct {
+	// URL is the endpoint's base URL. HTTPProtobuf posts to <url>/v1/logs
+	// (http://otel-collector.monitoring:4318); GRPC takes scheme, host and
+	// port only (http://otel-collector.monitoring:4317), where https means TLS.
+	// +kubebuilder:validation:XValidation:rule="!self.matches('/v1/logs/?$')",message="url is the base URL: the sink appends /v1/logs itself"
+	URL URL `json:"url"`
+	// Protocol is HTTPProtobuf (OTLP/HTTP with binary protobuf) or GRPC.
+	// +optional
+	// +kubebuilder:default=HTTPProtobuf
+	Protocol OTLPProtocol `json:"protocol,omitempty"`
+	// Compression of each export request.
+	// +optional
+	// +kubebuilder:default=Gzip
+	Compression HTTPCompression `json:"compression,omitempty"`
+	// Headers are added to every request (gRPC metadata under GRPC).
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	Headers []HTTPHeader `json:"headers,omitempty"`
+	// ResourceAttributes are added to every record's resource, for example
+	// k8s.cluster.name or service.namespace; at most 32, with string values.
+	// The operator sets k8s.namespace.name, k8s.pod.name,
+	// k8s.container.name, k8s.node.name and k8s.pod.label.* from the pod.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) > 0 && size(k) <= 255 && k.matches('^[A-Za-z0-9_.-]+$'))",message="resource attribute names must be 1 to 255 letters, digits, '_', '.' or '-'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['k8s.namespace.name', 'k8s.pod.name', 'k8s.container.name', 'k8s.node.name']) && !k.startsWith('k8s.pod.label.'))",message="resource attributes must not set k8s.namespace.name, k8s.pod.name, k8s.container.name, k8s.node.name or k8s.pod.label.*: the operator sets them from the pod"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 4096)",message="resource attribute values must be at most 4096 bytes"
+	ResourceAttributes map[string]string `json:"resourceAttributes,omitempty"`
+	// Auth authenticates to the endpoint (the Authorization header or
+	// gRPC metadata).
+	// +optional
+	Auth *AuthSpec `json:"auth,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
 // StdoutSink writes records to the operator's standard output.
 type StdoutSink struct {
 	// Format of each written line.
@@ -348,7 +412,7 @@ type SinkTargetStatus struct {
 	// ObservedGeneration is the generation the status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Type is the kind of sink: Loki, File, HTTP or Stdout.
+	// Type is the kind of sink: Loki, File, HTTP, Stdout or OTLP.
 	// +optional
 	Type SinkType `json:"type,omitempty"`
 	// Policy is the CapturePolicy that applies to the SinkTarget's namespace;
@@ -405,6 +469,8 @@ func (s *SinkTargetSpec) Type() SinkType {
 		return SinkTypeHTTP
 	case s.Stdout != nil:
 		return SinkTypeStdout
+	case s.OTLP != nil:
+		return SinkTypeOTLP
 	}
 	return ""
 }

@@ -1,5 +1,5 @@
-// Package sinks delivers log records to Loki, files, HTTP endpoints and
-// standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
+// Package sinks delivers log records to Loki, files, HTTP endpoints,
+// OpenTelemetry (OTLP) endpoints and standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
 // batcher and one sender goroutine with retries, so a slow or dead
 // destination only ever affects its own queue.
 package sinks
@@ -26,8 +26,8 @@ type Options struct {
 	// keep on disk (maxSize × (maxFiles + 1) of each file), per namespace
 	// and over all namespaces; zero is unlimited.
 	FileQuotaPerNamespace, FileQuotaTotal int64
-	// RequestTimeout bounds one HTTP send, so that a hanging server is
-	// retried; 30s when zero.
+	// RequestTimeout bounds one HTTP or gRPC send, so that a hanging server
+	// is retried; 30s when zero.
 	RequestTimeout time.Duration
 	// AllowLoopbackEgress lets sinks and probes connect to loopback
 	// addresses; link-local, metadata, unspecified and multicast addresses
@@ -75,6 +75,12 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 		d, err = newLokiDeliverer(c.Loki, f.opts.RequestTimeout, eg, func(n int) { s.c.truncated.Add(int64(n)) })
 	case capture.SinkHTTP:
 		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout, eg)
+	case capture.SinkOTLP:
+		if c.OTLP.GRPC {
+			d, err = newOTLPGRPCDeliverer(c.OTLP, f.opts.RequestTimeout, eg)
+		} else {
+			d, err = newOTLPHTTPDeliverer(c.OTLP, f.opts.RequestTimeout, eg)
+		}
 	case capture.SinkFile:
 		d, err = f.files.open(namespaceOf(pipeline), c.File)
 	case capture.SinkStdout:
@@ -138,8 +144,9 @@ func (d *writerDeliverer) deliver(_ context.Context, batch []*capture.Record) er
 func (d *writerDeliverer) close(context.Context) error { return nil }
 
 // Probe checks cheaply that a sink's destination can take records: Loki's
-// /ready answers 2xx, a File sink's path resolves under the root. HTTP and
-// Stdout sinks have no probe and always pass.
+// /ready answers 2xx, a File sink's path resolves under the root. HTTP,
+// OTLP (whose protocol has no readiness call) and Stdout sinks have no
+// probe and always pass.
 func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 	switch c.Kind {
 	case capture.SinkLoki:

@@ -16,8 +16,9 @@ import (
 )
 
 // deliverer sends one batch to a destination. It returns nil on success, a
-// *sendError for a failure the destination reported, or any other error
-// (network) that is retried.
+// *sendError for a failure the destination reported, a *partialError when
+// the destination stored the batch but refused some of its records for
+// good, or any other error (network) that is retried.
 type deliverer interface {
 	deliver(ctx context.Context, batch []*capture.Record) error
 	close(ctx context.Context) error
@@ -25,14 +26,35 @@ type deliverer interface {
 
 // sendError is a failure the destination answered with.
 type sendError struct {
-	status     int
+	status int
+	// code names the answer where it is not an HTTP status (a gRPC status
+	// code); status is 0 then.
+	code       string
 	retryable  bool
 	retryAfter time.Duration
 	message    string
 }
 
 func (e *sendError) Error() string {
+	if e.code != "" {
+		return fmt.Sprintf("destination answered %s: %s", e.code, e.message)
+	}
 	return fmt.Sprintf("destination answered %d: %s", e.status, e.message)
+}
+
+// partialError is a send the destination answered with success for all
+// but rejected records of the batch, which it refused for good without
+// saying which (OTLP's partial success). The batch is done with: it is
+// acknowledged, the rejected records are counted as dropped (rejected) and
+// the others as sent. It is not retried: the destination has what it
+// accepted, and sending the batch again would duplicate that.
+type partialError struct {
+	rejected int
+	message  string
+}
+
+func (e *partialError) Error() string {
+	return fmt.Sprintf("destination rejected %d records: %s", e.rejected, e.message)
 }
 
 // queuedSink is the Sink of one (pipeline, SinkTarget): a bounded byte
@@ -116,12 +138,26 @@ func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
 		start := time.Now()
 		err := s.d.deliver(ctx, batch)
 		s.duration.Observe(time.Since(start).Seconds())
-		if err == nil {
-			s.succeeded(batch)
+		var pe *partialError
+		if err == nil || errors.As(err, &pe) {
+			rejected := 0
+			if pe != nil {
+				rejected = min(max(pe.rejected, 0), len(batch))
+			}
+			s.succeeded(batch, rejected)
 			capture.AckAll(batch)
 			if uncertain > 0 {
 				// Attempts whose outcome was unknown may have been stored too.
 				s.c.possibleDuplicates.Add(int64(uncertain * len(batch)))
+			}
+			if rejected > 0 {
+				s.drop(rejected, dropRejected)
+				msg := fmt.Sprintf("%s rejected %d of a batch of %d lines for pipeline %s: %s",
+					s.cfg.Name, rejected, len(batch), s.pipeline, remoteMessage([]byte(pe.message)))
+				s.rejected(msg)
+				if s.onReject != nil {
+					s.onReject(msg)
+				}
 			}
 			return
 		}
@@ -186,12 +222,18 @@ func jitter(d time.Duration) time.Duration {
 	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
 }
 
-func (s *queuedSink) succeeded(batch []*capture.Record) {
+// succeeded counts a delivered batch of which the destination refused
+// rejected records without saying which: their share of the batch's bytes
+// is not counted as sent.
+func (s *queuedSink) succeeded(batch []*capture.Record, rejected int) {
 	var bytes int64
 	for _, r := range batch {
 		bytes += int64(len(r.Line))
 	}
-	s.c.sentLines.Add(int64(len(batch)))
+	if rejected > 0 {
+		bytes -= bytes * int64(rejected) / int64(len(batch))
+	}
+	s.c.sentLines.Add(int64(len(batch) - rejected))
 	s.c.sentBytes.Add(bytes)
 	s.c.lastSuccessNanos.Store(time.Now().UnixNano())
 	s.mu.Lock()

@@ -67,13 +67,19 @@ func (b *SinkBuilder) HTTP(url string) *SinkBuilder {
 	return b
 }
 
+// OTLP makes it an OTLP sink (HTTP/protobuf unless changed).
+func (b *SinkBuilder) OTLP(url string) *SinkBuilder {
+	b.obj.Spec.OTLP = &logsv1alpha1.OTLPSink{URL: logsv1alpha1.URL(url)}
+	return b
+}
+
 // Stdout makes it a Stdout sink.
 func (b *SinkBuilder) Stdout() *SinkBuilder {
 	b.obj.Spec.Stdout = &logsv1alpha1.StdoutSink{}
 	return b
 }
 
-// WithBearerToken authenticates a Loki or HTTP sink with a token from a Secret.
+// WithBearerToken authenticates a Loki, HTTP or OTLP sink with a token from a Secret.
 func (b *SinkBuilder) WithBearerToken(secret, key string) *SinkBuilder {
 	auth := &logsv1alpha1.AuthSpec{BearerToken: &logsv1alpha1.SecretKeySelector{Name: secret, Key: key}}
 	if b.obj.Spec.Loki != nil {
@@ -81,6 +87,9 @@ func (b *SinkBuilder) WithBearerToken(secret, key string) *SinkBuilder {
 	}
 	if b.obj.Spec.HTTP != nil {
 		b.obj.Spec.HTTP.Auth = auth
+	}
+	if b.obj.Spec.OTLP != nil {
+		b.obj.Spec.OTLP.Auth = auth
 	}
 	return b
 }

@@ -72,6 +72,7 @@ func TestOperatorBinaryLinksNoTestDoubles(t *testing.T) {
 		"sigs.k8s.io/controller-runtime/pkg/envtest",
 		module + "/test/kubeletsim",
 		module + "/test/lokireceiver",
+		module + "/test/otlpreceiver",
 		module + "/internal/demo",
 	} {
 		if deps[banned] {
@@ -126,7 +127,7 @@ func TestLayers(t *testing.T) {
 		if strings.HasPrefix(p.ImportPath, module+"/test/") || path.Base(p.ImportPath) == "demo" {
 			continue
 		}
-		for _, double := range []string{"/test/kubeletsim", "/test/lokireceiver"} {
+		for _, double := range []string{"/test/kubeletsim", "/test/lokireceiver", "/test/otlpreceiver"} {
 			if hit := ours(module + double); len(hit) > 0 && p.ImportPath != module+"/internal/demo" {
 				t.Errorf("%s imports the test double %v", p.ImportPath, hit)
 			}

@@ -80,8 +80,22 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("health window under a minute", pipelineHead+"  sinks: [a]\n  health: {window: 10s}\n", "health.window must be between 1m and 24h"),
 		Entry("goroutine threshold of zero", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 0}\n", "should be greater than or equal to 1"),
 		Entry("float in the API", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 1.5}\n", "spec.health.maxGoroutineGrowthPerMinute"),
-		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http or stdout must be set"),
-		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http or stdout must be set"),
+		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http, stdout or otlp must be set"),
+		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http, stdout or otlp must be set"),
+		Entry("sink with otlp and http", sinkHead+"  otlp: {url: 'https://otel.example'}\n  http: {url: 'https://x.example'}\n", "exactly one of loki, file, http, stdout or otlp must be set"),
+		Entry("tls on an http OTLP URL", sinkHead+"  otlp: {url: 'http://otel.example:4318', tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
+		Entry("OTLP URL naming /v1/logs", sinkHead+"  otlp: {url: 'https://otel.example:4318/v1/logs'}\n", "url is the base URL: the sink appends /v1/logs itself"),
+		Entry("OTLP gRPC URL with a path", sinkHead+"  otlp: {url: 'https://otel.example:4317/otlp', protocol: GRPC}\n", "a GRPC url is only scheme, host and port"),
+		Entry("OTLP gRPC URL with a query", sinkHead+"  otlp: {url: 'https://otel.example:4317?x=1', protocol: GRPC}\n", "a GRPC url is only scheme, host and port"),
+		Entry("unknown OTLP protocol", sinkHead+"  otlp: {url: 'https://otel.example', protocol: Thrift}\n", `Unsupported value: "Thrift"`),
+		Entry("OTLP gRPC header gRPC reserves", sinkHead+"  otlp:\n    url: https://otel.example:4317\n    protocol: GRPC\n    headers: [{name: grpc-timeout, value: 1S}]\n", "GRPC headers (metadata) must be letters, digits"),
+		Entry("OTLP gRPC header with a character metadata refuses", sinkHead+"  otlp:\n    url: https://otel.example:4317\n    protocol: GRPC\n    headers: [{name: 'X$Key', value: a}]\n", "GRPC headers (metadata) must be letters, digits"),
+		Entry("OTLP header set by the operator", sinkHead+"  otlp:\n    url: https://otel.example\n    headers: [{name: Content-Encoding, value: br}]\n", "this header is set by the operator"),
+		Entry("OTLP resource attribute the operator sets", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {k8s.pod.name: forged}\n", "resource attributes must not set k8s.namespace.name, k8s.pod.name"),
+		Entry("OTLP resource attribute posing as a pod label", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {k8s.pod.label.app: forged}\n", "resource attributes must not set k8s.namespace.name"),
+		Entry("OTLP resource attribute with a space", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {'bad key': x}\n", "resource attribute names must be 1 to 255 letters"),
+		Entry("OTLP resource attribute value over 4096 bytes", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {team: "+strings.Repeat("v", 4097)+"}\n", "resource attribute values must be at most 4096 bytes"),
+		Entry("OTLP credentials in the URL", sinkHead+"  otlp: {url: 'https://u:p@otel.example'}\n", "must not hold credentials"),
 		Entry("loki URL without scheme", sinkHead+"  loki: {url: 'loki:3100'}\n", "must be an absolute http or https URL"),
 		Entry("loki URL with another scheme", sinkHead+"  loki: {url: 'ftp://loki:3100'}\n", "must be an absolute http or https URL"),
 		Entry("relative http URL", sinkHead+"  http: {url: '/push'}\n", "must be an absolute http or https URL"),
@@ -177,6 +191,28 @@ var _ = Describe("Defaults", func() {
 		Expect(got.Spec.Retry.MaxBackoff.Duration).To(Equal(5 * time.Minute))
 		Expect(got.Spec.Buffer.MaxBytes.Equal(resource.MustParse("8Mi"))).To(BeTrue())
 		Expect(got.Spec.Buffer.WhenFull).To(Equal(logsv1alpha1.WhenFullBlock))
+	})
+
+	It("fills the OTLP sink's defaults and accepts a gRPC one with headers", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otlp"},
+			Spec:       logsv1alpha1.SinkTargetSpec{OTLP: &logsv1alpha1.OTLPSink{URL: "http://otel-collector:4318"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.OTLP.Protocol).To(Equal(logsv1alpha1.OTLPProtocolHTTPProtobuf))
+		Expect(got.Spec.OTLP.Compression).To(Equal(logsv1alpha1.HTTPCompressionGzip))
+		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeOTLP))
+		value := "shop"
+		g := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otlp-grpc"},
+			Spec: logsv1alpha1.SinkTargetSpec{OTLP: &logsv1alpha1.OTLPSink{URL: "https://otel-collector:4317/", Protocol: logsv1alpha1.OTLPProtocolGRPC,
+				Headers:            []logsv1alpha1.HTTPHeader{{Name: "x-scope.org_id", Value: &value}},
+				ResourceAttributes: map[string]string{"k8s.cluster.name": "prod", "service.namespace": "shop"}}},
+		}
+		Expect(k8sClient.Create(ctx, g)).To(Succeed())
 	})
 
 	It("fills the File sink's rotation defaults", func() {

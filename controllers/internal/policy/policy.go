@@ -60,6 +60,8 @@ func Check(p *logsv1alpha1.CapturePolicy, st *logsv1alpha1.SinkTarget) string {
 		}
 	case spec.HTTP != nil:
 		rawURL, insecure = string(spec.HTTP.URL), spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify
+	case spec.OTLP != nil:
+		rawURL, insecure = string(spec.OTLP.URL), spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify
 	}
 	if rawURL != "" && len(p.Spec.DestinationHosts) > 0 {
 		u, err := url.Parse(rawURL)
