@@ -100,6 +100,19 @@ func TestResolveSink(t *testing.T) {
 		{name: "CA that is not PEM", sink: builders.Sink(ns, "s").Loki("https://loki").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Loki.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
+		{name: "otlp with headers, auth and a CA from Secrets", sink: builders.Sink(ns, "s").OTLP("https://otel:4317").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "x-key", ValueFrom: ref("creds", "token")}}
+			s.Spec.OTLP.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).WithBearerToken("creds", "token").Build()},
+		{name: "otlp header from a Secret with CR/LF", sink: builders.Sink(ns, "s").OTLP("http://otel").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "X-Key", ValueFrom: ref("creds", "crlf")}}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "otlp insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").OTLP("https://otel").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "otlp CA that is not PEM", sink: builders.Sink(ns, "s").OTLP("https://otel").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "junk")}
+		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
 		{name: "client cert that is not a key pair", sink: builders.Sink(ns, "s").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.TLS = &logsv1alpha1.TLSSpec{Cert: ref("tls", "ca.crt"), Key: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
@@ -246,6 +259,10 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		builders.Sink(ns, "http-bearer").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.Auth = auth(false)
 		}).Build(),
+		builders.Sink(ns, "otlp").OTLP("https://otel:4317").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.Auth, s.Spec.OTLP.TLS = auth(true), tlsSpec
+			s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "A", ValueFrom: ref("h0")}, {Name: "B", ValueFrom: ref("h1")}}
+		}).Build(),
 	}
 	secrets := c.Build()
 	for _, st := range sinks {
@@ -261,5 +278,28 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		if got := secretNames(st); !slices.Equal(read, got) {
 			t.Errorf("%s: read Secrets %v, but the index lists %v", st.Name, read, got)
 		}
+	}
+}
+
+func TestResolveOTLP(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"token": "t0ken", "key": "k3y"})).Build()
+	literal := "shop"
+	st := builders.Sink(ns, "otel").OTLP("https://otel:4317").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.OTLP.Protocol = logsv1alpha1.OTLPProtocolGRPC
+		s.Spec.OTLP.Compression = logsv1alpha1.HTTPCompressionNone
+		s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "x-tenant", Value: &literal},
+			{Name: "x-key", ValueFrom: &logsv1alpha1.SecretKeySelector{Name: "creds", Key: "key"}}}
+		s.Spec.OTLP.ResourceAttributes = map[string]string{"k8s.cluster.name": "prod"}
+	}).WithBearerToken("creds", "token").Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.OTLP
+	if cfg.Kind != "OTLP" || o == nil || o.URL != "https://otel:4317" || !o.GRPC || o.Gzip ||
+		o.Headers["x-tenant"] != "shop" || o.Headers["x-key"] != "k3y" || o.Credentials.BearerToken != "t0ken" ||
+		o.ResourceAttributes["k8s.cluster.name"] != "prod" {
+		t.Fatalf("resolved %+v: %+v", cfg, o)
 	}
 }
