@@ -1,0 +1,117 @@
+package sinks_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"google.golang.org/grpc"
+
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/sinks"
+)
+
+// discardOTLP answers every gRPC export with success (after gRPC decoded
+// it, which the benchmark's CPU includes).
+type discardOTLP struct {
+	plogotlp.UnimplementedGRPCServer
+}
+
+func (*discardOTLP) Export(context.Context, plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	return plogotlp.NewExportResponse(), nil
+}
+
+// BenchmarkSinkToLocalReceiver sends b.N lines of 150 bytes through each
+// network sink (queue, batches of 1 MiB, encoding, gzip or snappy, the
+// loopback connection) to a receiver in the same process that discards
+// what it gets, and reports lines/s and the process's CPU seconds per
+// million lines. The receiver's reading is in the CPU figure; over gRPC so
+// is its protobuf decoding.
+func BenchmarkSinkToLocalReceiver(b *testing.B) {
+	discard := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	for _, kind := range []string{"loki", "otlp-http", "otlp-grpc"} {
+		b.Run(kind, func(b *testing.B) {
+			var c capture.SinkConfig
+			switch kind {
+			case "loki":
+				srv := httptest.NewServer(discard)
+				defer srv.Close()
+				c = lokiConfig(srv.URL)
+			case "otlp-http":
+				srv := httptest.NewServer(discard)
+				defer srv.Close()
+				c = otlpConfig(srv.URL, false)
+			case "otlp-grpc":
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				gs := grpc.NewServer()
+				plogotlp.RegisterGRPCServer(gs, &discardOTLP{})
+				go func() { _ = gs.Serve(l) }()
+				defer gs.Stop()
+				c = otlpConfig("http://"+l.Addr().String(), true)
+			}
+			c.BatchMaxBytes, c.BatchMaxWait = 1<<20, 100*time.Millisecond
+			f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: 10 * time.Second})
+			s, err := f.New("bench/p", c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go s.Run(ctx)
+			recs := make([]*capture.Record, 4096)
+			t0 := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
+			labels := []map[string]string{{"app": "a"}, {"app": "b"}, {"app": "c"}, {"app": "d"}}
+			for i := range recs {
+				recs[i] = &capture.Record{Time: t0.Add(time.Duration(i) * time.Microsecond), Namespace: "shop",
+					Pod: fmt.Sprintf("web-%d", i%8), Container: "main", Node: "node-1", Labels: labels[i%4],
+					Line: fmt.Sprintf("%06d ", i) + strings.Repeat("x", 143)}
+			}
+			b.SetBytes(150)
+			b.ReportAllocs()
+			cpu0 := cpuTime(b)
+			start := time.Now()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := s.Write(ctx, recs[i%len(recs)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for s.(capture.StatsReporter).Stats().SentLines < int64(b.N) {
+				time.Sleep(time.Millisecond)
+			}
+			b.StopTimer()
+			wall, cpu := time.Since(start), cpuTime(b)-cpu0
+			b.ReportMetric(float64(b.N)/wall.Seconds(), "lines/s")
+			b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-s/Mlines")
+			closeCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+			defer done()
+			if err := s.Close(closeCtx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
