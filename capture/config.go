@@ -61,6 +61,7 @@ const (
 	SinkHTTP   SinkKind = "HTTP"
 	SinkStdout SinkKind = "Stdout"
 	SinkOTLP   SinkKind = "OTLP"
+	SinkKafka  SinkKind = "Kafka"
 )
 
 // SinkConfig is one resolved sink of a pipeline.
@@ -80,6 +81,7 @@ type SinkConfig struct {
 	HTTP   *HTTPConfig   `json:"http,omitempty"`
 	Stdout *StdoutConfig `json:"stdout,omitempty"`
 	OTLP   *OTLPConfig   `json:"otlp,omitempty"`
+	Kafka  *KafkaConfig  `json:"kafka,omitempty"`
 
 	// BatchMaxBytes and BatchMaxWait bound a batch.
 	BatchMaxBytes int64         `json:"batchMaxBytes"`
@@ -175,6 +177,23 @@ type OTLPConfig struct {
 	ResourceAttributes map[string]string `json:"resourceAttributes,omitempty"`
 	Credentials        Credentials       `json:"credentials"`
 	TLS                *TLSConfig        `json:"tls,omitempty"`
+}
+
+// KafkaConfig configures a Kafka sink.
+type KafkaConfig struct {
+	Brokers []string `json:"brokers"`
+	// Topic may hold {namespace}, {pod} and {container}.
+	Topic string `json:"topic"`
+	// Key is Container, Pod or None.
+	Key string `json:"key,omitempty"`
+	// Compression is None, Gzip, Snappy, LZ4 or Zstd.
+	Compression string `json:"compression,omitempty"`
+	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with the
+	// username and password of Credentials; empty for none.
+	SASLMechanism string      `json:"saslMechanism,omitempty"`
+	Credentials   Credentials `json:"credentials"`
+	// TLS, when not nil, connects over TLS.
+	TLS *TLSConfig `json:"tls,omitempty"`
 }
 
 // StdoutConfig configures a Stdout sink.

@@ -134,7 +134,8 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	}
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
 		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify) ||
-		(spec.OTLP != nil && spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
+		(spec.OTLP != nil && spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify) ||
+		(spec.Kafka != nil && spec.Kafka.TLS != nil && spec.Kafka.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
 		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
 			"SinkTarget %q: tls.insecureSkipVerify would send its credentials to whoever answers, which the operator's admin does not allow (--allow-insecure-skip-verify); give the server's CA in tls.ca instead.", st.Name)
 	}
@@ -162,6 +163,9 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	case logsv1alpha1.SinkTypeOTLP:
 		cfg.Kind = capture.SinkOTLP
 		cfg.OTLP, err = resolveOTLP(ctx, secrets, st.Name, spec.OTLP)
+	case logsv1alpha1.SinkTypeKafka:
+		cfg.Kind = capture.SinkKafka
+		cfg.Kafka, err = resolveKafka(ctx, secrets, st.Name, spec.Kafka)
 	case logsv1alpha1.SinkTypeStdout:
 		cfg.Kind = capture.SinkStdout
 		cfg.Stdout = &capture.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
@@ -170,7 +174,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 				"SinkTarget %q: stdout.format Raw would write the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log, which the operator's admin does not allow (--allow-raw-stdout); use format JSON, which escapes every line.", st.Name)
 		}
 	default:
-		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout or otlp.", st.Name)
+		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp or kafka.", st.Name)
 	}
 	return cfg, err
 }
@@ -232,6 +236,32 @@ func resolveOTLP(ctx context.Context, secrets *secretReader, sink string, o *log
 		return nil, err
 	}
 	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.otlp.tls", o.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveKafka(ctx context.Context, secrets *secretReader, sink string, k *logsv1alpha1.KafkaSink) (*capture.KafkaConfig, error) {
+	out := &capture.KafkaConfig{
+		Brokers:     k.Brokers,
+		Topic:       k.Topic,
+		Key:         string(k.Key),
+		Compression: string(k.Compression),
+	}
+	if k.SASL != nil {
+		out.SASLMechanism = string(k.SASL.Mechanism)
+		u, err := secrets.value(ctx, &k.SASL.Username, sink, "spec.kafka.sasl.username")
+		if err != nil {
+			return nil, err
+		}
+		p, err := secrets.value(ctx, &k.SASL.Password, sink, "spec.kafka.sasl.password")
+		if err != nil {
+			return nil, err
+		}
+		out.Credentials = capture.Credentials{Username: string(u), Password: string(p)}
+	}
+	var err error
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.kafka.tls", k.TLS); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -368,6 +398,13 @@ func secretRefs(st *logsv1alpha1.SinkTarget) []secretRef {
 		for i, hd := range h.Headers {
 			add(fmt.Sprintf("spec.http.headers[%d].valueFrom", i), hd.ValueFrom)
 		}
+	}
+	if k := st.Spec.Kafka; k != nil {
+		if k.SASL != nil {
+			add("spec.kafka.sasl.username", &k.SASL.Username)
+			add("spec.kafka.sasl.password", &k.SASL.Password)
+		}
+		addTLS("spec.kafka.tls", k.TLS)
 	}
 	if o := st.Spec.OTLP; o != nil {
 		addAuth("spec.otlp.auth", o.Auth)

@@ -25,6 +25,8 @@ const (
 	SinkTypeStdout SinkType = "Stdout"
 	// SinkTypeOTLP exports to an OpenTelemetry (OTLP) logs endpoint.
 	SinkTypeOTLP SinkType = "OTLP"
+	// SinkTypeKafka produces to Kafka topics.
+	SinkTypeKafka SinkType = "Kafka"
 )
 
 // WhenFull is what a sink does when its buffer is full.
@@ -88,9 +90,33 @@ const (
 	OTLPProtocolGRPC OTLPProtocol = "GRPC"
 )
 
+// KafkaKey chooses the message key, and so which records share a partition
+// and keep their order.
+// +kubebuilder:validation:Enum=Container;Pod;None
+type KafkaKey string
+
+const (
+	// KafkaKeyContainer keys by namespace/pod/container: one container's
+	// lines stay in order.
+	KafkaKeyContainer KafkaKey = "Container"
+	// KafkaKeyPod keys by namespace/pod: one pod's lines stay in order.
+	KafkaKeyPod KafkaKey = "Pod"
+	// KafkaKeyNone sends no key: records spread over partitions, without
+	// order between them.
+	KafkaKeyNone KafkaKey = "None"
+)
+
+// KafkaCompression is the compression of produced record batches.
+// +kubebuilder:validation:Enum=None;Gzip;Snappy;LZ4;Zstd
+type KafkaCompression string
+
+// SASLMechanism is a Kafka SASL mechanism.
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+type SASLMechanism string
+
 // SinkTargetSpec configures one destination for log lines. Exactly one of
-// loki, file, http, stdout and otlp is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout or otlp must be set"
+// loki, file, http, stdout, otlp and kafka is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp or kafka must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.batch.maxBytes) || !has(self.buffer) || !has(self.buffer.maxBytes) || quantity(string(self.batch.maxBytes)).compareTo(quantity(string(self.buffer.maxBytes))) <= 0",message="batch.maxBytes must not exceed buffer.maxBytes"
 type SinkTargetSpec struct {
 	// Loki pushes to a Loki-compatible endpoint.
@@ -109,6 +135,10 @@ type SinkTargetSpec struct {
 	// or any OTLP backend), over HTTP/protobuf or gRPC.
 	// +optional
 	OTLP *OTLPSink `json:"otlp,omitempty"`
+	// Kafka produces every line as a JSON message to Kafka, acknowledged
+	// by all in-sync replicas, with an idempotent producer.
+	// +optional
+	Kafka *KafkaSink `json:"kafka,omitempty"`
 
 	// Batch controls how lines are grouped into one send.
 	// +optional
@@ -308,6 +338,56 @@ type OTLPSink struct {
 	TLS *TLSSpec `json:"tls,omitempty"`
 }
 
+// KafkaSink produces every record as one message: the JSON object the File
+// sink writes (ts, namespace, pod, container, node, line, labels), with the
+// container runtime's timestamp as the message timestamp. Messages are
+// acknowledged by all in-sync replicas (acks=all) and produced idempotently,
+// so the client's own retries do not duplicate them.
+// +kubebuilder:validation:XValidation:rule="!has(self.sasl) || self.sasl.mechanism != 'PLAIN' || has(self.tls)",message="sasl.mechanism PLAIN needs tls: it sends the password in clear"
+type KafkaSink struct {
+	// Brokers are the bootstrap brokers, host:port; the client then talks
+	// to the brokers the cluster advertises.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +kubebuilder:validation:items:MaxLength=261
+	// +kubebuilder:validation:XValidation:rule="self.all(b, b.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*:[0-9]{1,5}$'))",message="brokers must be host:port, with a DNS name or an IPv4 address as the host"
+	Brokers []string `json:"brokers"`
+	// Topic is the topic name, where {namespace}, {pod} and {container}
+	// stand for the record's; at most 249 characters once filled in, else
+	// the line is rejected and counted.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-zA-Z0-9._-]|[{](namespace|pod|container)[}])+$')",message="topic must be made of letters, digits, '.', '_', '-' and the placeholders {namespace}, {pod} and {container}"
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic must not be '.' or '..', which Kafka refuses"
+	Topic string `json:"topic"`
+	// Key chooses the message key: Container (namespace/pod/container, so
+	// that one container's lines keep their order), Pod or None.
+	// +optional
+	// +kubebuilder:default=Container
+	Key KafkaKey `json:"key,omitempty"`
+	// Compression of the produced batches.
+	// +optional
+	// +kubebuilder:default=Snappy
+	Compression KafkaCompression `json:"compression,omitempty"`
+	// SASL authenticates to the brokers, with credentials from a Secret.
+	// +optional
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+	// TLS, when set, connects to the brokers over TLS.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// KafkaSASL is SASL authentication to Kafka.
+type KafkaSASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism SASLMechanism `json:"mechanism"`
+	// Username is read from a Secret.
+	Username SecretKeySelector `json:"username"`
+	// Password is read from a Secret.
+	Password SecretKeySelector `json:"password"`
+}
+
 // StdoutSink writes records to the operator's standard output.
 type StdoutSink struct {
 	// Format of each written line.
@@ -412,7 +492,7 @@ type SinkTargetStatus struct {
 	// ObservedGeneration is the generation the status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Type is the kind of sink: Loki, File, HTTP, Stdout or OTLP.
+	// Type is the kind of sink: Loki, File, HTTP, Stdout, OTLP or Kafka.
 	// +optional
 	Type SinkType `json:"type,omitempty"`
 	// Policy is the CapturePolicy that applies to the SinkTarget's namespace;
@@ -471,6 +551,8 @@ func (s *SinkTargetSpec) Type() SinkType {
 		return SinkTypeStdout
 	case s.OTLP != nil:
 		return SinkTypeOTLP
+	case s.Kafka != nil:
+		return SinkTypeKafka
 	}
 	return ""
 }

@@ -42,18 +42,27 @@ func (e *sendError) Error() string {
 	return fmt.Sprintf("destination answered %d: %s", e.status, e.message)
 }
 
-// partialError is a send the destination answered with success for all
-// but rejected records of the batch, which it refused for good without
-// saying which (OTLP's partial success). The batch is done with: it is
-// acknowledged, the rejected records are counted as dropped (rejected) and
-// the others as sent. It is not retried: the destination has what it
-// accepted, and sending the batch again would duplicate that.
+// partialError is a send the destination took in part. Without retry, it
+// stored every record of the batch but rejected ones, which it refused for
+// good without saying which (OTLP's partial success): the batch is done
+// with, acknowledged, the rejected records counted as dropped (rejected)
+// and the others as sent, and nothing is sent again, which would duplicate
+// what was stored. With retry, the destination named the records that
+// failed for now (indices into the batch; Kafka's per-record results):
+// every other record is done with as above, and only those are sent again,
+// after the backoff; unknown says their outcome is unknown (they may have
+// been stored), so that they count as possible duplicates once delivered.
 type partialError struct {
 	rejected int
+	retry    []int
+	unknown  bool
 	message  string
 }
 
 func (e *partialError) Error() string {
+	if len(e.retry) > 0 {
+		return fmt.Sprintf("%d records failed, to be sent again: %s", len(e.retry), e.message)
+	}
 	return fmt.Sprintf("destination rejected %d records: %s", e.rejected, e.message)
 }
 
@@ -139,32 +148,23 @@ func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
 		err := s.d.deliver(ctx, batch)
 		s.duration.Observe(time.Since(start).Seconds())
 		var pe *partialError
-		if err == nil || errors.As(err, &pe) {
-			rejected := 0
-			if pe != nil {
-				rejected = min(max(pe.rejected, 0), len(batch))
-			}
-			s.succeeded(batch, rejected)
-			capture.AckAll(batch)
-			if uncertain > 0 {
-				// Attempts whose outcome was unknown may have been stored too.
-				s.c.possibleDuplicates.Add(int64(uncertain * len(batch)))
-			}
-			if rejected > 0 {
-				s.drop(rejected, dropRejected)
-				msg := fmt.Sprintf("%s rejected %d of a batch of %d lines for pipeline %s: %s",
-					s.cfg.Name, rejected, len(batch), s.pipeline, remoteMessage([]byte(pe.message)))
-				s.rejected(msg)
-				if s.onReject != nil {
-					s.onReject(msg)
-				}
-			}
+		if err == nil || errors.As(err, &pe) && len(pe.retry) == 0 {
+			s.finish(batch, pe, uncertain)
 			return
 		}
-		s.failed(err)
-		if outcomeUnknown(err) {
+		switch {
+		case pe != nil:
+			// Done with every record but those to send again.
+			var done []*capture.Record
+			done, batch = splitRetry(batch, pe.retry)
+			s.finish(done, pe, uncertain)
+			if pe.unknown {
+				uncertain++
+			}
+		case outcomeUnknown(err):
 			uncertain++
 		}
+		s.failed(err)
 		var se *sendError
 		if errors.As(err, &se) && !se.retryable {
 			// The batch can never succeed: it is counted and done with. The
@@ -196,6 +196,56 @@ func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
 		s.c.retries.Add(1)
 		backoff = min(2*backoff, s.cfg.MaxBackoff)
 	}
+}
+
+// finish counts and acknowledges records the sink is done with: delivered,
+// but for pe.rejected of them that the destination refused for good.
+// uncertain attempts before may have stored them already.
+func (s *queuedSink) finish(batch []*capture.Record, pe *partialError, uncertain int) {
+	rejected := 0
+	if pe != nil {
+		rejected = min(max(pe.rejected, 0), len(batch))
+	}
+	if len(batch) > rejected {
+		s.succeeded(batch, rejected)
+	}
+	capture.AckAll(batch)
+	if uncertain > 0 {
+		// Attempts whose outcome was unknown may have been stored too.
+		s.c.possibleDuplicates.Add(int64(uncertain * len(batch)))
+	}
+	if rejected > 0 {
+		s.drop(rejected, dropRejected)
+		msg := fmt.Sprintf("%s rejected %d of a batch of %d lines for pipeline %s: %s",
+			s.cfg.Name, rejected, len(batch), s.pipeline, remoteMessage([]byte(pe.message)))
+		s.rejected(msg)
+		if s.onReject != nil {
+			s.onReject(msg)
+		}
+	}
+}
+
+// splitRetry returns the records of batch not listed in retry, and those
+// listed, each in the batch's order; it does not change batch.
+func splitRetry(batch []*capture.Record, retry []int) (done, again []*capture.Record) {
+	listed := make([]bool, len(batch))
+	n := 0
+	for _, i := range retry {
+		if i >= 0 && i < len(batch) && !listed[i] {
+			listed[i] = true
+			n++
+		}
+	}
+	again = make([]*capture.Record, 0, n)
+	done = make([]*capture.Record, 0, len(batch)-n)
+	for i, r := range batch {
+		if listed[i] {
+			again = append(again, r)
+		} else {
+			done = append(done, r)
+		}
+	}
+	return done, again
 }
 
 // outcomeUnknown tells whether a failed send may nevertheless have been

@@ -73,6 +73,12 @@ func (b *SinkBuilder) OTLP(url string) *SinkBuilder {
 	return b
 }
 
+// Kafka makes it a Kafka sink producing to topic.
+func (b *SinkBuilder) Kafka(topic string, brokers ...string) *SinkBuilder {
+	b.obj.Spec.Kafka = &logsv1alpha1.KafkaSink{Brokers: brokers, Topic: topic}
+	return b
+}
+
 // Stdout makes it a Stdout sink.
 func (b *SinkBuilder) Stdout() *SinkBuilder {
 	b.obj.Spec.Stdout = &logsv1alpha1.StdoutSink{}
