@@ -113,6 +113,16 @@ func TestResolveSink(t *testing.T) {
 		{name: "otlp CA that is not PEM", sink: builders.Sink(ns, "s").OTLP("https://otel").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.OTLP.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
+		{name: "kafka with SASL and a CA from Secrets", sink: builders.Sink(ns, "s").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-512", Username: *ref("creds", "user"), Password: *ref("creds", "pass")}
+			s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).Build()},
+		{name: "kafka SASL password from a missing key", sink: builders.Sink(ns, "s").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "PLAIN", Username: *ref("creds", "user"), Password: *ref("creds", "absent")}
+		}).Build(), wantReason: logsv1alpha1.ReasonSecretKeyNotFound},
+		{name: "kafka insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
 		{name: "client cert that is not a key pair", sink: builders.Sink(ns, "s").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.TLS = &logsv1alpha1.TLSSpec{Cert: ref("tls", "ca.crt"), Key: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
@@ -259,6 +269,10 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		builders.Sink(ns, "http-bearer").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.Auth = auth(false)
 		}).Build(),
+		builders.Sink(ns, "kafka").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "PLAIN", Username: *ref("user"), Password: *ref("pass")}
+			s.Spec.Kafka.TLS = tlsSpec
+		}).Build(),
 		builders.Sink(ns, "otlp").OTLP("https://otel:4317").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.OTLP.Auth, s.Spec.OTLP.TLS = auth(true), tlsSpec
 			s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "A", ValueFrom: ref("h0")}, {Name: "B", ValueFrom: ref("h1")}}
@@ -301,5 +315,25 @@ func TestResolveOTLP(t *testing.T) {
 		o.Headers["x-tenant"] != "shop" || o.Headers["x-key"] != "k3y" || o.Credentials.BearerToken != "t0ken" ||
 		o.ResourceAttributes["k8s.cluster.name"] != "prod" {
 		t.Fatalf("resolved %+v: %+v", cfg, o)
+	}
+}
+
+func TestResolveKafka(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"user": "shipper", "pass": "s3cret"})).Build()
+	st := builders.Sink(ns, "kafka").Kafka("logs-{namespace}", "kafka-0:9093", "kafka-1:9093").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.Kafka.Key, s.Spec.Kafka.Compression = logsv1alpha1.KafkaKeyPod, "Zstd"
+		s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-256",
+			Username: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "user"}, Password: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "pass"}}
+		s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{}
+	}).Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.Kafka
+	if cfg.Kind != "Kafka" || k == nil || len(k.Brokers) != 2 || k.Topic != "logs-{namespace}" || k.Key != "Pod" || k.Compression != "Zstd" ||
+		k.SASLMechanism != "SCRAM-SHA-256" || k.Credentials.Username != "shipper" || k.Credentials.Password != "s3cret" || k.TLS == nil {
+		t.Fatalf("resolved %+v: %+v", cfg, k)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -335,7 +336,8 @@ func TestWhenFullPolicies(t *testing.T) {
 }
 
 // TestIsolationDeadSinksDoNotSlowTheOthers runs one live and one hanging
-// sink of each network kind side by side: the hanging ones fill their own
+// sink of each network kind (Loki, OTLP over HTTP and gRPC, Kafka) side by
+// side: the hanging ones fill their own
 // queues and drop, the live ones keep the rate.
 func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 	e := newEnv(t)
@@ -366,11 +368,40 @@ func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 			kinds = append(kinds, sink{name: oc.Name, len: orcv.Len})
 			cfgs = append(cfgs, oc)
 		}
+		var kc capture.SinkConfig
+		if hanging {
+			// A broker that takes connections and never answers.
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					conn, err := l.Accept()
+					if err != nil {
+						return
+					}
+					t.Cleanup(func() { conn.Close() })
+				}
+			}()
+			kc = kafkaConfig([]string{l.Addr().String()})
+		} else {
+			kc = kafkaConfig(newKafka(t, 1).ListenAddrs())
+		}
+		kind := sink{name: "kafka"}
+		kinds = append(kinds, kind)
+		cfgs = append(cfgs, kc)
 		for i := range kinds {
 			if hanging {
 				cfgs[i].Name, cfgs[i].WhenFull, cfgs[i].BufferMaxBytes = "dead-"+cfgs[i].Name, sinks.DropNewest, 64<<10
 			}
 			kinds[i].s = e.start(t, cfgs[i])
+			if kinds[i].len == nil {
+				// Kafka: what the broker acknowledged, by all replicas.
+				st := kinds[i].s.Sink.(capture.StatsReporter)
+				kinds[i].len = func() int { return int(st.Stats().SentLines) }
+			}
 		}
 		if hanging {
 			dead = kinds
