@@ -218,14 +218,14 @@ func (d *kafkaDeliverer) deliver(ctx context.Context, batch []*capture.Record) e
 	if rejected == 0 && len(retry) == 0 {
 		return nil
 	}
-	msg := why
+	pe := &partialError{rejected: rejected, retry: retry, unknown: unknown, message: why}
 	if retried != nil {
-		msg = retried.Error()
+		pe.retryMessage = retried.Error()
 		if last := d.conns.lastError(); last != "" {
-			msg += "; " + last
+			pe.retryMessage += "; " + last
 		}
 	}
-	return &partialError{rejected: rejected, retry: retry, unknown: unknown, message: msg}
+	return pe
 }
 
 // kafkaOutcomeUnknown tells whether a record that failed may have been

@@ -52,16 +52,19 @@ func (e *sendError) Error() string {
 // every other record is done with as above, and only those are sent again,
 // after the backoff; unknown says their outcome is unknown (they may have
 // been stored), so that they count as possible duplicates once delivered.
+// message says why the rejected were refused, retryMessage why the others
+// failed.
 type partialError struct {
-	rejected int
-	retry    []int
-	unknown  bool
-	message  string
+	rejected     int
+	retry        []int
+	unknown      bool
+	message      string
+	retryMessage string
 }
 
 func (e *partialError) Error() string {
 	if len(e.retry) > 0 {
-		return fmt.Sprintf("%d records failed, to be sent again: %s", len(e.retry), e.message)
+		return fmt.Sprintf("%d records failed, to be sent again: %s", len(e.retry), e.retryMessage)
 	}
 	return fmt.Sprintf("destination rejected %d records: %s", e.rejected, e.message)
 }
