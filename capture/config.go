@@ -62,6 +62,8 @@ const (
 	SinkStdout SinkKind = "Stdout"
 	SinkOTLP   SinkKind = "OTLP"
 	SinkKafka  SinkKind = "Kafka"
+	// SinkElasticsearch indexes with the bulk API.
+	SinkElasticsearch SinkKind = "Elasticsearch"
 )
 
 // SinkConfig is one resolved sink of a pipeline.
@@ -82,6 +84,8 @@ type SinkConfig struct {
 	Stdout *StdoutConfig `json:"stdout,omitempty"`
 	OTLP   *OTLPConfig   `json:"otlp,omitempty"`
 	Kafka  *KafkaConfig  `json:"kafka,omitempty"`
+	// Elasticsearch configures an Elasticsearch sink.
+	Elasticsearch *ElasticsearchConfig `json:"elasticsearch,omitempty"`
 
 	// BatchMaxBytes and BatchMaxWait bound a batch.
 	BatchMaxBytes int64         `json:"batchMaxBytes"`
@@ -194,6 +198,19 @@ type KafkaConfig struct {
 	Credentials   Credentials `json:"credentials"`
 	// TLS, when not nil, connects over TLS.
 	TLS *TLSConfig `json:"tls,omitempty"`
+}
+
+// ElasticsearchConfig configures an Elasticsearch sink.
+type ElasticsearchConfig struct {
+	URL string `json:"url"`
+	// Index may hold {namespace} and {date}.
+	Index string `json:"index"`
+	// DataStream tells the index is a data stream.
+	DataStream bool `json:"dataStream,omitempty"`
+	// Credentials are basic auth's, or APIKey.
+	Credentials Credentials `json:"credentials"`
+	APIKey      string      `json:"apiKey,omitempty"`
+	TLS         *TLSConfig  `json:"tls,omitempty"`
 }
 
 // StdoutConfig configures a Stdout sink.

@@ -135,7 +135,8 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
 		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify) ||
 		(spec.OTLP != nil && spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify) ||
-		(spec.Kafka != nil && spec.Kafka.TLS != nil && spec.Kafka.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
+		(spec.Kafka != nil && spec.Kafka.TLS != nil && spec.Kafka.TLS.InsecureSkipVerify) ||
+		(spec.Elasticsearch != nil && spec.Elasticsearch.TLS != nil && spec.Elasticsearch.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
 		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
 			"SinkTarget %q: tls.insecureSkipVerify would send its credentials to whoever answers, which the operator's admin does not allow (--allow-insecure-skip-verify); give the server's CA in tls.ca instead.", st.Name)
 	}
@@ -166,6 +167,9 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	case logsv1alpha1.SinkTypeKafka:
 		cfg.Kind = capture.SinkKafka
 		cfg.Kafka, err = resolveKafka(ctx, secrets, st.Name, spec.Kafka)
+	case logsv1alpha1.SinkTypeElasticsearch:
+		cfg.Kind = capture.SinkElasticsearch
+		cfg.Elasticsearch, err = resolveElasticsearch(ctx, secrets, st.Name, spec.Elasticsearch)
 	case logsv1alpha1.SinkTypeStdout:
 		cfg.Kind = capture.SinkStdout
 		cfg.Stdout = &capture.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
@@ -174,7 +178,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 				"SinkTarget %q: stdout.format Raw would write the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log, which the operator's admin does not allow (--allow-raw-stdout); use format JSON, which escapes every line.", st.Name)
 		}
 	default:
-		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp or kafka.", st.Name)
+		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp, kafka or elasticsearch.", st.Name)
 	}
 	return cfg, err
 }
@@ -262,6 +266,33 @@ func resolveKafka(ctx context.Context, secrets *secretReader, sink string, k *lo
 	}
 	var err error
 	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.kafka.tls", k.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveElasticsearch(ctx context.Context, secrets *secretReader, sink string, e *logsv1alpha1.ElasticsearchSink) (*capture.ElasticsearchConfig, error) {
+	out := &capture.ElasticsearchConfig{URL: string(e.URL), Index: e.Index, DataStream: e.Mode != logsv1alpha1.ElasticsearchModeIndex}
+	if a := e.Auth; a != nil {
+		if a.APIKey != nil {
+			v, err := secrets.value(ctx, a.APIKey, sink, "spec.elasticsearch.auth.apiKey")
+			if err != nil {
+				return nil, err
+			}
+			if err := headerSafe(v, sink, "spec.elasticsearch.auth.apiKey", a.APIKey.Name); err != nil {
+				return nil, err
+			}
+			out.APIKey = string(v)
+		}
+		if a.Basic != nil {
+			var err error
+			if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.elasticsearch.auth", &logsv1alpha1.AuthSpec{Basic: a.Basic}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var err error
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.elasticsearch.tls", e.TLS); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -398,6 +429,16 @@ func secretRefs(st *logsv1alpha1.SinkTarget) []secretRef {
 		for i, hd := range h.Headers {
 			add(fmt.Sprintf("spec.http.headers[%d].valueFrom", i), hd.ValueFrom)
 		}
+	}
+	if e := st.Spec.Elasticsearch; e != nil {
+		if e.Auth != nil {
+			add("spec.elasticsearch.auth.apiKey", e.Auth.APIKey)
+			if e.Auth.Basic != nil {
+				add("spec.elasticsearch.auth.basic.username", &e.Auth.Basic.Username)
+				add("spec.elasticsearch.auth.basic.password", &e.Auth.Basic.Password)
+			}
+		}
+		addTLS("spec.elasticsearch.tls", e.TLS)
 	}
 	if k := st.Spec.Kafka; k != nil {
 		if k.SASL != nil {

@@ -27,6 +27,8 @@ const (
 	SinkTypeOTLP SinkType = "OTLP"
 	// SinkTypeKafka produces to Kafka topics.
 	SinkTypeKafka SinkType = "Kafka"
+	// SinkTypeElasticsearch indexes into Elasticsearch with the bulk API.
+	SinkTypeElasticsearch SinkType = "Elasticsearch"
 )
 
 // WhenFull is what a sink does when its buffer is full.
@@ -115,8 +117,8 @@ type KafkaCompression string
 type SASLMechanism string
 
 // SinkTargetSpec configures one destination for log lines. Exactly one of
-// loki, file, http, stdout, otlp and kafka is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp or kafka must be set"
+// loki, file, http, stdout, otlp, kafka and elasticsearch is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka), has(self.elasticsearch)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp, kafka or elasticsearch must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.batch.maxBytes) || !has(self.buffer) || !has(self.buffer.maxBytes) || quantity(string(self.batch.maxBytes)).compareTo(quantity(string(self.buffer.maxBytes))) <= 0",message="batch.maxBytes must not exceed buffer.maxBytes"
 type SinkTargetSpec struct {
 	// Loki pushes to a Loki-compatible endpoint.
@@ -139,6 +141,10 @@ type SinkTargetSpec struct {
 	// by all in-sync replicas, with an idempotent producer.
 	// +optional
 	Kafka *KafkaSink `json:"kafka,omitempty"`
+	// Elasticsearch indexes every line as a document with the bulk API,
+	// into a data stream or an index.
+	// +optional
+	Elasticsearch *ElasticsearchSink `json:"elasticsearch,omitempty"`
 
 	// Batch controls how lines are grouped into one send.
 	// +optional
@@ -388,6 +394,61 @@ type KafkaSASL struct {
 	Password SecretKeySelector `json:"password"`
 }
 
+// ElasticsearchMode is how an Elasticsearch sink writes documents.
+// +kubebuilder:validation:Enum=DataStream;Index
+type ElasticsearchMode string
+
+const (
+	// ElasticsearchModeDataStream appends to a data stream (op create).
+	ElasticsearchModeDataStream ElasticsearchMode = "DataStream"
+	// ElasticsearchModeIndex indexes into an index (op create, ids chosen by
+	// Elasticsearch).
+	ElasticsearchModeIndex ElasticsearchMode = "Index"
+)
+
+// ElasticsearchSink indexes every record as one document with the bulk
+// API: @timestamp (the container runtime's time), message (the line), and
+// kubernetes.namespace, kubernetes.pod.name, kubernetes.container.name,
+// kubernetes.node.name and kubernetes.labels.* as the Elastic Common Schema
+// names them. Items the bulk API answers 429 (or 5xx) for are sent again,
+// alone; items it refuses (400: a mapping conflict) are counted as rejected.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.url).getScheme() == 'https'",message="tls needs an https URL: over http the credentials would go in clear"
+type ElasticsearchSink struct {
+	// URL is the cluster's base URL, for example https://es.logging:9200.
+	URL URL `json:"url"`
+	// Mode is DataStream (default) or Index.
+	// +optional
+	// +kubebuilder:default=DataStream
+	Mode ElasticsearchMode `json:"mode,omitempty"`
+	// Index is the data stream or index name, where {namespace} stands for
+	// the record's namespace and {date} for its day (2026.11.27, in UTC):
+	// lowercase letters, digits, '.', '_', '-' and '+', not beginning with
+	// '-', '_' or '+'.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9._+-]|[{](namespace|date)[}])+$')",message="index must be made of lowercase letters, digits, '.', '_', '-', '+' and the placeholders {namespace} and {date}"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[-_+]') && self != '.' && self != '..'",message="index must not begin with '-', '_' or '+', nor be '.' or '..'"
+	Index string `json:"index"`
+	// Auth authenticates with basic auth or an API key, from Secrets.
+	// +optional
+	Auth *ElasticsearchAuth `json:"auth,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// ElasticsearchAuth is basic auth or an API key, from Secrets.
+// +kubebuilder:validation:XValidation:rule="has(self.basic) != has(self.apiKey)",message="auth needs exactly one of basic or apiKey"
+type ElasticsearchAuth struct {
+	// Basic authentication.
+	// +optional
+	Basic *BasicAuth `json:"basic,omitempty"`
+	// APIKey is the base64-encoded API key (id:api_key), sent as
+	// "Authorization: ApiKey <key>".
+	// +optional
+	APIKey *SecretKeySelector `json:"apiKey,omitempty"`
+}
+
 // StdoutSink writes records to the operator's standard output.
 type StdoutSink struct {
 	// Format of each written line.
@@ -492,7 +553,8 @@ type SinkTargetStatus struct {
 	// ObservedGeneration is the generation the status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Type is the kind of sink: Loki, File, HTTP, Stdout, OTLP or Kafka.
+	// Type is the kind of sink: Loki, File, HTTP, Stdout, OTLP, Kafka or
+	// Elasticsearch.
 	// +optional
 	Type SinkType `json:"type,omitempty"`
 	// Policy is the CapturePolicy that applies to the SinkTarget's namespace;
@@ -553,6 +615,8 @@ func (s *SinkTargetSpec) Type() SinkType {
 		return SinkTypeOTLP
 	case s.Kafka != nil:
 		return SinkTypeKafka
+	case s.Elasticsearch != nil:
+		return SinkTypeElasticsearch
 	}
 	return ""
 }

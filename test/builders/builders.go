@@ -79,6 +79,12 @@ func (b *SinkBuilder) Kafka(topic string, brokers ...string) *SinkBuilder {
 	return b
 }
 
+// Elasticsearch makes it an Elasticsearch sink writing to a data stream.
+func (b *SinkBuilder) Elasticsearch(url, index string) *SinkBuilder {
+	b.obj.Spec.Elasticsearch = &logsv1alpha1.ElasticsearchSink{URL: logsv1alpha1.URL(url), Index: index}
+	return b
+}
+
 // Stdout makes it a Stdout sink.
 func (b *SinkBuilder) Stdout() *SinkBuilder {
 	b.obj.Spec.Stdout = &logsv1alpha1.StdoutSink{}

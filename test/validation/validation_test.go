@@ -80,9 +80,9 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("health window under a minute", pipelineHead+"  sinks: [a]\n  health: {window: 10s}\n", "health.window must be between 1m and 24h"),
 		Entry("goroutine threshold of zero", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 0}\n", "should be greater than or equal to 1"),
 		Entry("float in the API", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 1.5}\n", "spec.health.maxGoroutineGrowthPerMinute"),
-		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http, stdout, otlp or kafka must be set"),
-		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http, stdout, otlp or kafka must be set"),
-		Entry("sink with otlp and http", sinkHead+"  otlp: {url: 'https://otel.example'}\n  http: {url: 'https://x.example'}\n", "exactly one of loki, file, http, stdout, otlp or kafka must be set"),
+		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http, stdout, otlp, kafka or elasticsearch must be set"),
+		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http, stdout, otlp, kafka or elasticsearch must be set"),
+		Entry("sink with otlp and http", sinkHead+"  otlp: {url: 'https://otel.example'}\n  http: {url: 'https://x.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka or elasticsearch must be set"),
 		Entry("tls on an http OTLP URL", sinkHead+"  otlp: {url: 'http://otel.example:4318', tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
 		Entry("OTLP URL naming /v1/logs", sinkHead+"  otlp: {url: 'https://otel.example:4318/v1/logs'}\n", "url is the base URL: the sink appends /v1/logs itself"),
 		Entry("OTLP gRPC URL with a path", sinkHead+"  otlp: {url: 'https://otel.example:4317/otlp', protocol: GRPC}\n", "a GRPC url is only scheme, host and port"),
@@ -96,7 +96,7 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("OTLP resource attribute with a space", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {'bad key': x}\n", "resource attribute names must be 1 to 255 letters"),
 		Entry("OTLP resource attribute value over 4096 bytes", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {team: "+strings.Repeat("v", 4097)+"}\n", "resource attribute values must be at most 4096 bytes"),
 		Entry("OTLP credentials in the URL", sinkHead+"  otlp: {url: 'https://u:p@otel.example'}\n", "must not hold credentials"),
-		Entry("sink with kafka and otlp", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs}\n  otlp: {url: 'https://otel.example'}\n", "exactly one of loki, file, http, stdout, otlp or kafka must be set"),
+		Entry("sink with kafka and otlp", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs}\n  otlp: {url: 'https://otel.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka or elasticsearch must be set"),
 		Entry("kafka without brokers", sinkHead+"  kafka: {brokers: [], topic: logs}\n", "should have at least 1 items"),
 		Entry("kafka broker without a port", sinkHead+"  kafka: {brokers: ['kafka.example'], topic: logs}\n", "brokers must be host:port"),
 		Entry("kafka broker as a URL", sinkHead+"  kafka: {brokers: ['kafka://k:9092'], topic: logs}\n", "brokers must be host:port"),
@@ -108,6 +108,12 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("kafka unknown compression", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, compression: Brotli}\n", `Unsupported value: "Brotli"`),
 		Entry("kafka SASL PLAIN without TLS", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    sasl: {mechanism: PLAIN, username: {name: s, key: u}, password: {name: s, key: p}}\n", "sasl.mechanism PLAIN needs tls"),
 		Entry("kafka unknown SASL mechanism", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    tls: {}\n    sasl: {mechanism: GSSAPI, username: {name: s, key: u}, password: {name: s, key: p}}\n", `Unsupported value: "GSSAPI"`),
+		Entry("elasticsearch tls on an http URL", sinkHead+"  elasticsearch: {url: 'http://es:9200', index: logs, tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
+		Entry("elasticsearch index in upper case", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: Logs}\n", "index must be made of lowercase letters"),
+		Entry("elasticsearch index with an unknown placeholder", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: 'logs-{pod}'}\n", "the placeholders {namespace} and {date}"),
+		Entry("elasticsearch index beginning with '_'", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: _logs}\n", "index must not begin with '-', '_' or '+'"),
+		Entry("elasticsearch unknown mode", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: logs, mode: Alias}\n", `Unsupported value: "Alias"`),
+		Entry("elasticsearch both basic auth and an API key", sinkHead+"  elasticsearch:\n    url: https://es:9200\n    index: logs\n    auth: {apiKey: {name: s, key: k}, basic: {username: {name: s, key: u}, password: {name: s, key: p}}}\n", "auth needs exactly one of basic or apiKey"),
 		Entry("loki URL without scheme", sinkHead+"  loki: {url: 'loki:3100'}\n", "must be an absolute http or https URL"),
 		Entry("loki URL with another scheme", sinkHead+"  loki: {url: 'ftp://loki:3100'}\n", "must be an absolute http or https URL"),
 		Entry("relative http URL", sinkHead+"  http: {url: '/push'}\n", "must be an absolute http or https URL"),
@@ -246,6 +252,19 @@ var _ = Describe("Defaults", func() {
 					Password: logsv1alpha1.SecretKeySelector{Name: "s", Key: "p"}}}},
 		}
 		Expect(k8sClient.Create(ctx, scram)).To(Succeed())
+	})
+
+	It("fills the Elasticsearch sink's defaults and accepts a templated index", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "es"},
+			Spec:       logsv1alpha1.SinkTargetSpec{Elasticsearch: &logsv1alpha1.ElasticsearchSink{URL: "https://es.logging:9200", Index: "logs-k8s.{namespace}-{date}"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.Elasticsearch.Mode).To(Equal(logsv1alpha1.ElasticsearchModeDataStream))
+		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeElasticsearch))
 	})
 
 	It("fills the File sink's rotation defaults", func() {
