@@ -123,6 +123,16 @@ func TestResolveSink(t *testing.T) {
 		{name: "kafka insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
 		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "elasticsearch with an API key and a CA from Secrets", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{APIKey: ref("creds", "token")}
+			s.Spec.Elasticsearch.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).Build()},
+		{name: "elasticsearch API key with a trailing newline", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{APIKey: ref("creds", "newline")}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "elasticsearch insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
 		{name: "client cert that is not a key pair", sink: builders.Sink(ns, "s").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.TLS = &logsv1alpha1.TLSSpec{Cert: ref("tls", "ca.crt"), Key: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
@@ -269,6 +279,13 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		builders.Sink(ns, "http-bearer").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.Auth = auth(false)
 		}).Build(),
+		builders.Sink(ns, "es-basic").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{Basic: &logsv1alpha1.BasicAuth{Username: *ref("user"), Password: *ref("pass")}}
+			s.Spec.Elasticsearch.TLS = tlsSpec
+		}).Build(),
+		builders.Sink(ns, "es-key").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{APIKey: ref("token")}
+		}).Build(),
 		builders.Sink(ns, "kafka").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "PLAIN", Username: *ref("user"), Password: *ref("pass")}
 			s.Spec.Kafka.TLS = tlsSpec
@@ -335,5 +352,24 @@ func TestResolveKafka(t *testing.T) {
 	if cfg.Kind != "Kafka" || k == nil || len(k.Brokers) != 2 || k.Topic != "logs-{namespace}" || k.Key != "Pod" || k.Compression != "Zstd" ||
 		k.SASLMechanism != "SCRAM-SHA-256" || k.Credentials.Username != "shipper" || k.Credentials.Password != "s3cret" || k.TLS == nil {
 		t.Fatalf("resolved %+v: %+v", cfg, k)
+	}
+}
+
+func TestResolveElasticsearch(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"user": "u", "pass": "p", "key": "a2V5"})).Build()
+	st := builders.Sink(ns, "es").Elasticsearch("https://es:9200", "logs-{namespace}-{date}").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.Elasticsearch.Mode = logsv1alpha1.ElasticsearchModeIndex
+		s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{Basic: &logsv1alpha1.BasicAuth{
+			Username: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "user"}, Password: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "pass"}}}
+	}).Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Elasticsearch
+	if cfg.Kind != "Elasticsearch" || e == nil || e.URL != "https://es:9200" || e.Index != "logs-{namespace}-{date}" || e.DataStream ||
+		e.Credentials.Username != "u" || e.Credentials.Password != "p" || e.APIKey != "" {
+		t.Fatalf("resolved %+v: %+v", cfg, e)
 	}
 }

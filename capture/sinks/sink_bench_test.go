@@ -1,6 +1,8 @@
 package sinks_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -36,13 +38,38 @@ func (*discardOTLP) Export(context.Context, plogotlp.ExportRequest) (plogotlp.Ex
 // lines/s and the process's CPU seconds per million lines. The receivers
 // of Loki and OTLP/HTTP discard what they read; over gRPC the receiver
 // decodes the protobuf; Kafka's is franz-go's kfake, which decodes and
-// keeps every batch (zstd): their work is in the CPU figure.
+// keeps every batch (zstd); Elasticsearch's decompresses the bulk body
+// and answers an item per document: their work is in the CPU figure.
 func BenchmarkSinkToLocalReceiver(b *testing.B) {
 	discard := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
 	})
-	for _, kind := range []string{"loki", "otlp-http", "otlp-grpc", "kafka"} {
+	// bulkOK answers every item of a bulk request with 201, reading no more
+	// than its lines.
+	bulkOK := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		body := io.Reader(r.Body)
+		if r.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = zr
+		}
+		raw, _ := io.ReadAll(body)
+		n := bytes.Count(raw, []byte{'\n'}) / 2
+		out := append(make([]byte, 0, 32+n*26), `{"errors":false,"items":[`...)
+		for i := range n {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, `{"create":{"status":201}}`...)
+		}
+		_, _ = w.Write(append(out, "]}"...))
+	})
+	for _, kind := range []string{"loki", "otlp-http", "otlp-grpc", "kafka", "elasticsearch"} {
 		b.Run(kind, func(b *testing.B) {
 			var c capture.SinkConfig
 			switch kind {
@@ -71,6 +98,10 @@ func BenchmarkSinkToLocalReceiver(b *testing.B) {
 				}
 				defer kc.Close()
 				c = kafkaConfig(kc.ListenAddrs())
+			case "elasticsearch":
+				srv := httptest.NewServer(bulkOK)
+				defer srv.Close()
+				c = esConfig(srv.URL)
 			}
 			c.BatchMaxBytes, c.BatchMaxWait = 1<<20, 100*time.Millisecond
 			f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: 10 * time.Second})

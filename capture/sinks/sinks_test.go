@@ -336,8 +336,8 @@ func TestWhenFullPolicies(t *testing.T) {
 }
 
 // TestIsolationDeadSinksDoNotSlowTheOthers runs one live and one hanging
-// sink of each network kind (Loki, OTLP over HTTP and gRPC, Kafka) side by
-// side: the hanging ones fill their own
+// sink of each network kind (Loki, OTLP over HTTP and gRPC, Kafka,
+// Elasticsearch) side by side: the hanging ones fill their own
 // queues and drop, the live ones keep the rate.
 func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 	e := newEnv(t)
@@ -389,9 +389,14 @@ func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 		} else {
 			kc = kafkaConfig(newKafka(t, 1).ListenAddrs())
 		}
-		kind := sink{name: "kafka"}
-		kinds = append(kinds, kind)
+		kinds = append(kinds, sink{name: "kafka"})
 		cfgs = append(cfgs, kc)
+		bulk, bsrv := newBulkReceiver(t)
+		if hanging {
+			bulk.request = func(int) int { return -1 }
+		}
+		kinds = append(kinds, sink{name: "elasticsearch", len: func() int { return len(bulk.stored()) }})
+		cfgs = append(cfgs, esConfig(bsrv.URL))
 		for i := range kinds {
 			if hanging {
 				cfgs[i].Name, cfgs[i].WhenFull, cfgs[i].BufferMaxBytes = "dead-"+cfgs[i].Name, sinks.DropNewest, 64<<10
