@@ -64,6 +64,8 @@ const (
 	SinkKafka  SinkKind = "Kafka"
 	// SinkElasticsearch indexes with the bulk API.
 	SinkElasticsearch SinkKind = "Elasticsearch"
+	// SinkS3 writes objects to S3-compatible object storage.
+	SinkS3 SinkKind = "S3"
 )
 
 // SinkConfig is one resolved sink of a pipeline.
@@ -86,6 +88,8 @@ type SinkConfig struct {
 	Kafka  *KafkaConfig  `json:"kafka,omitempty"`
 	// Elasticsearch configures an Elasticsearch sink.
 	Elasticsearch *ElasticsearchConfig `json:"elasticsearch,omitempty"`
+	// S3 configures an S3 sink.
+	S3 *S3Config `json:"s3,omitempty"`
 
 	// BatchMaxBytes and BatchMaxWait bound a batch.
 	BatchMaxBytes int64         `json:"batchMaxBytes"`
@@ -210,6 +214,20 @@ type ElasticsearchConfig struct {
 	// Credentials are basic auth's, or APIKey.
 	Credentials Credentials `json:"credentials"`
 	APIKey      string      `json:"apiKey,omitempty"`
+	TLS         *TLSConfig  `json:"tls,omitempty"`
+}
+
+// S3Config configures an S3 sink. Credentials' Username is the access key
+// ID and Password the secret access key.
+type S3Config struct {
+	Endpoint string `json:"endpoint"`
+	Bucket   string `json:"bucket"`
+	Region   string `json:"region,omitempty"`
+	// Prefix may hold {namespace} and {pipeline}.
+	Prefix      string      `json:"prefix,omitempty"`
+	PathStyle   bool        `json:"pathStyle,omitempty"`
+	Gzip        bool        `json:"gzip,omitempty"`
+	Credentials Credentials `json:"credentials"`
 	TLS         *TLSConfig  `json:"tls,omitempty"`
 }
 

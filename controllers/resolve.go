@@ -136,7 +136,8 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify) ||
 		(spec.OTLP != nil && spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify) ||
 		(spec.Kafka != nil && spec.Kafka.TLS != nil && spec.Kafka.TLS.InsecureSkipVerify) ||
-		(spec.Elasticsearch != nil && spec.Elasticsearch.TLS != nil && spec.Elasticsearch.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
+		(spec.Elasticsearch != nil && spec.Elasticsearch.TLS != nil && spec.Elasticsearch.TLS.InsecureSkipVerify) ||
+		(spec.S3 != nil && spec.S3.TLS != nil && spec.S3.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
 		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
 			"SinkTarget %q: tls.insecureSkipVerify would send its credentials to whoever answers, which the operator's admin does not allow (--allow-insecure-skip-verify); give the server's CA in tls.ca instead.", st.Name)
 	}
@@ -170,6 +171,9 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	case logsv1alpha1.SinkTypeElasticsearch:
 		cfg.Kind = capture.SinkElasticsearch
 		cfg.Elasticsearch, err = resolveElasticsearch(ctx, secrets, st.Name, spec.Elasticsearch)
+	case logsv1alpha1.SinkTypeS3:
+		cfg.Kind = capture.SinkS3
+		cfg.S3, err = resolveS3(ctx, secrets, st.Name, spec.S3)
 	case logsv1alpha1.SinkTypeStdout:
 		cfg.Kind = capture.SinkStdout
 		cfg.Stdout = &capture.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
@@ -178,7 +182,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 				"SinkTarget %q: stdout.format Raw would write the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log, which the operator's admin does not allow (--allow-raw-stdout); use format JSON, which escapes every line.", st.Name)
 		}
 	default:
-		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp, kafka or elasticsearch.", st.Name)
+		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp, kafka, elasticsearch or s3.", st.Name)
 	}
 	return cfg, err
 }
@@ -293,6 +297,27 @@ func resolveElasticsearch(ctx context.Context, secrets *secretReader, sink strin
 	}
 	var err error
 	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.elasticsearch.tls", e.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveS3(ctx context.Context, secrets *secretReader, sink string, o *logsv1alpha1.S3Sink) (*capture.S3Config, error) {
+	out := &capture.S3Config{Endpoint: string(o.Endpoint), Bucket: o.Bucket, Region: o.Region, Prefix: o.Prefix,
+		PathStyle: o.PathStyle, Gzip: o.Compression != logsv1alpha1.HTTPCompressionNone}
+	if o.AccessKeyID != nil && o.SecretAccessKey != nil {
+		id, err := secrets.value(ctx, o.AccessKeyID, sink, "spec.s3.accessKeyID")
+		if err != nil {
+			return nil, err
+		}
+		key, err := secrets.value(ctx, o.SecretAccessKey, sink, "spec.s3.secretAccessKey")
+		if err != nil {
+			return nil, err
+		}
+		out.Credentials = capture.Credentials{Username: string(id), Password: string(key)}
+	}
+	var err error
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.s3.tls", o.TLS); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -429,6 +454,13 @@ func secretRefs(st *logsv1alpha1.SinkTarget) []secretRef {
 		for i, hd := range h.Headers {
 			add(fmt.Sprintf("spec.http.headers[%d].valueFrom", i), hd.ValueFrom)
 		}
+	}
+	if o := st.Spec.S3; o != nil {
+		if o.AccessKeyID != nil && o.SecretAccessKey != nil {
+			add("spec.s3.accessKeyID", o.AccessKeyID)
+			add("spec.s3.secretAccessKey", o.SecretAccessKey)
+		}
+		addTLS("spec.s3.tls", o.TLS)
 	}
 	if e := st.Spec.Elasticsearch; e != nil {
 		if e.Auth != nil {

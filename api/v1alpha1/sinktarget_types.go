@@ -29,6 +29,8 @@ const (
 	SinkTypeKafka SinkType = "Kafka"
 	// SinkTypeElasticsearch indexes into Elasticsearch with the bulk API.
 	SinkTypeElasticsearch SinkType = "Elasticsearch"
+	// SinkTypeS3 writes objects to S3-compatible object storage.
+	SinkTypeS3 SinkType = "S3"
 )
 
 // WhenFull is what a sink does when its buffer is full.
@@ -117,8 +119,8 @@ type KafkaCompression string
 type SASLMechanism string
 
 // SinkTargetSpec configures one destination for log lines. Exactly one of
-// loki, file, http, stdout, otlp, kafka and elasticsearch is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka), has(self.elasticsearch)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp, kafka or elasticsearch must be set"
+// loki, file, http, stdout, otlp, kafka, elasticsearch and s3 is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka), has(self.elasticsearch), has(self.s3)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.batch.maxBytes) || !has(self.buffer) || !has(self.buffer.maxBytes) || quantity(string(self.batch.maxBytes)).compareTo(quantity(string(self.buffer.maxBytes))) <= 0",message="batch.maxBytes must not exceed buffer.maxBytes"
 type SinkTargetSpec struct {
 	// Loki pushes to a Loki-compatible endpoint.
@@ -145,6 +147,10 @@ type SinkTargetSpec struct {
 	// into a data stream or an index.
 	// +optional
 	Elasticsearch *ElasticsearchSink `json:"elasticsearch,omitempty"`
+	// S3 writes each batch as one gzip NDJSON object to S3-compatible
+	// object storage.
+	// +optional
+	S3 *S3Sink `json:"s3,omitempty"`
 
 	// Batch controls how lines are grouped into one send.
 	// +optional
@@ -449,6 +455,60 @@ type ElasticsearchAuth struct {
 	APIKey *SecretKeySelector `json:"apiKey,omitempty"`
 }
 
+// S3Sink writes each batch (spec.batch: up to maxBytes of lines or maxWait,
+// the object's size and time flush) as one object of NDJSON, the File
+// sink's JSON lines, gzip-compressed unless compression is None. Objects are
+// named <prefix>/<pipeline>/<yyyy>/<mm>/<dd>/<hh>/<unix-nanos>-<n>.ndjson.gz
+// by the first line's time window (UTC); the batch is acknowledged when the
+// PUT succeeded, and a retried PUT writes the same key again.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.endpoint).getScheme() == 'https'",message="tls needs an https endpoint: over http the credentials would go in clear"
+// +kubebuilder:validation:XValidation:rule="has(self.accessKeyID) == has(self.secretAccessKey)",message="accessKeyID and secretAccessKey must be set together"
+type S3Sink struct {
+	// Endpoint is the service's URL without a path, for example
+	// https://s3.eu-west-1.amazonaws.com or http://minio.storage:9000.
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || size(url(self).getEscapedPath()) <= 1",message="endpoint has no path: the bucket and key are the sink's"
+	Endpoint URL `json:"endpoint"`
+	// Bucket is the bucket's name (3 to 63 lowercase letters, digits, '.'
+	// and '-').
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`
+	Bucket string `json:"bucket"`
+	// Region is the bucket's region.
+	// +optional
+	// +kubebuilder:default=us-east-1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-z0-9-]+$`
+	Region string `json:"region,omitempty"`
+	// Prefix begins every object's key; {namespace} and {pipeline} stand for
+	// the pipeline's. Segments of letters, digits, '!', '-', '_', '.', '*',
+	// '(' and ')', separated by single '/'.
+	// +optional
+	// +kubebuilder:default="logs/{namespace}"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^([A-Za-z0-9!_.*()-]|[{](namespace|pipeline)[}])+(/([A-Za-z0-9!_.*()-]|[{](namespace|pipeline)[}])+)*$')",message="prefix must be segments of letters, digits, '!', '-', '_', '.', '*', '(', ')' and the placeholders {namespace} and {pipeline}, separated by single '/', without a leading or trailing '/'"
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(s, s == '.' || s == '..')",message="prefix must not have '.' or '..' segments"
+	Prefix string `json:"prefix,omitempty"`
+	// PathStyle addresses the bucket in the path (endpoint/bucket/key), as
+	// MinIO and most S3-compatible stores need, instead of as a virtual
+	// host (bucket.endpoint).
+	// +optional
+	PathStyle bool `json:"pathStyle,omitempty"`
+	// Compression of each object.
+	// +optional
+	// +kubebuilder:default=Gzip
+	Compression HTTPCompression `json:"compression,omitempty"`
+	// AccessKeyID is read from a Secret; without it requests are anonymous.
+	// +optional
+	AccessKeyID *SecretKeySelector `json:"accessKeyID,omitempty"`
+	// SecretAccessKey is read from a Secret.
+	// +optional
+	SecretAccessKey *SecretKeySelector `json:"secretAccessKey,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
 // StdoutSink writes records to the operator's standard output.
 type StdoutSink struct {
 	// Format of each written line.
@@ -553,8 +613,8 @@ type SinkTargetStatus struct {
 	// ObservedGeneration is the generation the status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Type is the kind of sink: Loki, File, HTTP, Stdout, OTLP, Kafka or
-	// Elasticsearch.
+	// Type is the kind of sink: Loki, File, HTTP, Stdout, OTLP, Kafka,
+	// Elasticsearch or S3.
 	// +optional
 	Type SinkType `json:"type,omitempty"`
 	// Policy is the CapturePolicy that applies to the SinkTarget's namespace;
@@ -617,6 +677,8 @@ func (s *SinkTargetSpec) Type() SinkType {
 		return SinkTypeKafka
 	case s.Elasticsearch != nil:
 		return SinkTypeElasticsearch
+	case s.S3 != nil:
+		return SinkTypeS3
 	}
 	return ""
 }

@@ -1,5 +1,6 @@
 // Package sinks delivers log records to Loki, files, HTTP endpoints,
-// OpenTelemetry (OTLP) endpoints, Kafka, Elasticsearch and standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
+// OpenTelemetry (OTLP) endpoints, Kafka, Elasticsearch, S3-compatible
+// object storage and standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
 // batcher and one sender goroutine with retries, so a slow or dead
 // destination only ever affects its own queue.
 package sinks
@@ -85,6 +86,8 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 		d, err = newKafkaDeliverer(c.Kafka, f.opts.RequestTimeout, eg)
 	case capture.SinkElasticsearch:
 		d, err = newESDeliverer(c.Elasticsearch, f.opts.RequestTimeout, eg)
+	case capture.SinkS3:
+		d, err = newS3Deliverer(pipeline, c.S3, f.opts.RequestTimeout, eg)
 	case capture.SinkFile:
 		d, err = f.files.open(namespaceOf(pipeline), c.File)
 	case capture.SinkStdout:
@@ -149,7 +152,7 @@ func (d *writerDeliverer) close(context.Context) error { return nil }
 
 // Probe checks cheaply that a sink's destination can take records: Loki's
 // /ready answers 2xx, a Kafka broker answers a metadata request,
-// Elasticsearch answers GET / with 2xx, a File
+// Elasticsearch answers GET / with 2xx, an S3 bucket exists, a File
 // sink's path resolves under the root. HTTP,
 // OTLP (whose protocol has no readiness call) and Stdout sinks have no
 // probe and always pass.
@@ -200,6 +203,14 @@ func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return probeES(ctx, c.Elasticsearch, eg)
+	case capture.SinkS3:
+		eg, err := f.egress(c)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return probeS3(ctx, c.S3, eg)
 	case capture.SinkFile:
 		if _, err := f.files.resolve(c.Namespace, c.File.Path); err != nil {
 			return err

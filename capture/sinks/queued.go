@@ -251,13 +251,21 @@ func splitRetry(batch []*capture.Record, retry []int) (done, again []*capture.Re
 	return done, again
 }
 
+// retrySafe is a failure without an answer whose repeat cannot store the
+// batch twice (the S3 sink PUTs the same key again, which overwrites).
+type retrySafe struct{ err error }
+
+func (e *retrySafe) Error() string { return e.err.Error() }
+func (e *retrySafe) Unwrap() error { return e.err }
+
 // outcomeUnknown tells whether a failed send may nevertheless have been
 // stored: the request went out but no answer came back (a timeout or a
 // connection lost after sending). A refused connection or an HTTP status is
-// a known outcome.
+// a known outcome; so is a retrySafe failure, for what counts here.
 func outcomeUnknown(err error) bool {
 	var se *sendError
-	if errors.As(err, &se) {
+	var rs *retrySafe
+	if errors.As(err, &se) || errors.As(err, &rs) {
 		return false
 	}
 	var op *net.OpError

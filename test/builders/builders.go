@@ -85,6 +85,12 @@ func (b *SinkBuilder) Elasticsearch(url, index string) *SinkBuilder {
 	return b
 }
 
+// S3 makes it an S3 sink.
+func (b *SinkBuilder) S3(endpoint, bucket string) *SinkBuilder {
+	b.obj.Spec.S3 = &logsv1alpha1.S3Sink{Endpoint: logsv1alpha1.URL(endpoint), Bucket: bucket}
+	return b
+}
+
 // Stdout makes it a Stdout sink.
 func (b *SinkBuilder) Stdout() *SinkBuilder {
 	b.obj.Spec.Stdout = &logsv1alpha1.StdoutSink{}

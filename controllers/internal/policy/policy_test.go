@@ -14,7 +14,7 @@ import (
 func pol(name string, sel map[string]string, f func(*logsv1alpha1.CapturePolicySpec)) logsv1alpha1.CapturePolicy {
 	p := logsv1alpha1.CapturePolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: logsv1alpha1.CapturePolicySpec{NamespaceSelector: *logsv1alpha1.SelectorFromMap(sel),
-			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch"}}}
+			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "S3"}}}
 	if f != nil {
 		f(&p.Spec)
 	}
@@ -78,7 +78,13 @@ func TestCheck(t *testing.T) {
 		want   string // substring of the violation; "" allowed
 	}{
 		{"loki allowed by default", nil, loki("http://loki.monitoring.svc:3100", ""), ""},
-		{"file denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.File = &logsv1alpha1.FileSink{Path: "a.log"} }), "does not allow File sinks (allowed: Loki, HTTP, OTLP, Kafka, Elasticsearch)"},
+		{"file denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.File = &logsv1alpha1.FileSink{Path: "a.log"} }), "does not allow File sinks (allowed: Loki, HTTP, OTLP, Kafka, Elasticsearch, S3)"},
+		{"s3 endpoint denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.S3 = &logsv1alpha1.S3Sink{Endpoint: "https://s3.attacker.example", Bucket: "logs"}
+		}), `does not allow the destination host "s3.attacker.example"`},
+		{"s3 endpoint allowed", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.S3 = &logsv1alpha1.S3Sink{Endpoint: "http://minio.monitoring.svc:9000", Bucket: "logs"}
+		}), ""},
 		{"elasticsearch host denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
 			s.Elasticsearch = &logsv1alpha1.ElasticsearchSink{URL: "https://es.attacker.example:9200", Index: "logs"}
 		}), `does not allow the destination host "es.attacker.example"`},
@@ -162,8 +168,10 @@ func TestCheckDefaults(t *testing.T) {
 		Spec: logsv1alpha1.SinkTargetSpec{Kafka: &logsv1alpha1.KafkaSink{Brokers: []string{"k:9092"}, Topic: "logs"}}}
 	es := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "e"},
 		Spec: logsv1alpha1.SinkTargetSpec{Elasticsearch: &logsv1alpha1.ElasticsearchSink{URL: "https://es:9200", Index: "logs"}}}
-	shipped := []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch"}
-	for _, st := range []*logsv1alpha1.SinkTarget{loki, otlp, kafka, es} {
+	s3 := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "s"},
+		Spec: logsv1alpha1.SinkTargetSpec{S3: &logsv1alpha1.S3Sink{Endpoint: "https://s3.example", Bucket: "logs"}}}
+	shipped := []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "S3"}
+	for _, st := range []*logsv1alpha1.SinkTarget{loki, otlp, kafka, es, s3} {
 		if got := CheckDefaults(shipped, st); got != "" {
 			t.Fatalf("%s under the shipped defaults: %q", st.Spec.Type(), got)
 		}
@@ -172,7 +180,7 @@ func TestCheckDefaults(t *testing.T) {
 		t.Fatalf("OTLP where the admin's defaults leave it out: %q", got)
 	}
 	got := CheckDefaults(shipped, file)
-	if !strings.Contains(got, `No CapturePolicy applies to namespace "shop"`) || !strings.Contains(got, "(--default-sink-types: Loki, HTTP, OTLP, Kafka, Elasticsearch), which leave File sinks to the cluster admin") {
+	if !strings.Contains(got, `No CapturePolicy applies to namespace "shop"`) || !strings.Contains(got, "(--default-sink-types: Loki, HTTP, OTLP, Kafka, Elasticsearch, S3), which leave File sinks to the cluster admin") {
 		t.Fatalf("File under the shipped defaults: %q", got)
 	}
 	if got := CheckDefaults(nil, file); got != "" {
