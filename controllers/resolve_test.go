@@ -133,6 +133,16 @@ func TestResolveSink(t *testing.T) {
 		{name: "elasticsearch insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Elasticsearch.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
 		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "s3 with keys and a CA from Secrets", sink: builders.Sink(ns, "s").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.AccessKeyID, s.Spec.S3.SecretAccessKey = ref("creds", "user"), ref("creds", "pass")
+			s.Spec.S3.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).Build()},
+		{name: "s3 secret key from a missing key", sink: builders.Sink(ns, "s").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.AccessKeyID, s.Spec.S3.SecretAccessKey = ref("creds", "user"), ref("creds", "absent")
+		}).Build(), wantReason: logsv1alpha1.ReasonSecretKeyNotFound},
+		{name: "s3 insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
 		{name: "client cert that is not a key pair", sink: builders.Sink(ns, "s").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.TLS = &logsv1alpha1.TLSSpec{Cert: ref("tls", "ca.crt"), Key: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
@@ -279,6 +289,10 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		builders.Sink(ns, "http-bearer").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.Auth = auth(false)
 		}).Build(),
+		builders.Sink(ns, "s3").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.AccessKeyID, s.Spec.S3.SecretAccessKey = ref("user"), ref("pass")
+			s.Spec.S3.TLS = tlsSpec
+		}).Build(),
 		builders.Sink(ns, "es-basic").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{Basic: &logsv1alpha1.BasicAuth{Username: *ref("user"), Password: *ref("pass")}}
 			s.Spec.Elasticsearch.TLS = tlsSpec
@@ -371,5 +385,25 @@ func TestResolveElasticsearch(t *testing.T) {
 	if cfg.Kind != "Elasticsearch" || e == nil || e.URL != "https://es:9200" || e.Index != "logs-{namespace}-{date}" || e.DataStream ||
 		e.Credentials.Username != "u" || e.Credentials.Password != "p" || e.APIKey != "" {
 		t.Fatalf("resolved %+v: %+v", cfg, e)
+	}
+}
+
+func TestResolveS3(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"id": "AKIA", "key": "s3cret"})).Build()
+	st := builders.Sink(ns, "s3").S3("http://minio:9000", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.S3.Region, s.Spec.S3.Prefix, s.Spec.S3.PathStyle = "eu-west-1", "logs/{namespace}", true
+		s.Spec.S3.Compression = logsv1alpha1.HTTPCompressionNone
+		s.Spec.S3.AccessKeyID = &logsv1alpha1.SecretKeySelector{Name: "creds", Key: "id"}
+		s.Spec.S3.SecretAccessKey = &logsv1alpha1.SecretKeySelector{Name: "creds", Key: "key"}
+	}).Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.S3
+	if cfg.Kind != "S3" || o == nil || o.Endpoint != "http://minio:9000" || o.Bucket != "logs" || o.Region != "eu-west-1" || o.Prefix != "logs/{namespace}" ||
+		!o.PathStyle || o.Gzip || o.Credentials.Username != "AKIA" || o.Credentials.Password != "s3cret" {
+		t.Fatalf("resolved %+v: %+v", cfg, o)
 	}
 }

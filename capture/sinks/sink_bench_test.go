@@ -39,7 +39,8 @@ func (*discardOTLP) Export(context.Context, plogotlp.ExportRequest) (plogotlp.Ex
 // of Loki and OTLP/HTTP discard what they read; over gRPC the receiver
 // decodes the protobuf; Kafka's is franz-go's kfake, which decodes and
 // keeps every batch (zstd); Elasticsearch's decompresses the bulk body
-// and answers an item per document: their work is in the CPU figure.
+// and answers an item per document; S3's is gofakes3, which keeps every
+// object in memory: their work is in the CPU figure.
 func BenchmarkSinkToLocalReceiver(b *testing.B) {
 	discard := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -69,7 +70,7 @@ func BenchmarkSinkToLocalReceiver(b *testing.B) {
 		}
 		_, _ = w.Write(append(out, "]}"...))
 	})
-	for _, kind := range []string{"loki", "otlp-http", "otlp-grpc", "kafka", "elasticsearch"} {
+	for _, kind := range []string{"loki", "otlp-http", "otlp-grpc", "kafka", "elasticsearch", "s3"} {
 		b.Run(kind, func(b *testing.B) {
 			var c capture.SinkConfig
 			switch kind {
@@ -102,6 +103,8 @@ func BenchmarkSinkToLocalReceiver(b *testing.B) {
 				srv := httptest.NewServer(bulkOK)
 				defer srv.Close()
 				c = esConfig(srv.URL)
+			case "s3":
+				c = s3Config(newS3Server(b).url)
 			}
 			c.BatchMaxBytes, c.BatchMaxWait = 1<<20, 100*time.Millisecond
 			f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: 10 * time.Second})

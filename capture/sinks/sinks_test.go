@@ -337,7 +337,7 @@ func TestWhenFullPolicies(t *testing.T) {
 
 // TestIsolationDeadSinksDoNotSlowTheOthers runs one live and one hanging
 // sink of each network kind (Loki, OTLP over HTTP and gRPC, Kafka,
-// Elasticsearch) side by side: the hanging ones fill their own
+// Elasticsearch, S3) side by side: the hanging ones fill their own
 // queues and drop, the live ones keep the rate.
 func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 	e := newEnv(t)
@@ -397,13 +397,21 @@ func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 		}
 		kinds = append(kinds, sink{name: "elasticsearch", len: func() int { return len(bulk.stored()) }})
 		cfgs = append(cfgs, esConfig(bsrv.URL))
+		s3srv := newS3Server(t)
+		if hanging {
+			s3srv.fault = func(int) int { return -1 }
+		}
+		s3c := s3Config(s3srv.url)
+		s3c.BatchMaxBytes = 64 << 10
+		kinds = append(kinds, sink{name: "s3"})
+		cfgs = append(cfgs, s3c)
 		for i := range kinds {
 			if hanging {
 				cfgs[i].Name, cfgs[i].WhenFull, cfgs[i].BufferMaxBytes = "dead-"+cfgs[i].Name, sinks.DropNewest, 64<<10
 			}
 			kinds[i].s = e.start(t, cfgs[i])
 			if kinds[i].len == nil {
-				// Kafka: what the broker acknowledged, by all replicas.
+				// Kafka and S3: what the destination acknowledged.
 				st := kinds[i].s.Sink.(capture.StatsReporter)
 				kinds[i].len = func() int { return int(st.Stats().SentLines) }
 			}
