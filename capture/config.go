@@ -60,6 +60,12 @@ const (
 	SinkFile   SinkKind = "File"
 	SinkHTTP   SinkKind = "HTTP"
 	SinkStdout SinkKind = "Stdout"
+	SinkOTLP   SinkKind = "OTLP"
+	SinkKafka  SinkKind = "Kafka"
+	// SinkElasticsearch indexes with the bulk API.
+	SinkElasticsearch SinkKind = "Elasticsearch"
+	// SinkS3 writes objects to S3-compatible object storage.
+	SinkS3 SinkKind = "S3"
 )
 
 // SinkConfig is one resolved sink of a pipeline.
@@ -78,6 +84,12 @@ type SinkConfig struct {
 	File   *FileConfig   `json:"file,omitempty"`
 	HTTP   *HTTPConfig   `json:"http,omitempty"`
 	Stdout *StdoutConfig `json:"stdout,omitempty"`
+	OTLP   *OTLPConfig   `json:"otlp,omitempty"`
+	Kafka  *KafkaConfig  `json:"kafka,omitempty"`
+	// Elasticsearch configures an Elasticsearch sink.
+	Elasticsearch *ElasticsearchConfig `json:"elasticsearch,omitempty"`
+	// S3 configures an S3 sink.
+	S3 *S3Config `json:"s3,omitempty"`
 
 	// BatchMaxBytes and BatchMaxWait bound a batch.
 	BatchMaxBytes int64         `json:"batchMaxBytes"`
@@ -156,6 +168,67 @@ type HTTPConfig struct {
 	Gzip        bool              `json:"gzip,omitempty"`
 	Credentials Credentials       `json:"credentials"`
 	TLS         *TLSConfig        `json:"tls,omitempty"`
+}
+
+// OTLPConfig configures an OTLP sink. Header values are resolved.
+type OTLPConfig struct {
+	// URL is the base URL: HTTP posts to URL + "/v1/logs"; gRPC dials its
+	// host and port, with TLS when the scheme is https.
+	URL string `json:"url"`
+	// GRPC selects OTLP/gRPC instead of OTLP/HTTP with protobuf.
+	GRPC bool `json:"grpc,omitempty"`
+	Gzip bool `json:"gzip,omitempty"`
+	// Headers are HTTP headers, or gRPC metadata.
+	Headers map[string]string `json:"headers,omitempty"`
+	// ResourceAttributes are added to every resource, beside the ones
+	// the sink sets from the pod.
+	ResourceAttributes map[string]string `json:"resourceAttributes,omitempty"`
+	Credentials        Credentials       `json:"credentials"`
+	TLS                *TLSConfig        `json:"tls,omitempty"`
+}
+
+// KafkaConfig configures a Kafka sink.
+type KafkaConfig struct {
+	Brokers []string `json:"brokers"`
+	// Topic may hold {namespace}, {pod} and {container}.
+	Topic string `json:"topic"`
+	// Key is Container, Pod or None.
+	Key string `json:"key,omitempty"`
+	// Compression is None, Gzip, Snappy, LZ4 or Zstd.
+	Compression string `json:"compression,omitempty"`
+	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with the
+	// username and password of Credentials; empty for none.
+	SASLMechanism string      `json:"saslMechanism,omitempty"`
+	Credentials   Credentials `json:"credentials"`
+	// TLS, when not nil, connects over TLS.
+	TLS *TLSConfig `json:"tls,omitempty"`
+}
+
+// ElasticsearchConfig configures an Elasticsearch sink.
+type ElasticsearchConfig struct {
+	URL string `json:"url"`
+	// Index may hold {namespace} and {date}.
+	Index string `json:"index"`
+	// DataStream tells the index is a data stream.
+	DataStream bool `json:"dataStream,omitempty"`
+	// Credentials are basic auth's, or APIKey.
+	Credentials Credentials `json:"credentials"`
+	APIKey      string      `json:"apiKey,omitempty"`
+	TLS         *TLSConfig  `json:"tls,omitempty"`
+}
+
+// S3Config configures an S3 sink. Credentials' Username is the access key
+// ID and Password the secret access key.
+type S3Config struct {
+	Endpoint string `json:"endpoint"`
+	Bucket   string `json:"bucket"`
+	Region   string `json:"region,omitempty"`
+	// Prefix may hold {namespace} and {pipeline}.
+	Prefix      string      `json:"prefix,omitempty"`
+	PathStyle   bool        `json:"pathStyle,omitempty"`
+	Gzip        bool        `json:"gzip,omitempty"`
+	Credentials Credentials `json:"credentials"`
+	TLS         *TLSConfig  `json:"tls,omitempty"`
 }
 
 // StdoutConfig configures a Stdout sink.

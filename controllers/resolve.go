@@ -133,7 +133,11 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 		return cfg, stallRechecked(logsv1alpha1.ReasonOutsideOperatorLimits, "%s", msg)
 	}
 	if insecure := (spec.Loki != nil && spec.Loki.TLS != nil && spec.Loki.TLS.InsecureSkipVerify) ||
-		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
+		(spec.HTTP != nil && spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify) ||
+		(spec.OTLP != nil && spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify) ||
+		(spec.Kafka != nil && spec.Kafka.TLS != nil && spec.Kafka.TLS.InsecureSkipVerify) ||
+		(spec.Elasticsearch != nil && spec.Elasticsearch.TLS != nil && spec.Elasticsearch.TLS.InsecureSkipVerify) ||
+		(spec.S3 != nil && spec.S3.TLS != nil && spec.S3.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
 		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
 			"SinkTarget %q: tls.insecureSkipVerify would send its credentials to whoever answers, which the operator's admin does not allow (--allow-insecure-skip-verify); give the server's CA in tls.ca instead.", st.Name)
 	}
@@ -158,6 +162,18 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	case logsv1alpha1.SinkTypeHTTP:
 		cfg.Kind = capture.SinkHTTP
 		cfg.HTTP, err = resolveHTTP(ctx, secrets, st.Name, spec.HTTP)
+	case logsv1alpha1.SinkTypeOTLP:
+		cfg.Kind = capture.SinkOTLP
+		cfg.OTLP, err = resolveOTLP(ctx, secrets, st.Name, spec.OTLP)
+	case logsv1alpha1.SinkTypeKafka:
+		cfg.Kind = capture.SinkKafka
+		cfg.Kafka, err = resolveKafka(ctx, secrets, st.Name, spec.Kafka)
+	case logsv1alpha1.SinkTypeElasticsearch:
+		cfg.Kind = capture.SinkElasticsearch
+		cfg.Elasticsearch, err = resolveElasticsearch(ctx, secrets, st.Name, spec.Elasticsearch)
+	case logsv1alpha1.SinkTypeS3:
+		cfg.Kind = capture.SinkS3
+		cfg.S3, err = resolveS3(ctx, secrets, st.Name, spec.S3)
 	case logsv1alpha1.SinkTypeStdout:
 		cfg.Kind = capture.SinkStdout
 		cfg.Stdout = &capture.StdoutConfig{Raw: spec.Stdout.Format == logsv1alpha1.RecordFormatRaw}
@@ -166,7 +182,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 				"SinkTarget %q: stdout.format Raw would write the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log, which the operator's admin does not allow (--allow-raw-stdout); use format JSON, which escapes every line.", st.Name)
 		}
 	default:
-		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http or stdout.", st.Name)
+		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp, kafka, elasticsearch or s3.", st.Name)
 	}
 	return cfg, err
 }
@@ -200,30 +216,134 @@ func resolveHTTP(ctx context.Context, secrets *secretReader, sink string, h *log
 		URL:  string(h.URL),
 		Gzip: h.Compression != logsv1alpha1.HTTPCompressionNone,
 	}
-	for i, hd := range h.Headers {
-		if out.Headers == nil {
-			out.Headers = map[string]string{}
-		}
-		if hd.Value != nil {
-			out.Headers[hd.Name] = *hd.Value
-			continue
-		}
-		field := fmt.Sprintf("spec.http.headers[%d].valueFrom", i)
-		v, err := secrets.value(ctx, hd.ValueFrom, sink, field)
-		if err != nil {
-			return nil, err
-		}
-		if err := headerSafe(v, sink, field, hd.ValueFrom.Name); err != nil {
-			return nil, err
-		}
-		out.Headers[hd.Name] = string(v)
-	}
 	var err error
+	if out.Headers, err = resolveHeaders(ctx, secrets, sink, "spec.http.headers", h.Headers); err != nil {
+		return nil, err
+	}
 	if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.http.auth", h.Auth); err != nil {
 		return nil, err
 	}
 	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.http.tls", h.TLS); err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+func resolveOTLP(ctx context.Context, secrets *secretReader, sink string, o *logsv1alpha1.OTLPSink) (*capture.OTLPConfig, error) {
+	out := &capture.OTLPConfig{
+		URL:                string(o.URL),
+		GRPC:               o.Protocol == logsv1alpha1.OTLPProtocolGRPC,
+		Gzip:               o.Compression != logsv1alpha1.HTTPCompressionNone,
+		ResourceAttributes: o.ResourceAttributes,
+	}
+	var err error
+	if out.Headers, err = resolveHeaders(ctx, secrets, sink, "spec.otlp.headers", o.Headers); err != nil {
+		return nil, err
+	}
+	if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.otlp.auth", o.Auth); err != nil {
+		return nil, err
+	}
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.otlp.tls", o.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveKafka(ctx context.Context, secrets *secretReader, sink string, k *logsv1alpha1.KafkaSink) (*capture.KafkaConfig, error) {
+	out := &capture.KafkaConfig{
+		Brokers:     k.Brokers,
+		Topic:       k.Topic,
+		Key:         string(k.Key),
+		Compression: string(k.Compression),
+	}
+	if k.SASL != nil {
+		out.SASLMechanism = string(k.SASL.Mechanism)
+		u, err := secrets.value(ctx, &k.SASL.Username, sink, "spec.kafka.sasl.username")
+		if err != nil {
+			return nil, err
+		}
+		p, err := secrets.value(ctx, &k.SASL.Password, sink, "spec.kafka.sasl.password")
+		if err != nil {
+			return nil, err
+		}
+		out.Credentials = capture.Credentials{Username: string(u), Password: string(p)}
+	}
+	var err error
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.kafka.tls", k.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveElasticsearch(ctx context.Context, secrets *secretReader, sink string, e *logsv1alpha1.ElasticsearchSink) (*capture.ElasticsearchConfig, error) {
+	out := &capture.ElasticsearchConfig{URL: string(e.URL), Index: e.Index, DataStream: e.Mode != logsv1alpha1.ElasticsearchModeIndex}
+	if a := e.Auth; a != nil {
+		if a.APIKey != nil {
+			v, err := secrets.value(ctx, a.APIKey, sink, "spec.elasticsearch.auth.apiKey")
+			if err != nil {
+				return nil, err
+			}
+			if err := headerSafe(v, sink, "spec.elasticsearch.auth.apiKey", a.APIKey.Name); err != nil {
+				return nil, err
+			}
+			out.APIKey = string(v)
+		}
+		if a.Basic != nil {
+			var err error
+			if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.elasticsearch.auth", &logsv1alpha1.AuthSpec{Basic: a.Basic}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var err error
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.elasticsearch.tls", e.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveS3(ctx context.Context, secrets *secretReader, sink string, o *logsv1alpha1.S3Sink) (*capture.S3Config, error) {
+	out := &capture.S3Config{Endpoint: string(o.Endpoint), Bucket: o.Bucket, Region: o.Region, Prefix: o.Prefix,
+		PathStyle: o.PathStyle, Gzip: o.Compression != logsv1alpha1.HTTPCompressionNone}
+	if o.AccessKeyID != nil && o.SecretAccessKey != nil {
+		id, err := secrets.value(ctx, o.AccessKeyID, sink, "spec.s3.accessKeyID")
+		if err != nil {
+			return nil, err
+		}
+		key, err := secrets.value(ctx, o.SecretAccessKey, sink, "spec.s3.secretAccessKey")
+		if err != nil {
+			return nil, err
+		}
+		out.Credentials = capture.Credentials{Username: string(id), Password: string(key)}
+	}
+	var err error
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.s3.tls", o.TLS); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// resolveHeaders resolves the literal and Secret values of a sink's
+// headers; field is the headers' spec path, for messages.
+func resolveHeaders(ctx context.Context, secrets *secretReader, sink, field string, hs []logsv1alpha1.HTTPHeader) (map[string]string, error) {
+	var out map[string]string
+	for i, hd := range hs {
+		if out == nil {
+			out = map[string]string{}
+		}
+		if hd.Value != nil {
+			out[hd.Name] = *hd.Value
+			continue
+		}
+		f := fmt.Sprintf("%s[%d].valueFrom", field, i)
+		v, err := secrets.value(ctx, hd.ValueFrom, sink, f)
+		if err != nil {
+			return nil, err
+		}
+		if err := headerSafe(v, sink, f, hd.ValueFrom.Name); err != nil {
+			return nil, err
+		}
+		out[hd.Name] = string(v)
 	}
 	return out, nil
 }
@@ -333,6 +453,37 @@ func secretRefs(st *logsv1alpha1.SinkTarget) []secretRef {
 		addTLS("spec.http.tls", h.TLS)
 		for i, hd := range h.Headers {
 			add(fmt.Sprintf("spec.http.headers[%d].valueFrom", i), hd.ValueFrom)
+		}
+	}
+	if o := st.Spec.S3; o != nil {
+		if o.AccessKeyID != nil && o.SecretAccessKey != nil {
+			add("spec.s3.accessKeyID", o.AccessKeyID)
+			add("spec.s3.secretAccessKey", o.SecretAccessKey)
+		}
+		addTLS("spec.s3.tls", o.TLS)
+	}
+	if e := st.Spec.Elasticsearch; e != nil {
+		if e.Auth != nil {
+			add("spec.elasticsearch.auth.apiKey", e.Auth.APIKey)
+			if e.Auth.Basic != nil {
+				add("spec.elasticsearch.auth.basic.username", &e.Auth.Basic.Username)
+				add("spec.elasticsearch.auth.basic.password", &e.Auth.Basic.Password)
+			}
+		}
+		addTLS("spec.elasticsearch.tls", e.TLS)
+	}
+	if k := st.Spec.Kafka; k != nil {
+		if k.SASL != nil {
+			add("spec.kafka.sasl.username", &k.SASL.Username)
+			add("spec.kafka.sasl.password", &k.SASL.Password)
+		}
+		addTLS("spec.kafka.tls", k.TLS)
+	}
+	if o := st.Spec.OTLP; o != nil {
+		addAuth("spec.otlp.auth", o.Auth)
+		addTLS("spec.otlp.tls", o.TLS)
+		for i, hd := range o.Headers {
+			add(fmt.Sprintf("spec.otlp.headers[%d].valueFrom", i), hd.ValueFrom)
 		}
 	}
 	return out

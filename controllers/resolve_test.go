@@ -100,6 +100,49 @@ func TestResolveSink(t *testing.T) {
 		{name: "CA that is not PEM", sink: builders.Sink(ns, "s").Loki("https://loki").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Loki.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
+		{name: "otlp with headers, auth and a CA from Secrets", sink: builders.Sink(ns, "s").OTLP("https://otel:4317").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "x-key", ValueFrom: ref("creds", "token")}}
+			s.Spec.OTLP.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).WithBearerToken("creds", "token").Build()},
+		{name: "otlp header from a Secret with CR/LF", sink: builders.Sink(ns, "s").OTLP("http://otel").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "X-Key", ValueFrom: ref("creds", "crlf")}}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "otlp insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").OTLP("https://otel").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "otlp CA that is not PEM", sink: builders.Sink(ns, "s").OTLP("https://otel").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "junk")}
+		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
+		{name: "kafka with SASL and a CA from Secrets", sink: builders.Sink(ns, "s").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-512", Username: *ref("creds", "user"), Password: *ref("creds", "pass")}
+			s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).Build()},
+		{name: "kafka SASL password from a missing key", sink: builders.Sink(ns, "s").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "PLAIN", Username: *ref("creds", "user"), Password: *ref("creds", "absent")}
+		}).Build(), wantReason: logsv1alpha1.ReasonSecretKeyNotFound},
+		{name: "kafka insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "elasticsearch with an API key and a CA from Secrets", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{APIKey: ref("creds", "token")}
+			s.Spec.Elasticsearch.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).Build()},
+		{name: "elasticsearch API key with a trailing newline", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{APIKey: ref("creds", "newline")}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "elasticsearch insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "s3 with keys and a CA from Secrets", sink: builders.Sink(ns, "s").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.AccessKeyID, s.Spec.S3.SecretAccessKey = ref("creds", "user"), ref("creds", "pass")
+			s.Spec.S3.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).Build()},
+		{name: "s3 secret key from a missing key", sink: builders.Sink(ns, "s").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.AccessKeyID, s.Spec.S3.SecretAccessKey = ref("creds", "user"), ref("creds", "absent")
+		}).Build(), wantReason: logsv1alpha1.ReasonSecretKeyNotFound},
+		{name: "s3 insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
 		{name: "client cert that is not a key pair", sink: builders.Sink(ns, "s").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.TLS = &logsv1alpha1.TLSSpec{Cert: ref("tls", "ca.crt"), Key: ref("tls", "junk")}
 		}).Build(), wantReason: logsv1alpha1.ReasonInvalidTLS},
@@ -246,6 +289,25 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		builders.Sink(ns, "http-bearer").HTTP("https://h").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.HTTP.Auth = auth(false)
 		}).Build(),
+		builders.Sink(ns, "s3").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.S3.AccessKeyID, s.Spec.S3.SecretAccessKey = ref("user"), ref("pass")
+			s.Spec.S3.TLS = tlsSpec
+		}).Build(),
+		builders.Sink(ns, "es-basic").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{Basic: &logsv1alpha1.BasicAuth{Username: *ref("user"), Password: *ref("pass")}}
+			s.Spec.Elasticsearch.TLS = tlsSpec
+		}).Build(),
+		builders.Sink(ns, "es-key").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{APIKey: ref("token")}
+		}).Build(),
+		builders.Sink(ns, "kafka").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "PLAIN", Username: *ref("user"), Password: *ref("pass")}
+			s.Spec.Kafka.TLS = tlsSpec
+		}).Build(),
+		builders.Sink(ns, "otlp").OTLP("https://otel:4317").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OTLP.Auth, s.Spec.OTLP.TLS = auth(true), tlsSpec
+			s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "A", ValueFrom: ref("h0")}, {Name: "B", ValueFrom: ref("h1")}}
+		}).Build(),
 	}
 	secrets := c.Build()
 	for _, st := range sinks {
@@ -261,5 +323,87 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		if got := secretNames(st); !slices.Equal(read, got) {
 			t.Errorf("%s: read Secrets %v, but the index lists %v", st.Name, read, got)
 		}
+	}
+}
+
+func TestResolveOTLP(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"token": "t0ken", "key": "k3y"})).Build()
+	literal := "shop"
+	st := builders.Sink(ns, "otel").OTLP("https://otel:4317").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.OTLP.Protocol = logsv1alpha1.OTLPProtocolGRPC
+		s.Spec.OTLP.Compression = logsv1alpha1.HTTPCompressionNone
+		s.Spec.OTLP.Headers = []logsv1alpha1.HTTPHeader{{Name: "x-tenant", Value: &literal},
+			{Name: "x-key", ValueFrom: &logsv1alpha1.SecretKeySelector{Name: "creds", Key: "key"}}}
+		s.Spec.OTLP.ResourceAttributes = map[string]string{"k8s.cluster.name": "prod"}
+	}).WithBearerToken("creds", "token").Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.OTLP
+	if cfg.Kind != "OTLP" || o == nil || o.URL != "https://otel:4317" || !o.GRPC || o.Gzip ||
+		o.Headers["x-tenant"] != "shop" || o.Headers["x-key"] != "k3y" || o.Credentials.BearerToken != "t0ken" ||
+		o.ResourceAttributes["k8s.cluster.name"] != "prod" {
+		t.Fatalf("resolved %+v: %+v", cfg, o)
+	}
+}
+
+func TestResolveKafka(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"user": "shipper", "pass": "s3cret"})).Build()
+	st := builders.Sink(ns, "kafka").Kafka("logs-{namespace}", "kafka-0:9093", "kafka-1:9093").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.Kafka.Key, s.Spec.Kafka.Compression = logsv1alpha1.KafkaKeyPod, "Zstd"
+		s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-256",
+			Username: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "user"}, Password: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "pass"}}
+		s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{}
+	}).Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := cfg.Kafka
+	if cfg.Kind != "Kafka" || k == nil || len(k.Brokers) != 2 || k.Topic != "logs-{namespace}" || k.Key != "Pod" || k.Compression != "Zstd" ||
+		k.SASLMechanism != "SCRAM-SHA-256" || k.Credentials.Username != "shipper" || k.Credentials.Password != "s3cret" || k.TLS == nil {
+		t.Fatalf("resolved %+v: %+v", cfg, k)
+	}
+}
+
+func TestResolveElasticsearch(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"user": "u", "pass": "p", "key": "a2V5"})).Build()
+	st := builders.Sink(ns, "es").Elasticsearch("https://es:9200", "logs-{namespace}-{date}").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.Elasticsearch.Mode = logsv1alpha1.ElasticsearchModeIndex
+		s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{Basic: &logsv1alpha1.BasicAuth{
+			Username: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "user"}, Password: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "pass"}}}
+	}).Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Elasticsearch
+	if cfg.Kind != "Elasticsearch" || e == nil || e.URL != "https://es:9200" || e.Index != "logs-{namespace}-{date}" || e.DataStream ||
+		e.Credentials.Username != "u" || e.Credentials.Password != "p" || e.APIKey != "" {
+		t.Fatalf("resolved %+v: %+v", cfg, e)
+	}
+}
+
+func TestResolveS3(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"id": "AKIA", "key": "s3cret"})).Build()
+	st := builders.Sink(ns, "s3").S3("http://minio:9000", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.S3.Region, s.Spec.S3.Prefix, s.Spec.S3.PathStyle = "eu-west-1", "logs/{namespace}", true
+		s.Spec.S3.Compression = logsv1alpha1.HTTPCompressionNone
+		s.Spec.S3.AccessKeyID = &logsv1alpha1.SecretKeySelector{Name: "creds", Key: "id"}
+		s.Spec.S3.SecretAccessKey = &logsv1alpha1.SecretKeySelector{Name: "creds", Key: "key"}
+	}).Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.S3
+	if cfg.Kind != "S3" || o == nil || o.Endpoint != "http://minio:9000" || o.Bucket != "logs" || o.Region != "eu-west-1" || o.Prefix != "logs/{namespace}" ||
+		!o.PathStyle || o.Gzip || o.Credentials.Username != "AKIA" || o.Credentials.Password != "s3cret" {
+		t.Fatalf("resolved %+v: %+v", cfg, o)
 	}
 }

@@ -23,6 +23,14 @@ const (
 	SinkTypeHTTP SinkType = "HTTP"
 	// SinkTypeStdout writes to the operator's standard output.
 	SinkTypeStdout SinkType = "Stdout"
+	// SinkTypeOTLP exports to an OpenTelemetry (OTLP) logs endpoint.
+	SinkTypeOTLP SinkType = "OTLP"
+	// SinkTypeKafka produces to Kafka topics.
+	SinkTypeKafka SinkType = "Kafka"
+	// SinkTypeElasticsearch indexes into Elasticsearch with the bulk API.
+	SinkTypeElasticsearch SinkType = "Elasticsearch"
+	// SinkTypeS3 writes objects to S3-compatible object storage.
+	SinkTypeS3 SinkType = "S3"
 )
 
 // WhenFull is what a sink does when its buffer is full.
@@ -75,9 +83,44 @@ const (
 	HTTPCompressionGzip HTTPCompression = "Gzip"
 )
 
+// OTLPProtocol is the transport of an OTLP sink.
+// +kubebuilder:validation:Enum=HTTPProtobuf;GRPC
+type OTLPProtocol string
+
+const (
+	// OTLPProtocolHTTPProtobuf POSTs protobuf to <url>/v1/logs (OTLP/HTTP).
+	OTLPProtocolHTTPProtobuf OTLPProtocol = "HTTPProtobuf"
+	// OTLPProtocolGRPC calls the LogsService over gRPC (OTLP/gRPC).
+	OTLPProtocolGRPC OTLPProtocol = "GRPC"
+)
+
+// KafkaKey chooses the message key, and so which records share a partition
+// and keep their order.
+// +kubebuilder:validation:Enum=Container;Pod;None
+type KafkaKey string
+
+const (
+	// KafkaKeyContainer keys by namespace/pod/container: one container's
+	// lines stay in order.
+	KafkaKeyContainer KafkaKey = "Container"
+	// KafkaKeyPod keys by namespace/pod: one pod's lines stay in order.
+	KafkaKeyPod KafkaKey = "Pod"
+	// KafkaKeyNone sends no key: records spread over partitions, without
+	// order between them.
+	KafkaKeyNone KafkaKey = "None"
+)
+
+// KafkaCompression is the compression of produced record batches.
+// +kubebuilder:validation:Enum=None;Gzip;Snappy;LZ4;Zstd
+type KafkaCompression string
+
+// SASLMechanism is a Kafka SASL mechanism.
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+type SASLMechanism string
+
 // SinkTargetSpec configures one destination for log lines. Exactly one of
-// loki, file, http and stdout is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout)].filter(x, x).size() == 1",message="exactly one of loki, file, http or stdout must be set"
+// loki, file, http, stdout, otlp, kafka, elasticsearch and s3 is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka), has(self.elasticsearch), has(self.s3)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.batch.maxBytes) || !has(self.buffer) || !has(self.buffer.maxBytes) || quantity(string(self.batch.maxBytes)).compareTo(quantity(string(self.buffer.maxBytes))) <= 0",message="batch.maxBytes must not exceed buffer.maxBytes"
 type SinkTargetSpec struct {
 	// Loki pushes to a Loki-compatible endpoint.
@@ -92,6 +135,22 @@ type SinkTargetSpec struct {
 	// Stdout writes to the operator's standard output, for debugging.
 	// +optional
 	Stdout *StdoutSink `json:"stdout,omitempty"`
+	// OTLP exports to an OpenTelemetry Protocol logs endpoint (a Collector
+	// or any OTLP backend), over HTTP/protobuf or gRPC.
+	// +optional
+	OTLP *OTLPSink `json:"otlp,omitempty"`
+	// Kafka produces every line as a JSON message to Kafka, acknowledged
+	// by all in-sync replicas, with an idempotent producer.
+	// +optional
+	Kafka *KafkaSink `json:"kafka,omitempty"`
+	// Elasticsearch indexes every line as a document with the bulk API,
+	// into a data stream or an index.
+	// +optional
+	Elasticsearch *ElasticsearchSink `json:"elasticsearch,omitempty"`
+	// S3 writes each batch as one gzip NDJSON object to S3-compatible
+	// object storage.
+	// +optional
+	S3 *S3Sink `json:"s3,omitempty"`
 
 	// Batch controls how lines are grouped into one send.
 	// +optional
@@ -244,6 +303,212 @@ type HTTPHeader struct {
 	ValueFrom *SecretKeySelector `json:"valueFrom,omitempty"`
 }
 
+// OTLPSink exports records as OpenTelemetry log records: the line is the
+// body, the container runtime's timestamp the time, and the pod's
+// Kubernetes metadata the resource attributes of the semantic conventions
+// (k8s.namespace.name, k8s.pod.name, k8s.container.name, k8s.node.name,
+// k8s.pod.label.<key>).
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.url).getScheme() == 'https'",message="tls needs an https URL: over http the credentials would go in clear"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'GRPC' || (size(url(self.url).getEscapedPath()) <= 1 && !self.url.contains('?'))",message="a GRPC url is only scheme, host and port (https://otel-collector:4317): gRPC has no path or query"
+// +kubebuilder:validation:XValidation:rule="!has(self.protocol) || self.protocol != 'GRPC' || !has(self.headers) || self.headers.all(h, h.name.matches('^[A-Za-z0-9_.-]+$') && !h.name.lowerAscii().startsWith('grpc-') && !h.name.lowerAscii().endsWith('-bin') && !(h.name.lowerAscii() in ['te', 'user-agent']))",message="GRPC headers (metadata) must be letters, digits, '_', '.' or '-', and not grpc-*, *-bin, te or user-agent, which gRPC reserves"
+type OTLPSink struct {
+	// URL is the endpoint's base URL. HTTPProtobuf posts to <url>/v1/logs
+	// (http://otel-collector.monitoring:4318); GRPC takes scheme, host and
+	// port only (http://otel-collector.monitoring:4317), where https means TLS.
+	// +kubebuilder:validation:XValidation:rule="!self.matches('/v1/logs/?$')",message="url is the base URL: the sink appends /v1/logs itself"
+	URL URL `json:"url"`
+	// Protocol is HTTPProtobuf (OTLP/HTTP with binary protobuf) or GRPC.
+	// +optional
+	// +kubebuilder:default=HTTPProtobuf
+	Protocol OTLPProtocol `json:"protocol,omitempty"`
+	// Compression of each export request.
+	// +optional
+	// +kubebuilder:default=Gzip
+	Compression HTTPCompression `json:"compression,omitempty"`
+	// Headers are added to every request (gRPC metadata under GRPC).
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	Headers []HTTPHeader `json:"headers,omitempty"`
+	// ResourceAttributes are added to every record's resource, for example
+	// k8s.cluster.name or service.namespace; at most 32, with string values.
+	// The operator sets k8s.namespace.name, k8s.pod.name,
+	// k8s.container.name, k8s.node.name and k8s.pod.label.* from the pod.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) > 0 && size(k) <= 255 && k.matches('^[A-Za-z0-9_.-]+$'))",message="resource attribute names must be 1 to 255 letters, digits, '_', '.' or '-'"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['k8s.namespace.name', 'k8s.pod.name', 'k8s.container.name', 'k8s.node.name']) && !k.startsWith('k8s.pod.label.'))",message="resource attributes must not set k8s.namespace.name, k8s.pod.name, k8s.container.name, k8s.node.name or k8s.pod.label.*: the operator sets them from the pod"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 4096)",message="resource attribute values must be at most 4096 bytes"
+	ResourceAttributes map[string]string `json:"resourceAttributes,omitempty"`
+	// Auth authenticates to the endpoint (the Authorization header or
+	// gRPC metadata).
+	// +optional
+	Auth *AuthSpec `json:"auth,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// KafkaSink produces every record as one message: the JSON object the File
+// sink writes (ts, namespace, pod, container, node, line, labels), with the
+// container runtime's timestamp as the message timestamp. Messages are
+// acknowledged by all in-sync replicas (acks=all) and produced idempotently,
+// so the client's own retries do not duplicate them.
+// +kubebuilder:validation:XValidation:rule="!has(self.sasl) || self.sasl.mechanism != 'PLAIN' || has(self.tls)",message="sasl.mechanism PLAIN needs tls: it sends the password in clear"
+type KafkaSink struct {
+	// Brokers are the bootstrap brokers, host:port; the client then talks
+	// to the brokers the cluster advertises.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	// +kubebuilder:validation:items:MaxLength=261
+	// +kubebuilder:validation:XValidation:rule="self.all(b, b.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*:[0-9]{1,5}$'))",message="brokers must be host:port, with a DNS name or an IPv4 address as the host"
+	Brokers []string `json:"brokers"`
+	// Topic is the topic name, where {namespace}, {pod} and {container}
+	// stand for the record's; at most 249 characters once filled in, else
+	// the line is rejected and counted.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-zA-Z0-9._-]|[{](namespace|pod|container)[}])+$')",message="topic must be made of letters, digits, '.', '_', '-' and the placeholders {namespace}, {pod} and {container}"
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic must not be '.' or '..', which Kafka refuses"
+	Topic string `json:"topic"`
+	// Key chooses the message key: Container (namespace/pod/container, so
+	// that one container's lines keep their order), Pod or None.
+	// +optional
+	// +kubebuilder:default=Container
+	Key KafkaKey `json:"key,omitempty"`
+	// Compression of the produced batches.
+	// +optional
+	// +kubebuilder:default=Snappy
+	Compression KafkaCompression `json:"compression,omitempty"`
+	// SASL authenticates to the brokers, with credentials from a Secret.
+	// +optional
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+	// TLS, when set, connects to the brokers over TLS.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// KafkaSASL is SASL authentication to Kafka.
+type KafkaSASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism SASLMechanism `json:"mechanism"`
+	// Username is read from a Secret.
+	Username SecretKeySelector `json:"username"`
+	// Password is read from a Secret.
+	Password SecretKeySelector `json:"password"`
+}
+
+// ElasticsearchMode is how an Elasticsearch sink writes documents.
+// +kubebuilder:validation:Enum=DataStream;Index
+type ElasticsearchMode string
+
+const (
+	// ElasticsearchModeDataStream appends to a data stream (op create).
+	ElasticsearchModeDataStream ElasticsearchMode = "DataStream"
+	// ElasticsearchModeIndex indexes into an index (op create, ids chosen by
+	// Elasticsearch).
+	ElasticsearchModeIndex ElasticsearchMode = "Index"
+)
+
+// ElasticsearchSink indexes every record as one document with the bulk
+// API: @timestamp (the container runtime's time), message (the line), and
+// kubernetes.namespace, kubernetes.pod.name, kubernetes.container.name,
+// kubernetes.node.name and kubernetes.labels.* as the Elastic Common Schema
+// names them. Items the bulk API answers 429 (or 5xx) for are sent again,
+// alone; items it refuses (400: a mapping conflict) are counted as rejected.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.url).getScheme() == 'https'",message="tls needs an https URL: over http the credentials would go in clear"
+type ElasticsearchSink struct {
+	// URL is the cluster's base URL, for example https://es.logging:9200.
+	URL URL `json:"url"`
+	// Mode is DataStream (default) or Index.
+	// +optional
+	// +kubebuilder:default=DataStream
+	Mode ElasticsearchMode `json:"mode,omitempty"`
+	// Index is the data stream or index name, where {namespace} stands for
+	// the record's namespace and {date} for its day (2026.11.27, in UTC):
+	// lowercase letters, digits, '.', '_', '-' and '+', not beginning with
+	// '-', '_' or '+'.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9._+-]|[{](namespace|date)[}])+$')",message="index must be made of lowercase letters, digits, '.', '_', '-', '+' and the placeholders {namespace} and {date}"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[-_+]') && self != '.' && self != '..'",message="index must not begin with '-', '_' or '+', nor be '.' or '..'"
+	Index string `json:"index"`
+	// Auth authenticates with basic auth or an API key, from Secrets.
+	// +optional
+	Auth *ElasticsearchAuth `json:"auth,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// ElasticsearchAuth is basic auth or an API key, from Secrets.
+// +kubebuilder:validation:XValidation:rule="has(self.basic) != has(self.apiKey)",message="auth needs exactly one of basic or apiKey"
+type ElasticsearchAuth struct {
+	// Basic authentication.
+	// +optional
+	Basic *BasicAuth `json:"basic,omitempty"`
+	// APIKey is the base64-encoded API key (id:api_key), sent as
+	// "Authorization: ApiKey <key>".
+	// +optional
+	APIKey *SecretKeySelector `json:"apiKey,omitempty"`
+}
+
+// S3Sink writes each batch (spec.batch: up to maxBytes of lines or maxWait,
+// the object's size and time flush) as one object of NDJSON, the File
+// sink's JSON lines, gzip-compressed unless compression is None. Objects are
+// named <prefix>/<pipeline>/<yyyy>/<mm>/<dd>/<hh>/<unix-nanos>-<n>.ndjson.gz
+// by the first line's time window (UTC); the batch is acknowledged when the
+// PUT succeeded, and a retried PUT writes the same key again.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.endpoint).getScheme() == 'https'",message="tls needs an https endpoint: over http the credentials would go in clear"
+// +kubebuilder:validation:XValidation:rule="has(self.accessKeyID) == has(self.secretAccessKey)",message="accessKeyID and secretAccessKey must be set together"
+type S3Sink struct {
+	// Endpoint is the service's URL without a path, for example
+	// https://s3.eu-west-1.amazonaws.com or http://minio.storage:9000.
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || size(url(self).getEscapedPath()) <= 1",message="endpoint has no path: the bucket and key are the sink's"
+	Endpoint URL `json:"endpoint"`
+	// Bucket is the bucket's name (3 to 63 lowercase letters, digits, '.'
+	// and '-').
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`
+	Bucket string `json:"bucket"`
+	// Region is the bucket's region.
+	// +optional
+	// +kubebuilder:default=us-east-1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-z0-9-]+$`
+	Region string `json:"region,omitempty"`
+	// Prefix begins every object's key; {namespace} and {pipeline} stand for
+	// the pipeline's. Segments of letters, digits, '!', '-', '_', '.', '*',
+	// '(' and ')', separated by single '/'.
+	// +optional
+	// +kubebuilder:default="logs/{namespace}"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self == '' || self.matches('^([A-Za-z0-9!_.*()-]|[{](namespace|pipeline)[}])+(/([A-Za-z0-9!_.*()-]|[{](namespace|pipeline)[}])+)*$')",message="prefix must be segments of letters, digits, '!', '-', '_', '.', '*', '(', ')' and the placeholders {namespace} and {pipeline}, separated by single '/', without a leading or trailing '/'"
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(s, s == '.' || s == '..')",message="prefix must not have '.' or '..' segments"
+	Prefix string `json:"prefix,omitempty"`
+	// PathStyle addresses the bucket in the path (endpoint/bucket/key), as
+	// MinIO and most S3-compatible stores need, instead of as a virtual
+	// host (bucket.endpoint).
+	// +optional
+	PathStyle bool `json:"pathStyle,omitempty"`
+	// Compression of each object.
+	// +optional
+	// +kubebuilder:default=Gzip
+	Compression HTTPCompression `json:"compression,omitempty"`
+	// AccessKeyID is read from a Secret; without it requests are anonymous.
+	// +optional
+	AccessKeyID *SecretKeySelector `json:"accessKeyID,omitempty"`
+	// SecretAccessKey is read from a Secret.
+	// +optional
+	SecretAccessKey *SecretKeySelector `json:"secretAccessKey,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
 // StdoutSink writes records to the operator's standard output.
 type StdoutSink struct {
 	// Format of each written line.
@@ -348,7 +613,8 @@ type SinkTargetStatus struct {
 	// ObservedGeneration is the generation the status was computed for.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Type is the kind of sink: Loki, File, HTTP or Stdout.
+	// Type is the kind of sink: Loki, File, HTTP, Stdout, OTLP, Kafka,
+	// Elasticsearch or S3.
 	// +optional
 	Type SinkType `json:"type,omitempty"`
 	// Policy is the CapturePolicy that applies to the SinkTarget's namespace;
@@ -405,6 +671,14 @@ func (s *SinkTargetSpec) Type() SinkType {
 		return SinkTypeHTTP
 	case s.Stdout != nil:
 		return SinkTypeStdout
+	case s.OTLP != nil:
+		return SinkTypeOTLP
+	case s.Kafka != nil:
+		return SinkTypeKafka
+	case s.Elasticsearch != nil:
+		return SinkTypeElasticsearch
+	case s.S3 != nil:
+		return SinkTypeS3
 	}
 	return ""
 }

@@ -1,5 +1,6 @@
-// Package sinks delivers log records to Loki, files, HTTP endpoints and
-// standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
+// Package sinks delivers log records to Loki, files, HTTP endpoints,
+// OpenTelemetry (OTLP) endpoints, Kafka, Elasticsearch, S3-compatible
+// object storage and standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
 // batcher and one sender goroutine with retries, so a slow or dead
 // destination only ever affects its own queue.
 package sinks
@@ -26,8 +27,8 @@ type Options struct {
 	// keep on disk (maxSize × (maxFiles + 1) of each file), per namespace
 	// and over all namespaces; zero is unlimited.
 	FileQuotaPerNamespace, FileQuotaTotal int64
-	// RequestTimeout bounds one HTTP send, so that a hanging server is
-	// retried; 30s when zero.
+	// RequestTimeout bounds one HTTP or gRPC send, so that a hanging server
+	// is retried; 30s when zero.
 	RequestTimeout time.Duration
 	// AllowLoopbackEgress lets sinks and probes connect to loopback
 	// addresses; link-local, metadata, unspecified and multicast addresses
@@ -75,6 +76,18 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 		d, err = newLokiDeliverer(c.Loki, f.opts.RequestTimeout, eg, func(n int) { s.c.truncated.Add(int64(n)) })
 	case capture.SinkHTTP:
 		d, err = newHTTPDeliverer(c.HTTP, f.opts.RequestTimeout, eg)
+	case capture.SinkOTLP:
+		if c.OTLP.GRPC {
+			d, err = newOTLPGRPCDeliverer(c.OTLP, f.opts.RequestTimeout, eg)
+		} else {
+			d, err = newOTLPHTTPDeliverer(c.OTLP, f.opts.RequestTimeout, eg)
+		}
+	case capture.SinkKafka:
+		d, err = newKafkaDeliverer(c.Kafka, f.opts.RequestTimeout, eg)
+	case capture.SinkElasticsearch:
+		d, err = newESDeliverer(c.Elasticsearch, f.opts.RequestTimeout, eg)
+	case capture.SinkS3:
+		d, err = newS3Deliverer(pipeline, c.S3, f.opts.RequestTimeout, eg)
 	case capture.SinkFile:
 		d, err = f.files.open(namespaceOf(pipeline), c.File)
 	case capture.SinkStdout:
@@ -138,8 +151,11 @@ func (d *writerDeliverer) deliver(_ context.Context, batch []*capture.Record) er
 func (d *writerDeliverer) close(context.Context) error { return nil }
 
 // Probe checks cheaply that a sink's destination can take records: Loki's
-// /ready answers 2xx, a File sink's path resolves under the root. HTTP and
-// Stdout sinks have no probe and always pass.
+// /ready answers 2xx, a Kafka broker answers a metadata request,
+// Elasticsearch answers GET / with 2xx, an S3 bucket exists, a File
+// sink's path resolves under the root. HTTP,
+// OTLP (whose protocol has no readiness call) and Stdout sinks have no
+// probe and always pass.
 func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 	switch c.Kind {
 	case capture.SinkLoki:
@@ -171,6 +187,30 @@ func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 		if resp.StatusCode/100 != 2 {
 			return fmt.Errorf("probing Loki: GET /ready answered %d", resp.StatusCode)
 		}
+	case capture.SinkKafka:
+		eg, err := f.egress(c)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return probeKafka(ctx, c.Kafka, eg)
+	case capture.SinkElasticsearch:
+		eg, err := f.egress(c)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return probeES(ctx, c.Elasticsearch, eg)
+	case capture.SinkS3:
+		eg, err := f.egress(c)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return probeS3(ctx, c.S3, eg)
 	case capture.SinkFile:
 		if _, err := f.files.resolve(c.Namespace, c.File.Path); err != nil {
 			return err

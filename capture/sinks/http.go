@@ -28,25 +28,39 @@ func newHTTPClient(t *capture.TLSConfig, timeout time.Duration, eg egress) (*htt
 	tr.DialContext = eg.dialer().DialContext
 	tr.MaxIdleConnsPerHost = 4
 	if t != nil {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName,
-			InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // only when the user asks for it
-		if len(t.CAPEM) > 0 {
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(t.CAPEM) {
-				return nil, nil, errors.New("tls.ca holds no PEM certificate")
-			}
-			cfg.RootCAs = pool
-		}
-		if len(t.CertPEM) > 0 {
-			pair, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM)
-			if err != nil {
-				return nil, nil, fmt.Errorf("tls.cert and tls.key: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{pair}
+		cfg, err := tlsConfig(t)
+		if err != nil {
+			return nil, nil, err
 		}
 		tr.TLSClientConfig = cfg
 	}
 	return &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: refuseRedirect}, tr, nil
+}
+
+// tlsConfig is the client TLS configuration of t; nil t trusts the
+// system's certificate authorities.
+func tlsConfig(t *capture.TLSConfig) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t == nil {
+		return cfg, nil
+	}
+	cfg.ServerName = t.ServerName
+	cfg.InsecureSkipVerify = t.InsecureSkipVerify //nolint:gosec // only when the user asks for it
+	if len(t.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(t.CAPEM) {
+			return nil, errors.New("tls.ca holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	if len(t.CertPEM) > 0 {
+		pair, err := tls.X509KeyPair(t.CertPEM, t.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("tls.cert and tls.key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // refuseRedirect follows no redirect: a destination that answers 3xx gets
@@ -187,8 +201,8 @@ func (d *lokiDeliverer) deliver(ctx context.Context, batch []*capture.Record) er
 	if d.json {
 		body = d.enc.encodeJSON(batch)
 	} else {
-		// s2's snappy-compatible encoder: the same format, a fraction of
-		// golang/snappy's CPU.
+		// klauspost/compress's snappy-compatible encoder (s2), the same
+		// block format Loki decodes.
 		d.snappyBuf = s2.EncodeSnappy(d.snappyBuf[:cap(d.snappyBuf)], d.enc.encodeProto(batch))
 		body = d.snappyBuf
 	}

@@ -161,7 +161,7 @@ var sinkMetrics = []sinkSeries{
 }
 
 var droppedDesc = prometheus.NewDesc("log_capturer_sink_dropped_lines_total",
-	"Lines dropped, by reason: buffer_full (a Drop policy with the sink's buffer full), memory_share (a Drop policy with the namespace's memory share full), rejected (the destination refused them), shutdown (not acknowledged; read again).",
+	"Lines dropped, by reason: buffer_full (a Drop policy with the sink's buffer full), memory_share (a Drop policy with the namespace's memory share full), rejected (the destination refused them for good, a whole batch or part of one), shutdown (not acknowledged; read again).",
 	[]string{"pipeline", "sink", "reason"}, nil)
 
 // Describe sends the descriptions of every sink metric.

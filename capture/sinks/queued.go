@@ -16,8 +16,9 @@ import (
 )
 
 // deliverer sends one batch to a destination. It returns nil on success, a
-// *sendError for a failure the destination reported, or any other error
-// (network) that is retried.
+// *sendError for a failure the destination reported, a *partialError when
+// the destination stored the batch but refused some of its records for
+// good, or any other error (network) that is retried.
 type deliverer interface {
 	deliver(ctx context.Context, batch []*capture.Record) error
 	close(ctx context.Context) error
@@ -25,14 +26,47 @@ type deliverer interface {
 
 // sendError is a failure the destination answered with.
 type sendError struct {
-	status     int
+	status int
+	// code names the answer where it is not an HTTP status (a gRPC status
+	// code); status is 0 then.
+	code       string
 	retryable  bool
 	retryAfter time.Duration
 	message    string
 }
 
 func (e *sendError) Error() string {
+	if e.code != "" {
+		return fmt.Sprintf("destination answered %s: %s", e.code, e.message)
+	}
 	return fmt.Sprintf("destination answered %d: %s", e.status, e.message)
+}
+
+// partialError is a send the destination took in part. Without retry, it
+// stored every record of the batch but rejected ones, which it refused for
+// good without saying which (OTLP's partial success): the batch is done
+// with, acknowledged, the rejected records counted as dropped (rejected)
+// and the others as sent, and nothing is sent again, which would duplicate
+// what was stored. With retry, the destination named the records that
+// failed for now (indices into the batch; Kafka's per-record results):
+// every other record is done with as above, and only those are sent again,
+// after the backoff; unknown says their outcome is unknown (they may have
+// been stored), so that they count as possible duplicates once delivered.
+// message says why the rejected were refused, retryMessage why the others
+// failed.
+type partialError struct {
+	rejected     int
+	retry        []int
+	unknown      bool
+	message      string
+	retryMessage string
+}
+
+func (e *partialError) Error() string {
+	if len(e.retry) > 0 {
+		return fmt.Sprintf("%d records failed, to be sent again: %s", len(e.retry), e.retryMessage)
+	}
+	return fmt.Sprintf("destination rejected %d records: %s", e.rejected, e.message)
 }
 
 // queuedSink is the Sink of one (pipeline, SinkTarget): a bounded byte
@@ -116,19 +150,24 @@ func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
 		start := time.Now()
 		err := s.d.deliver(ctx, batch)
 		s.duration.Observe(time.Since(start).Seconds())
-		if err == nil {
-			s.succeeded(batch)
-			capture.AckAll(batch)
-			if uncertain > 0 {
-				// Attempts whose outcome was unknown may have been stored too.
-				s.c.possibleDuplicates.Add(int64(uncertain * len(batch)))
-			}
+		var pe *partialError
+		if err == nil || errors.As(err, &pe) && len(pe.retry) == 0 {
+			s.finish(batch, pe, uncertain)
 			return
 		}
-		s.failed(err)
-		if outcomeUnknown(err) {
+		switch {
+		case pe != nil:
+			// Done with every record but those to send again.
+			var done []*capture.Record
+			done, batch = splitRetry(batch, pe.retry)
+			s.finish(done, pe, uncertain)
+			if pe.unknown {
+				uncertain++
+			}
+		case outcomeUnknown(err):
 			uncertain++
 		}
+		s.failed(err)
 		var se *sendError
 		if errors.As(err, &se) && !se.retryable {
 			// The batch can never succeed: it is counted and done with. The
@@ -162,13 +201,71 @@ func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
 	}
 }
 
+// finish counts and acknowledges records the sink is done with: delivered,
+// but for pe.rejected of them that the destination refused for good.
+// uncertain attempts before may have stored them already.
+func (s *queuedSink) finish(batch []*capture.Record, pe *partialError, uncertain int) {
+	rejected := 0
+	if pe != nil {
+		rejected = min(max(pe.rejected, 0), len(batch))
+	}
+	if len(batch) > rejected {
+		s.succeeded(batch, rejected)
+	}
+	capture.AckAll(batch)
+	if uncertain > 0 {
+		// Attempts whose outcome was unknown may have been stored too.
+		s.c.possibleDuplicates.Add(int64(uncertain * len(batch)))
+	}
+	if rejected > 0 {
+		s.drop(rejected, dropRejected)
+		msg := fmt.Sprintf("%s rejected %d of a batch of %d lines for pipeline %s: %s",
+			s.cfg.Name, rejected, len(batch), s.pipeline, remoteMessage([]byte(pe.message)))
+		s.rejected(msg)
+		if s.onReject != nil {
+			s.onReject(msg)
+		}
+	}
+}
+
+// splitRetry returns the records of batch not listed in retry, and those
+// listed, each in the batch's order; it does not change batch.
+func splitRetry(batch []*capture.Record, retry []int) (done, again []*capture.Record) {
+	listed := make([]bool, len(batch))
+	n := 0
+	for _, i := range retry {
+		if i >= 0 && i < len(batch) && !listed[i] {
+			listed[i] = true
+			n++
+		}
+	}
+	again = make([]*capture.Record, 0, n)
+	done = make([]*capture.Record, 0, len(batch)-n)
+	for i, r := range batch {
+		if listed[i] {
+			again = append(again, r)
+		} else {
+			done = append(done, r)
+		}
+	}
+	return done, again
+}
+
+// retrySafe is a failure without an answer whose repeat cannot store the
+// batch twice (the S3 sink PUTs the same key again, which overwrites).
+type retrySafe struct{ err error }
+
+func (e *retrySafe) Error() string { return e.err.Error() }
+func (e *retrySafe) Unwrap() error { return e.err }
+
 // outcomeUnknown tells whether a failed send may nevertheless have been
 // stored: the request went out but no answer came back (a timeout or a
 // connection lost after sending). A refused connection or an HTTP status is
-// a known outcome.
+// a known outcome; so is a retrySafe failure, for what counts here.
 func outcomeUnknown(err error) bool {
 	var se *sendError
-	if errors.As(err, &se) {
+	var rs *retrySafe
+	if errors.As(err, &se) || errors.As(err, &rs) {
 		return false
 	}
 	var op *net.OpError
@@ -186,12 +283,18 @@ func jitter(d time.Duration) time.Duration {
 	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
 }
 
-func (s *queuedSink) succeeded(batch []*capture.Record) {
+// succeeded counts a delivered batch of which the destination refused
+// rejected records without saying which: their share of the batch's bytes
+// is not counted as sent.
+func (s *queuedSink) succeeded(batch []*capture.Record, rejected int) {
 	var bytes int64
 	for _, r := range batch {
 		bytes += int64(len(r.Line))
 	}
-	s.c.sentLines.Add(int64(len(batch)))
+	if rejected > 0 {
+		bytes -= bytes * int64(rejected) / int64(len(batch))
+	}
+	s.c.sentLines.Add(int64(len(batch) - rejected))
 	s.c.sentBytes.Add(bytes)
 	s.c.lastSuccessNanos.Store(time.Now().UnixNano())
 	s.mu.Lock()

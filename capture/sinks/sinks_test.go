@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/log-capturer/log-capturer/capture"
 	"github.com/log-capturer/log-capturer/capture/sinks"
 	"github.com/log-capturer/log-capturer/test/lokireceiver"
+	"github.com/log-capturer/log-capturer/test/otlpreceiver"
 )
 
 // env is a Factory with fresh metrics and a record of rejections.
@@ -333,45 +335,137 @@ func TestWhenFullPolicies(t *testing.T) {
 	}
 }
 
-func TestIsolationOneDeadSinkDoesNotSlowTheOther(t *testing.T) {
+// TestIsolationDeadSinksDoNotSlowTheOthers runs one live and one hanging
+// sink of each network kind (Loki, OTLP over HTTP and gRPC, Kafka,
+// Elasticsearch, S3) side by side: the hanging ones fill their own
+// queues and drop, the live ones keep the rate.
+func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 	e := newEnv(t)
-	good, gs := newReceiver(t)
-	dead, ds := newReceiver(t)
-	dead.FailAll(lokireceiver.Fault{Hang: true})
-	gc, dc := lokiConfig(gs.URL), lokiConfig(ds.URL)
-	dc.Name, dc.WhenFull, dc.BufferMaxBytes = "dead", sinks.DropNewest, 64<<10
-	a, b := e.start(t, gc), e.start(t, dc)
+	type sink struct {
+		name string
+		s    *running
+		len  func() int
+	}
+	var live, dead []sink
+	for _, hanging := range []bool{false, true} {
+		rcv, srv := newReceiver(t)
+		c := lokiConfig(srv.URL)
+		c.Name = "loki"
+		kinds := []sink{{name: "loki", len: rcv.Len}}
+		cfgs := []capture.SinkConfig{c}
+		if hanging {
+			rcv.FailAll(lokireceiver.Fault{Hang: true})
+			defer rcv.Recover()
+		}
+		for _, p := range otlpProtocols {
+			orcv, url := otlpServer(t, p.grpc)
+			oc := otlpConfig(url, p.grpc)
+			oc.Name = "otlp-" + p.name
+			if hanging {
+				orcv.FailAll(otlpreceiver.Fault{Hang: true})
+				defer orcv.Recover()
+			}
+			kinds = append(kinds, sink{name: oc.Name, len: orcv.Len})
+			cfgs = append(cfgs, oc)
+		}
+		var kc capture.SinkConfig
+		if hanging {
+			// A broker that takes connections and never answers.
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					conn, err := l.Accept()
+					if err != nil {
+						return
+					}
+					t.Cleanup(func() { conn.Close() })
+				}
+			}()
+			kc = kafkaConfig([]string{l.Addr().String()})
+		} else {
+			kc = kafkaConfig(newKafka(t, 1).ListenAddrs())
+		}
+		kinds = append(kinds, sink{name: "kafka"})
+		cfgs = append(cfgs, kc)
+		bulk, bsrv := newBulkReceiver(t)
+		if hanging {
+			bulk.request = func(int) int { return -1 }
+		}
+		kinds = append(kinds, sink{name: "elasticsearch", len: func() int { return len(bulk.stored()) }})
+		cfgs = append(cfgs, esConfig(bsrv.URL))
+		s3srv := newS3Server(t)
+		if hanging {
+			s3srv.fault = func(int) int { return -1 }
+		}
+		s3c := s3Config(s3srv.url)
+		s3c.BatchMaxBytes = 64 << 10
+		kinds = append(kinds, sink{name: "s3"})
+		cfgs = append(cfgs, s3c)
+		for i := range kinds {
+			if hanging {
+				cfgs[i].Name, cfgs[i].WhenFull, cfgs[i].BufferMaxBytes = "dead-"+cfgs[i].Name, sinks.DropNewest, 64<<10
+			}
+			kinds[i].s = e.start(t, cfgs[i])
+			if kinds[i].len == nil {
+				// Kafka and S3: what the destination acknowledged.
+				st := kinds[i].s.Sink.(capture.StatsReporter)
+				kinds[i].len = func() int { return int(st.Stats().SentLines) }
+			}
+		}
+		if hanging {
+			dead = kinds
+		} else {
+			live = kinds
+		}
+	}
+	all := append(append([]sink(nil), live...), dead...)
 
-	// Like a pipeline's fan-out: every record to both sinks, 1000 lines/s, for 30 s.
+	// Like a pipeline's fan-out: every record to every sink, 1000 lines/s, for 30 s.
 	const rate, seconds = 1000, 30
 	recs := records(rate * seconds)
-	perSecond := make([]int, seconds)
+	perSecond := make([][]int, len(live))
+	for i := range perSecond {
+		perSecond[i] = make([]int, seconds)
+	}
 	start := time.Now()
 	for i, r := range recs {
-		if err := a.Write(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Write(context.Background(), r); err != nil {
-			t.Fatal(err)
+		for _, k := range all {
+			if err := k.s.Write(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if i%rate == rate-1 {
 			sec := i / rate
-			perSecond[sec] = good.Len()
+			for j, k := range live {
+				perSecond[j][sec] = k.len()
+			}
 			time.Sleep(time.Until(start.Add(time.Duration(sec+1) * time.Second)))
 		}
 	}
-	eventually(t, "the good sink", func() bool { return good.Len() == len(recs) })
-	for i := 2; i < seconds; i++ {
-		if got := perSecond[i] - perSecond[i-1]; got < rate/2 {
-			t.Fatalf("second %d: the live sink delivered %d lines, want about %d", i, got, rate)
+	for j, k := range live {
+		eventually(t, "the live "+k.name+" sink", func() bool { return k.len() == len(recs) })
+		for i := 2; i < seconds; i++ {
+			if got := perSecond[j][i] - perSecond[j][i-1]; got < rate/2 {
+				t.Fatalf("second %d: the live %s sink delivered %d lines, want about %d", i, k.name, got, rate)
+			}
 		}
 	}
-	if st := b.Sink.(capture.StatsReporter).Stats(); st.DroppedLines == 0 {
-		t.Fatal("the dead sink's queue should have filled and dropped")
+	for _, k := range dead {
+		if st := k.s.Sink.(capture.StatsReporter).Stats(); st.DroppedLines == 0 || k.len() != 0 {
+			t.Fatalf("the hanging %s sink's queue should have filled and dropped: dropped %d, delivered %d", k.name, st.DroppedLines, k.len())
+		}
 	}
-	dead.Recover()
-	a.stop(t)
-	b.stop(t)
+	for _, k := range live {
+		k.s.stop(t)
+	}
+	for _, k := range dead {
+		k.s.cancel()
+		k.s.stop(t)
+	}
 }
 
 func TestBadInputReachesEverySinkIntact(t *testing.T) {

@@ -67,13 +67,37 @@ func (b *SinkBuilder) HTTP(url string) *SinkBuilder {
 	return b
 }
 
+// OTLP makes it an OTLP sink (HTTP/protobuf unless changed).
+func (b *SinkBuilder) OTLP(url string) *SinkBuilder {
+	b.obj.Spec.OTLP = &logsv1alpha1.OTLPSink{URL: logsv1alpha1.URL(url)}
+	return b
+}
+
+// Kafka makes it a Kafka sink producing to topic.
+func (b *SinkBuilder) Kafka(topic string, brokers ...string) *SinkBuilder {
+	b.obj.Spec.Kafka = &logsv1alpha1.KafkaSink{Brokers: brokers, Topic: topic}
+	return b
+}
+
+// Elasticsearch makes it an Elasticsearch sink writing to a data stream.
+func (b *SinkBuilder) Elasticsearch(url, index string) *SinkBuilder {
+	b.obj.Spec.Elasticsearch = &logsv1alpha1.ElasticsearchSink{URL: logsv1alpha1.URL(url), Index: index}
+	return b
+}
+
+// S3 makes it an S3 sink.
+func (b *SinkBuilder) S3(endpoint, bucket string) *SinkBuilder {
+	b.obj.Spec.S3 = &logsv1alpha1.S3Sink{Endpoint: logsv1alpha1.URL(endpoint), Bucket: bucket}
+	return b
+}
+
 // Stdout makes it a Stdout sink.
 func (b *SinkBuilder) Stdout() *SinkBuilder {
 	b.obj.Spec.Stdout = &logsv1alpha1.StdoutSink{}
 	return b
 }
 
-// WithBearerToken authenticates a Loki or HTTP sink with a token from a Secret.
+// WithBearerToken authenticates a Loki, HTTP or OTLP sink with a token from a Secret.
 func (b *SinkBuilder) WithBearerToken(secret, key string) *SinkBuilder {
 	auth := &logsv1alpha1.AuthSpec{BearerToken: &logsv1alpha1.SecretKeySelector{Name: secret, Key: key}}
 	if b.obj.Spec.Loki != nil {
@@ -81,6 +105,9 @@ func (b *SinkBuilder) WithBearerToken(secret, key string) *SinkBuilder {
 	}
 	if b.obj.Spec.HTTP != nil {
 		b.obj.Spec.HTTP.Auth = auth
+	}
+	if b.obj.Spec.OTLP != nil {
+		b.obj.Spec.OTLP.Auth = auth
 	}
 	return b
 }

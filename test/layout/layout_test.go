@@ -73,6 +73,7 @@ func TestOperatorBinaryLinksNoTestDoubles(t *testing.T) {
 		module + "/test/kubeletsim",
 		module + "/test/lokireceiver",
 		module + "/capture/crifile/crifiletest",
+		module + "/test/otlpreceiver",
 		module + "/internal/demo",
 	} {
 		if deps[banned] {
@@ -129,7 +130,7 @@ func TestLayers(t *testing.T) {
 		if tool || path.Base(p.ImportPath) == "demo" {
 			continue
 		}
-		for _, double := range []string{"/test/kubeletsim", "/test/lokireceiver", "/capture/crifile/crifiletest"} {
+		for _, double := range []string{"/test/kubeletsim", "/test/lokireceiver", "/test/otlpreceiver", "/capture/crifile/crifiletest"} {
 			if hit := ours(module + double); len(hit) > 0 && p.ImportPath != module+"/internal/demo" {
 				t.Errorf("%s imports the test double %v", p.ImportPath, hit)
 			}

@@ -80,8 +80,48 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("health window under a minute", pipelineHead+"  sinks: [a]\n  health: {window: 10s}\n", "health.window must be between 1m and 24h"),
 		Entry("goroutine threshold of zero", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 0}\n", "should be greater than or equal to 1"),
 		Entry("float in the API", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 1.5}\n", "spec.health.maxGoroutineGrowthPerMinute"),
-		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http or stdout must be set"),
-		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http or stdout must be set"),
+		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
+		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
+		Entry("sink with otlp and http", sinkHead+"  otlp: {url: 'https://otel.example'}\n  http: {url: 'https://x.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
+		Entry("tls on an http OTLP URL", sinkHead+"  otlp: {url: 'http://otel.example:4318', tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
+		Entry("OTLP URL naming /v1/logs", sinkHead+"  otlp: {url: 'https://otel.example:4318/v1/logs'}\n", "url is the base URL: the sink appends /v1/logs itself"),
+		Entry("OTLP gRPC URL with a path", sinkHead+"  otlp: {url: 'https://otel.example:4317/otlp', protocol: GRPC}\n", "a GRPC url is only scheme, host and port"),
+		Entry("OTLP gRPC URL with a query", sinkHead+"  otlp: {url: 'https://otel.example:4317?x=1', protocol: GRPC}\n", "a GRPC url is only scheme, host and port"),
+		Entry("unknown OTLP protocol", sinkHead+"  otlp: {url: 'https://otel.example', protocol: Thrift}\n", `Unsupported value: "Thrift"`),
+		Entry("OTLP gRPC header gRPC reserves", sinkHead+"  otlp:\n    url: https://otel.example:4317\n    protocol: GRPC\n    headers: [{name: grpc-timeout, value: 1S}]\n", "GRPC headers (metadata) must be letters, digits"),
+		Entry("OTLP gRPC header with a character metadata refuses", sinkHead+"  otlp:\n    url: https://otel.example:4317\n    protocol: GRPC\n    headers: [{name: 'X$Key', value: a}]\n", "GRPC headers (metadata) must be letters, digits"),
+		Entry("OTLP header set by the operator", sinkHead+"  otlp:\n    url: https://otel.example\n    headers: [{name: Content-Encoding, value: br}]\n", "this header is set by the operator"),
+		Entry("OTLP resource attribute the operator sets", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {k8s.pod.name: forged}\n", "resource attributes must not set k8s.namespace.name, k8s.pod.name"),
+		Entry("OTLP resource attribute posing as a pod label", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {k8s.pod.label.app: forged}\n", "resource attributes must not set k8s.namespace.name"),
+		Entry("OTLP resource attribute with a space", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {'bad key': x}\n", "resource attribute names must be 1 to 255 letters"),
+		Entry("OTLP resource attribute value over 4096 bytes", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {team: "+strings.Repeat("v", 4097)+"}\n", "resource attribute values must be at most 4096 bytes"),
+		Entry("OTLP credentials in the URL", sinkHead+"  otlp: {url: 'https://u:p@otel.example'}\n", "must not hold credentials"),
+		Entry("sink with kafka and otlp", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs}\n  otlp: {url: 'https://otel.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
+		Entry("kafka without brokers", sinkHead+"  kafka: {brokers: [], topic: logs}\n", "should have at least 1 items"),
+		Entry("kafka broker without a port", sinkHead+"  kafka: {brokers: ['kafka.example'], topic: logs}\n", "brokers must be host:port"),
+		Entry("kafka broker as a URL", sinkHead+"  kafka: {brokers: ['kafka://k:9092'], topic: logs}\n", "brokers must be host:port"),
+		Entry("kafka topic with a space", sinkHead+"  kafka: {brokers: ['k:9092'], topic: 'my logs'}\n", "topic must be made of letters, digits"),
+		Entry("kafka topic with an unknown placeholder", sinkHead+"  kafka: {brokers: ['k:9092'], topic: 'logs-{cluster}'}\n", "the placeholders {namespace}, {pod} and {container}"),
+		Entry("kafka topic '..'", sinkHead+"  kafka: {brokers: ['k:9092'], topic: '..'}\n", "topic must not be '.' or '..'"),
+		Entry("kafka topic over 249 characters", sinkHead+"  kafka: {brokers: ['k:9092'], topic: "+strings.Repeat("t", 250)+"}\n", "spec.kafka.topic"),
+		Entry("kafka unknown key", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, key: Node}\n", `Unsupported value: "Node"`),
+		Entry("kafka unknown compression", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, compression: Brotli}\n", `Unsupported value: "Brotli"`),
+		Entry("kafka SASL PLAIN without TLS", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    sasl: {mechanism: PLAIN, username: {name: s, key: u}, password: {name: s, key: p}}\n", "sasl.mechanism PLAIN needs tls"),
+		Entry("kafka unknown SASL mechanism", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    tls: {}\n    sasl: {mechanism: GSSAPI, username: {name: s, key: u}, password: {name: s, key: p}}\n", `Unsupported value: "GSSAPI"`),
+		Entry("elasticsearch tls on an http URL", sinkHead+"  elasticsearch: {url: 'http://es:9200', index: logs, tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
+		Entry("elasticsearch index in upper case", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: Logs}\n", "index must be made of lowercase letters"),
+		Entry("elasticsearch index with an unknown placeholder", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: 'logs-{pod}'}\n", "the placeholders {namespace} and {date}"),
+		Entry("elasticsearch index beginning with '_'", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: _logs}\n", "index must not begin with '-', '_' or '+'"),
+		Entry("elasticsearch unknown mode", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: logs, mode: Alias}\n", `Unsupported value: "Alias"`),
+		Entry("elasticsearch both basic auth and an API key", sinkHead+"  elasticsearch:\n    url: https://es:9200\n    index: logs\n    auth: {apiKey: {name: s, key: k}, basic: {username: {name: s, key: u}, password: {name: s, key: p}}}\n", "auth needs exactly one of basic or apiKey"),
+		Entry("s3 endpoint with a path", sinkHead+"  s3: {endpoint: 'https://s3.example/logs', bucket: logs}\n", "endpoint has no path"),
+		Entry("s3 tls on an http endpoint", sinkHead+"  s3: {endpoint: 'http://minio:9000', bucket: logs, tls: {insecureSkipVerify: true}}\n", "tls needs an https endpoint"),
+		Entry("s3 bucket in upper case", sinkHead+"  s3: {endpoint: 'https://s3.example', bucket: Logs}\n", "spec.s3.bucket in body should match"),
+		Entry("s3 access key without a secret key", sinkHead+"  s3: {endpoint: 'https://s3.example', bucket: logs, accessKeyID: {name: s, key: id}}\n", "accessKeyID and secretAccessKey must be set together"),
+		Entry("s3 prefix with a leading slash", sinkHead+"  s3: {endpoint: 'https://s3.example', bucket: logs, prefix: /logs}\n", "prefix must be segments of letters"),
+		Entry("s3 prefix with an unknown placeholder", sinkHead+"  s3: {endpoint: 'https://s3.example', bucket: logs, prefix: 'logs/{pod}'}\n", "the placeholders {namespace} and {pipeline}"),
+		Entry("s3 prefix with a '..' segment", sinkHead+"  s3: {endpoint: 'https://s3.example', bucket: logs, prefix: 'logs/../x'}\n", "prefix must not have '.' or '..' segments"),
+		Entry("s3 region with a space", sinkHead+"  s3: {endpoint: 'https://s3.example', bucket: logs, region: 'eu west'}\n", "spec.s3.region in body should match"),
 		Entry("loki URL without scheme", sinkHead+"  loki: {url: 'loki:3100'}\n", "must be an absolute http or https URL"),
 		Entry("loki URL with another scheme", sinkHead+"  loki: {url: 'ftp://loki:3100'}\n", "must be an absolute http or https URL"),
 		Entry("relative http URL", sinkHead+"  http: {url: '/push'}\n", "must be an absolute http or https URL"),
@@ -177,6 +217,77 @@ var _ = Describe("Defaults", func() {
 		Expect(got.Spec.Retry.MaxBackoff.Duration).To(Equal(5 * time.Minute))
 		Expect(got.Spec.Buffer.MaxBytes.Equal(resource.MustParse("8Mi"))).To(BeTrue())
 		Expect(got.Spec.Buffer.WhenFull).To(Equal(logsv1alpha1.WhenFullBlock))
+	})
+
+	It("fills the OTLP sink's defaults and accepts a gRPC one with headers", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otlp"},
+			Spec:       logsv1alpha1.SinkTargetSpec{OTLP: &logsv1alpha1.OTLPSink{URL: "http://otel-collector:4318"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.OTLP.Protocol).To(Equal(logsv1alpha1.OTLPProtocolHTTPProtobuf))
+		Expect(got.Spec.OTLP.Compression).To(Equal(logsv1alpha1.HTTPCompressionGzip))
+		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeOTLP))
+		value := "shop"
+		g := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otlp-grpc"},
+			Spec: logsv1alpha1.SinkTargetSpec{OTLP: &logsv1alpha1.OTLPSink{URL: "https://otel-collector:4317/", Protocol: logsv1alpha1.OTLPProtocolGRPC,
+				Headers:            []logsv1alpha1.HTTPHeader{{Name: "x-scope.org_id", Value: &value}},
+				ResourceAttributes: map[string]string{"k8s.cluster.name": "prod", "service.namespace": "shop"}}},
+		}
+		Expect(k8sClient.Create(ctx, g)).To(Succeed())
+	})
+
+	It("fills the Kafka sink's defaults and accepts SCRAM without TLS and a templated topic", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka"},
+			Spec:       logsv1alpha1.SinkTargetSpec{Kafka: &logsv1alpha1.KafkaSink{Brokers: []string{"kafka-0.kafka:9092", "10.1.2.3:9092"}, Topic: "logs.{namespace}_{pod}-{container}"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.Kafka.Key).To(Equal(logsv1alpha1.KafkaKeyContainer))
+		Expect(got.Spec.Kafka.Compression).To(Equal(logsv1alpha1.KafkaCompression("Snappy")))
+		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeKafka))
+		scram := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-scram"},
+			Spec: logsv1alpha1.SinkTargetSpec{Kafka: &logsv1alpha1.KafkaSink{Brokers: []string{"k:9092"}, Topic: "logs",
+				SASL: &logsv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-512", Username: logsv1alpha1.SecretKeySelector{Name: "s", Key: "u"},
+					Password: logsv1alpha1.SecretKeySelector{Name: "s", Key: "p"}}}},
+		}
+		Expect(k8sClient.Create(ctx, scram)).To(Succeed())
+	})
+
+	It("fills the Elasticsearch sink's defaults and accepts a templated index", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "es"},
+			Spec:       logsv1alpha1.SinkTargetSpec{Elasticsearch: &logsv1alpha1.ElasticsearchSink{URL: "https://es.logging:9200", Index: "logs-k8s.{namespace}-{date}"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.Elasticsearch.Mode).To(Equal(logsv1alpha1.ElasticsearchModeDataStream))
+		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeElasticsearch))
+	})
+
+	It("fills the S3 sink's defaults", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s3"},
+			Spec:       logsv1alpha1.SinkTargetSpec{S3: &logsv1alpha1.S3Sink{Endpoint: "http://minio.storage:9000", Bucket: "cluster.logs-1"}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.S3.Region).To(Equal("us-east-1"))
+		Expect(got.Spec.S3.Prefix).To(Equal("logs/{namespace}"))
+		Expect(got.Spec.S3.Compression).To(Equal(logsv1alpha1.HTTPCompressionGzip))
+		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeS3))
 	})
 
 	It("fills the File sink's rotation defaults", func() {

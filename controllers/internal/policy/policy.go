@@ -5,6 +5,7 @@ package policy
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"slices"
@@ -50,6 +51,7 @@ func Check(p *logsv1alpha1.CapturePolicy, st *logsv1alpha1.SinkTarget) string {
 	}
 	var (
 		rawURL   string
+		hosts    []string
 		insecure bool
 	)
 	switch {
@@ -60,12 +62,33 @@ func Check(p *logsv1alpha1.CapturePolicy, st *logsv1alpha1.SinkTarget) string {
 		}
 	case spec.HTTP != nil:
 		rawURL, insecure = string(spec.HTTP.URL), spec.HTTP.TLS != nil && spec.HTTP.TLS.InsecureSkipVerify
+	case spec.OTLP != nil:
+		rawURL, insecure = string(spec.OTLP.URL), spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify
+	case spec.Elasticsearch != nil:
+		rawURL, insecure = string(spec.Elasticsearch.URL), spec.Elasticsearch.TLS != nil && spec.Elasticsearch.TLS.InsecureSkipVerify
+	case spec.S3 != nil:
+		rawURL, insecure = string(spec.S3.Endpoint), spec.S3.TLS != nil && spec.S3.TLS.InsecureSkipVerify
+	case spec.Kafka != nil:
+		insecure = spec.Kafka.TLS != nil && spec.Kafka.TLS.InsecureSkipVerify
+		for _, b := range spec.Kafka.Brokers {
+			host, _, err := net.SplitHostPort(b)
+			if err != nil {
+				host = b
+			}
+			hosts = append(hosts, strings.ToLower(host))
+		}
 	}
-	if rawURL != "" && len(p.Spec.DestinationHosts) > 0 {
+	if rawURL != "" {
 		u, err := url.Parse(rawURL)
 		host := ""
 		if err == nil {
 			host = strings.ToLower(u.Hostname())
+		}
+		hosts = append(hosts, host)
+	}
+	for _, host := range hosts {
+		if len(p.Spec.DestinationHosts) == 0 {
+			break
 		}
 		if !slices.ContainsFunc(p.Spec.DestinationHosts, func(g string) bool { return hostMatches(g, host) }) {
 			return fmt.Sprintf("CapturePolicy %q, which applies to namespace %q, does not allow the destination host %q (allowed: %s).",

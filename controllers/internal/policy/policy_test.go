@@ -14,7 +14,7 @@ import (
 func pol(name string, sel map[string]string, f func(*logsv1alpha1.CapturePolicySpec)) logsv1alpha1.CapturePolicy {
 	p := logsv1alpha1.CapturePolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: logsv1alpha1.CapturePolicySpec{NamespaceSelector: *logsv1alpha1.SelectorFromMap(sel),
-			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP"}}}
+			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "S3"}}}
 	if f != nil {
 		f(&p.Spec)
 	}
@@ -78,7 +78,41 @@ func TestCheck(t *testing.T) {
 		want   string // substring of the violation; "" allowed
 	}{
 		{"loki allowed by default", nil, loki("http://loki.monitoring.svc:3100", ""), ""},
-		{"file denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.File = &logsv1alpha1.FileSink{Path: "a.log"} }), "does not allow File sinks (allowed: Loki, HTTP)"},
+		{"file denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.File = &logsv1alpha1.FileSink{Path: "a.log"} }), "does not allow File sinks (allowed: Loki, HTTP, OTLP, Kafka, Elasticsearch, S3)"},
+		{"s3 endpoint denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.S3 = &logsv1alpha1.S3Sink{Endpoint: "https://s3.attacker.example", Bucket: "logs"}
+		}), `does not allow the destination host "s3.attacker.example"`},
+		{"s3 endpoint allowed", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.S3 = &logsv1alpha1.S3Sink{Endpoint: "http://minio.monitoring.svc:9000", Bucket: "logs"}
+		}), ""},
+		{"elasticsearch host denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Elasticsearch = &logsv1alpha1.ElasticsearchSink{URL: "https://es.attacker.example:9200", Index: "logs"}
+		}), `does not allow the destination host "es.attacker.example"`},
+		{"elasticsearch insecureSkipVerify denied", nil, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Elasticsearch = &logsv1alpha1.ElasticsearchSink{URL: "https://es:9200", Index: "logs", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
+		}), "does not allow tls.insecureSkipVerify"},
+		{"kafka brokers allowed", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Kafka = &logsv1alpha1.KafkaSink{Brokers: []string{"kafka-0.monitoring.svc:9092", "kafka-1.monitoring.svc:9092"}, Topic: "logs"}
+		}), ""},
+		{"one kafka broker denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Kafka = &logsv1alpha1.KafkaSink{Brokers: []string{"kafka-0.monitoring.svc:9092", "10.0.0.9:9092"}, Topic: "logs"}
+		}), `does not allow the destination host "10.0.0.9"`},
+		{"kafka insecureSkipVerify denied", nil, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.Kafka = &logsv1alpha1.KafkaSink{Brokers: []string{"k:9093"}, Topic: "logs", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
+		}), "does not allow tls.insecureSkipVerify"},
+		{"otlp denied when not listed", func(s *logsv1alpha1.CapturePolicySpec) { s.SinkTypes = []logsv1alpha1.PolicySinkType{"Loki"} },
+			st(func(s *logsv1alpha1.SinkTargetSpec) {
+				s.OTLP = &logsv1alpha1.OTLPSink{URL: "https://otel.monitoring.svc"}
+			}), "does not allow OTLP sinks (allowed: Loki)"},
+		{"otlp host allowed", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.OTLP = &logsv1alpha1.OTLPSink{URL: "http://otel.monitoring.svc:4318"}
+		}), ""},
+		{"otlp host denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.OTLP = &logsv1alpha1.OTLPSink{URL: "https://otlp.attacker.example:4317", Protocol: logsv1alpha1.OTLPProtocolGRPC}
+		}), `does not allow the destination host "otlp.attacker.example"`},
+		{"otlp insecureSkipVerify denied", nil, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.OTLP = &logsv1alpha1.OTLPSink{URL: "https://otel", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
+		}), "does not allow tls.insecureSkipVerify"},
 		{"stdout denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.Stdout = &logsv1alpha1.StdoutSink{} }), "does not allow Stdout sinks"},
 		{"stdout allowed when listed", func(s *logsv1alpha1.CapturePolicySpec) { s.SinkTypes = append(s.SinkTypes, "Stdout") },
 			st(func(s *logsv1alpha1.SinkTargetSpec) { s.Stdout = &logsv1alpha1.StdoutSink{} }), ""},
@@ -128,12 +162,25 @@ func TestCheckDefaults(t *testing.T) {
 		Spec: logsv1alpha1.SinkTargetSpec{File: &logsv1alpha1.FileSink{Path: "a.log"}}}
 	loki := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "l"},
 		Spec: logsv1alpha1.SinkTargetSpec{Loki: &logsv1alpha1.LokiSink{URL: "https://loki"}}}
-	shipped := []logsv1alpha1.PolicySinkType{"Loki", "HTTP"}
-	if got := CheckDefaults(shipped, loki); got != "" {
-		t.Fatalf("Loki under the shipped defaults: %q", got)
+	otlp := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "o"},
+		Spec: logsv1alpha1.SinkTargetSpec{OTLP: &logsv1alpha1.OTLPSink{URL: "https://otel"}}}
+	kafka := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "k"},
+		Spec: logsv1alpha1.SinkTargetSpec{Kafka: &logsv1alpha1.KafkaSink{Brokers: []string{"k:9092"}, Topic: "logs"}}}
+	es := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "e"},
+		Spec: logsv1alpha1.SinkTargetSpec{Elasticsearch: &logsv1alpha1.ElasticsearchSink{URL: "https://es:9200", Index: "logs"}}}
+	s3 := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "s"},
+		Spec: logsv1alpha1.SinkTargetSpec{S3: &logsv1alpha1.S3Sink{Endpoint: "https://s3.example", Bucket: "logs"}}}
+	shipped := []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "S3"}
+	for _, st := range []*logsv1alpha1.SinkTarget{loki, otlp, kafka, es, s3} {
+		if got := CheckDefaults(shipped, st); got != "" {
+			t.Fatalf("%s under the shipped defaults: %q", st.Spec.Type(), got)
+		}
+	}
+	if got := CheckDefaults(shipped[:2], otlp); !strings.Contains(got, "which leave OTLP sinks to the cluster admin") {
+		t.Fatalf("OTLP where the admin's defaults leave it out: %q", got)
 	}
 	got := CheckDefaults(shipped, file)
-	if !strings.Contains(got, `No CapturePolicy applies to namespace "shop"`) || !strings.Contains(got, "(--default-sink-types: Loki, HTTP), which leave File sinks to the cluster admin") {
+	if !strings.Contains(got, `No CapturePolicy applies to namespace "shop"`) || !strings.Contains(got, "(--default-sink-types: Loki, HTTP, OTLP, Kafka, Elasticsearch, S3), which leave File sinks to the cluster admin") {
 		t.Fatalf("File under the shipped defaults: %q", got)
 	}
 	if got := CheckDefaults(nil, file); got != "" {

@@ -1,0 +1,392 @@
+package sinks_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/sinks"
+)
+
+// newKafka runs a kfake cluster of n brokers on loopback with the topic
+// logs-shop of 6 partitions, until the test ends.
+func newKafka(t *testing.T, n int, opts ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(n), kfake.SeedTopics(6, "logs-shop")}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func kafkaConfig(brokers []string) capture.SinkConfig {
+	c := sinkConfig("kafka")
+	c.Kind = capture.SinkKafka
+	c.Kafka = &capture.KafkaConfig{Brokers: brokers, Topic: "logs-{namespace}", Key: "Container", Compression: "Zstd"}
+	return c
+}
+
+// kafkaEnv is an env whose sends may take long enough for franz-go to ride
+// out a leader change within one attempt.
+func kafkaEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{reg: prometheus.NewRegistry(), root: t.TempDir(), stdout: &bytes.Buffer{}}
+	e.factory = sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: 10 * time.Second,
+		OnReject: func(_, sink, msg string) {
+			e.mu.Lock()
+			e.rejected = append(e.rejected, sink+": "+msg)
+			e.mu.Unlock()
+		}})
+	e.reg.MustRegister(e.factory)
+	return e
+}
+
+// kafkaMessage is one consumed message.
+type kafkaMessage struct {
+	key, topic string
+	partition  int32
+	value      struct{ TS, Namespace, Pod, Container, Node, Line string }
+	timestamp  time.Time
+}
+
+// consume reads topic from the start until want messages arrived (then a
+// little longer, to see extra ones) or 20 s passed.
+func consume(t *testing.T, brokers []string, topic string, want int) []kafkaMessage {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []kafkaMessage
+	deadline := time.Now().Add(20 * time.Second)
+	extra := time.Time{}
+	for time.Now().Before(deadline) && (extra.IsZero() || time.Now().Before(extra)) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			m := kafkaMessage{key: string(r.Key), topic: r.Topic, partition: r.Partition, timestamp: r.Timestamp}
+			if err := json.Unmarshal(r.Value, &m.value); err != nil {
+				t.Errorf("message %q is not the JSON record: %v", r.Value, err)
+			}
+			out = append(out, m)
+		})
+		if len(out) >= want && extra.IsZero() {
+			extra = time.Now().Add(500 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+// kafkaExactlyOnce checks every line of recs arrived once, in order per
+// container, keyed by the container and in one partition each.
+func kafkaExactlyOnce(t *testing.T, recs []*capture.Record, got []kafkaMessage) {
+	t.Helper()
+	want := map[string][]string{}
+	for _, r := range recs {
+		k := r.Namespace + "/" + r.Pod + "/" + r.Container
+		want[k] = append(want[k], r.Line)
+	}
+	have := map[string][]string{}
+	partition := map[string]int32{}
+	for _, m := range got {
+		if p, ok := partition[m.key]; ok && p != m.partition {
+			t.Fatalf("key %s in partitions %d and %d", m.key, p, m.partition)
+		}
+		partition[m.key] = m.partition
+		if k := m.value.Namespace + "/" + m.value.Pod + "/" + m.value.Container; k != m.key {
+			t.Fatalf("message of %s keyed %s", k, m.key)
+		}
+		have[m.key] = append(have[m.key], m.value.Line)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d messages for %d lines", len(got), len(recs))
+	}
+	for k, lines := range want {
+		if fmt.Sprint(have[k]) != fmt.Sprint(lines) {
+			t.Fatalf("%s: got %d lines, want %d exactly once in order", k, len(have[k]), len(lines))
+		}
+	}
+}
+
+func TestKafkaDeliversEveryLineOnceInOrderPerContainer(t *testing.T) {
+	for _, codec := range []string{"Zstd", "Snappy", "Gzip", "LZ4", "None"} {
+		t.Run(codec, func(t *testing.T) {
+			kc := newKafka(t, 3)
+			e := kafkaEnv(t)
+			c := kafkaConfig(kc.ListenAddrs())
+			c.Kafka.Compression = codec
+			s := e.start(t, c)
+			recs := records(3000)
+			acked := acks(recs)
+			write(t, s, recs)
+			eventually(t, "every line acknowledged", func() bool { return acked() == len(recs) })
+			s.stop(t)
+			got := consume(t, kc.ListenAddrs(), "logs-shop", len(recs))
+			kafkaExactlyOnce(t, recs, got)
+			for _, m := range got {
+				if m.value.Line == recs[0].Line && m.value.Pod == recs[0].Pod {
+					if m.value.TS != recs[0].Time.Format(time.RFC3339Nano) || !m.timestamp.Equal(recs[0].Time) || m.value.Node != "node-1" {
+						t.Fatalf("message %+v, want the record of %v", m, recs[0].Time)
+					}
+				}
+			}
+			if n := sum(t, e.reg, "log_capturer_sink_sent_lines_total"); n != 3000 {
+				t.Fatalf("sent lines metric %v", n)
+			}
+		})
+	}
+}
+
+// TestKafkaBrokerFailureAndLeaderChangesMidRun moves every partition's
+// leader twice, holds a random election and removes the broker that leads
+// partition 0 while lines flow: franz-go follows the
+// leaders with its idempotent producer, and every line arrives once, in
+// order per container, with no send counted as a possible duplicate.
+func TestKafkaBrokerFailureAndLeaderChangesMidRun(t *testing.T) {
+	kc := newKafka(t, 3)
+	brokers := kc.ListenAddrs()
+	e := kafkaEnv(t)
+	c := kafkaConfig(brokers)
+	c.BatchMaxBytes = 4 << 10 // many small batches, so that the faults land mid-run
+	// Which brokers each partition's produce requests went to: the
+	// producer must follow the leaders as they move.
+	var mu sync.Mutex
+	nodes := map[int32]map[int32]bool{}
+	kc.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rt := range kreq.(*kmsg.ProduceRequest).Topics {
+			for _, rp := range rt.Partitions {
+				if nodes[rp.Partition] == nil {
+					nodes[rp.Partition] = map[int32]bool{}
+				}
+				nodes[rp.Partition][kc.CurrentNode()] = true
+			}
+		}
+		return nil, nil, false
+	})
+	s := e.start(t, c)
+	recs := records(9000)
+	sent := func() int64 { return s.Sink.(capture.StatsReporter).Stats().SentLines }
+	gone := int32(-1)
+	for i := range 9 {
+		write(t, s, recs[i*1000:(i+1)*1000])
+		// Each fault while the sink is sending what was just written.
+		eventually(t, "lines on their way", func() bool { return sent() >= int64(i*1000+200) })
+		switch i {
+		case 2, 5:
+			// Every partition's leader moves to another live broker.
+			for p := range int32(6) {
+				leader := kc.LeaderFor("logs-shop", p)
+				for _, n := range []int32{(leader + 1) % 3, (leader + 2) % 3} {
+					if n != gone {
+						if err := kc.MoveTopicPartition("logs-shop", p, n); err != nil {
+							t.Fatal(err)
+						}
+						break
+					}
+				}
+			}
+		case 3:
+			kc.ShufflePartitionLeaders()
+		case 4:
+			// The broker that leads partition 0 goes away; the partitions
+			// it led move to the others.
+			gone = kc.LeaderFor("logs-shop", 0)
+			if err := kc.RemoveNode(gone); err != nil {
+				t.Fatal(err)
+			}
+			if kc.LeaderFor("logs-shop", 0) == gone {
+				t.Fatal("partition 0 kept its removed leader")
+			}
+		}
+	}
+	s.stop(t)
+	got := consume(t, kc.ListenAddrs(), "logs-shop", len(recs))
+	kafkaExactlyOnce(t, recs, got)
+	mu.Lock()
+	moved := 0
+	for _, n := range nodes {
+		if len(n) > 1 {
+			moved++
+		}
+	}
+	if len(nodes) == 0 || moved != len(nodes) {
+		t.Fatalf("produce requests per partition went to brokers %v: the producer did not follow the leaders", nodes)
+	}
+	mu.Unlock()
+	st := s.Sink.(capture.StatsReporter).Stats()
+	if dups := sum(t, e.reg, "log_capturer_sink_possible_duplicate_lines_total"); dups != 0 || st.DroppedLines != 0 || st.SentLines != 9000 {
+		t.Fatalf("possible duplicates %v, stats %+v", dups, st)
+	}
+	t.Logf("kafka: 9000 lines while every leader moved twice, an election and a removed broker: %d failed sends, %d retries", st.FailedBatches, st.Retries)
+}
+
+// TestKafkaRejectedRecordsAreCountedAndTheRestDelivered: a line too large
+// for a Kafka message (MESSAGE_TOO_LARGE, the default 1 MB) and lines whose
+// topic is too long once filled in are counted as rejected and
+// acknowledged; every other line arrives once.
+func TestKafkaRejectedRecordsAreCountedAndTheRestDelivered(t *testing.T) {
+	kc := newKafka(t, 1, kfake.SeedTopics(6, "logs-web-0", "logs-web-1", "logs-web-2"))
+	e := kafkaEnv(t)
+	c := kafkaConfig(kc.ListenAddrs())
+	c.Kafka.Topic = "logs-{pod}"
+	c.BatchMaxBytes, c.BufferMaxBytes = 4<<20, 16<<20
+	s := e.start(t, c)
+	recs := records(300)
+	long := strings.Repeat("p", 250)
+	for _, r := range recs[:3] {
+		r.Pod = long // logs-ppp… is over 249 characters
+	}
+	recs[100].Line = strings.Repeat("x", 1_100_000)
+	acked := acks(recs)
+	write(t, s, recs)
+	eventually(t, "every line acknowledged", func() bool { return acked() == len(recs) })
+	s.stop(t)
+	st := s.Sink.(capture.StatsReporter).Stats()
+	if st.RejectedLines != 4 || st.SentLines != 296 || st.Retries != 0 || !strings.Contains(st.LastRejection, "rejected") {
+		t.Fatalf("stats %+v", st)
+	}
+	var delivered []*capture.Record
+	for i, r := range recs {
+		if r.Pod != long && i != 100 {
+			delivered = append(delivered, r)
+		}
+	}
+	var got []kafkaMessage
+	for _, topic := range []string{"logs-web-0", "logs-web-1", "logs-web-2"} {
+		got = append(got, consume(t, kc.ListenAddrs(), topic, 98)...)
+	}
+	kafkaExactlyOnce(t, delivered, got)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.rejected) == 0 {
+		t.Fatal("no rejection reported")
+	}
+}
+
+// TestKafkaRetriesOnlyTheRecordsThatFailed: the topic of one pod does not
+// exist yet, so franz-go fails its records (UNKNOWN_TOPIC_OR_PARTITION,
+// retriable) while the others are stored. The others are acknowledged and
+// never sent again; the failed ones are, until the topic exists.
+func TestKafkaRetriesOnlyTheRecordsThatFailed(t *testing.T) {
+	kc := newKafka(t, 1, kfake.SeedTopics(3, "logs-web-0", "logs-web-2"))
+	e := kafkaEnv(t)
+	c := kafkaConfig(kc.ListenAddrs())
+	c.Kafka.Topic = "logs-{pod}"
+	c.BatchMaxBytes = 1 << 20
+	c.MinBackoff, c.MaxBackoff = 100*time.Millisecond, 200*time.Millisecond
+	s := e.start(t, c)
+	recs := records(300)
+	acked := acks(recs)
+	write(t, s, recs)
+	eventually(t, "the lines of the existing topics acknowledged", func() bool { return acked() == 200 })
+	st := s.Sink.(capture.StatsReporter).Stats()
+	if st.SentLines != 200 || st.FailedBatches == 0 || !strings.Contains(st.LastError, "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Fatalf("before the topic exists: stats %+v", st)
+	}
+	admin, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "logs-web-1", 3, 1
+	req.Topics = append(req.Topics, rt)
+	if _, err := req.RequestWith(context.Background(), admin); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every line acknowledged", func() bool { return acked() == 300 })
+	s.stop(t)
+	var got []kafkaMessage
+	for _, topic := range []string{"logs-web-0", "logs-web-1", "logs-web-2"} {
+		got = append(got, consume(t, kc.ListenAddrs(), topic, 100)...)
+	}
+	kafkaExactlyOnce(t, recs, got)
+	if st := s.Sink.(capture.StatsReporter).Stats(); st.SentLines != 300 || st.Retries == 0 || st.DroppedLines != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestKafkaSASLOverTLS(t *testing.T) {
+	pki := newPKI(t)
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			kc := newKafka(t, 1, kfake.EnableSASL(), kfake.Superuser(mech, "shipper", "s3cret"), kfake.TLS(pki.serverTLS(false)))
+			e := kafkaEnv(t)
+			bad := kafkaConfig(kc.ListenAddrs())
+			bad.Name = "bad"
+			bad.Kafka.SASLMechanism, bad.Kafka.Credentials = mech, capture.Credentials{Username: "shipper", Password: "wrong"}
+			bad.Kafka.TLS = &capture.TLSConfig{CAPEM: pki.caPEM}
+			sb := e.start(t, bad)
+			write(t, sb, records(10))
+			eventually(t, "a refused login", func() bool { return sb.Sink.(capture.StatsReporter).Stats().FailedBatches > 0 })
+			sb.cancel()
+			sb.stop(t)
+
+			good := kafkaConfig(kc.ListenAddrs())
+			good.Kafka.SASLMechanism, good.Kafka.Credentials = mech, capture.Credentials{Username: "shipper", Password: "s3cret"}
+			good.Kafka.TLS = &capture.TLSConfig{CAPEM: pki.caPEM}
+			s := e.start(t, good)
+			recs := records(300)
+			write(t, s, recs)
+			s.stop(t)
+			if st := s.Sink.(capture.StatsReporter).Stats(); st.SentLines != 300 {
+				t.Fatalf("stats %+v", st)
+			}
+			if err := e.factory.Probe(context.Background(), good); err != nil {
+				t.Fatalf("probe: %v", err)
+			}
+		})
+	}
+}
+
+func TestKafkaProbeAndEgress(t *testing.T) {
+	kc := newKafka(t, 1)
+	e := kafkaEnv(t)
+	if err := e.factory.Probe(context.Background(), kafkaConfig(kc.ListenAddrs())); err != nil {
+		t.Fatalf("probe of a live cluster: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	if err := e.factory.Probe(context.Background(), kafkaConfig([]string{addr})); err == nil {
+		t.Fatal("probe of a closed port passed")
+	}
+	// Without --allow-loopback-egress, the brokers on loopback are refused
+	// at dial time, by the producer and the probe.
+	f := sinks.NewFactory(sinks.Options{RequestTimeout: time.Second})
+	c := kafkaConfig(kc.ListenAddrs())
+	if err := f.Probe(context.Background(), c); err == nil || !strings.Contains(err.Error(), "destination not allowed") {
+		t.Fatalf("probe through the egress rules: %v", err)
+	}
+	s := startIn(t, f, "ns/p", c)
+	write(t, s, records(10))
+	eventually(t, "a refused dial", func() bool {
+		st := s.Sink.(capture.StatsReporter).Stats()
+		return st.FailedBatches > 0 && strings.Contains(st.LastError, "destination not allowed")
+	})
+	s.cancel()
+	s.stop(t)
+}
