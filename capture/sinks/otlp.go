@@ -41,6 +41,8 @@ const (
 	otlpNode      = "k8s.node.name"
 	// otlpPodLabel is followed by the pod label's key.
 	otlpPodLabel = "k8s.pod.label."
+	// otlpIOStream is the log record attribute of the stream (stdout or stderr).
+	otlpIOStream = "log.iostream"
 	// otlpScope is the instrumentation scope of every record.
 	otlpScope = "github.com/log-capturer/log-capturer"
 )
@@ -106,6 +108,10 @@ func (e *otlpEncoder) encode(batch []*capture.Record) plog.Logs {
 			lr.SetTimestamp(pcommon.NewTimestampFromTime(r.Time))
 		}
 		lr.SetObservedTimestamp(observed)
+		if r.Stream != "" {
+			// Known when read from the kubelet's files.
+			lr.Attributes().PutStr(otlpIOStream, r.Stream)
+		}
 		if utf8.ValidString(r.Line) {
 			lr.Body().SetStr(r.Line)
 		} else {

@@ -79,6 +79,7 @@ func TestOTLPDeliversEveryLineOnceWithSemanticConventions(t *testing.T) {
 				s := e.start(t, c)
 				recs := records(3000)
 				recs[7].Line = "invalid \xff\xfe utf8"
+				recs[8].Stream = "stderr" // read from the kubelet's files
 				write(t, s, recs)
 				s.stop(t)
 				if pr := rcv.Problems(); len(pr) > 0 {
@@ -102,6 +103,11 @@ func TestOTLPDeliversEveryLineOnceWithSemanticConventions(t *testing.T) {
 					}
 					if g.Scope != "github.com/log-capturer/log-capturer" || g.Observed.IsZero() {
 						t.Errorf("scope %q, observed %v", g.Scope, g.Observed)
+					}
+				}
+				for _, g := range got {
+					if want := map[bool]string{true: "stderr"}[g.Body == recs[8].Line]; g.Stream != want {
+						t.Errorf("record %.30q: log.iostream %q, want %q", g.Body, g.Stream, want)
 					}
 				}
 				if !got[0].Time.Equal(recs[0].Time) {

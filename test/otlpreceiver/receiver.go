@@ -45,6 +45,8 @@ type Record struct {
 	Bytes bool
 	// Scope is the instrumentation scope's name.
 	Scope string
+	// Stream is the record's log.iostream attribute, empty without one.
+	Stream string
 }
 
 // Fault is what the next requests get instead of a success.
@@ -213,6 +215,9 @@ func (r *Receiver) store(ld plog.Logs, reject int) {
 				lr := lrs.At(k)
 				rec := Record{Resource: res, Time: lr.Timestamp().AsTime(), Observed: lr.ObservedTimestamp().AsTime(),
 					Scope: sl.Scope().Name()}
+				if v, ok := lr.Attributes().Get("log.iostream"); ok {
+					rec.Stream = v.AsString()
+				}
 				switch lr.Body().Type() {
 				case pcommon.ValueTypeStr:
 					rec.Body = lr.Body().Str()
