@@ -324,31 +324,15 @@ func (s *fileSlice) deliver(ctx context.Context, e crifile.Entry, fpos crifile.P
 	next.Log, next.File = s.base, fpos
 	r := &tracked{Record: capture.Record{Time: e.Time, Line: string(e.Line), Namespace: c.namespace, Pod: c.pod,
 		Container: c.name, Node: c.node, Stream: e.Stream.String(), Labels: c.labels}, key: c.key, pos: next}
-	r.Acker = r
-	if err := p.handoff.Acquire(ctx, handoffWeight(r)); err != nil {
-		return err //nolint:wrapcheck // classified by the caller
-	}
-	select {
-	case p.records <- r:
-	case <-ctx.Done():
-		p.handoff.Release(handoffWeight(r))
-		return ctx.Err() //nolint:wrapcheck // classified by the caller
-	}
-	res.pos = next
-	if !res.dupUntil.isZero() {
-		if res.dupUntil.beyond(next) {
-			p.stats.resumeDuplicates.Add(1)
-		} else {
-			res.dupUntil = Position{}
-		}
-	}
-	res.lines++
-	p.stats.lines.Add(1)
 	n := len(e.Line)
 	if e.Truncated > 0 {
-		p.stats.truncatedLines.Add(1)
 		n += e.Truncated - len(capture.TruncatedMarker)
 	}
-	p.stats.bytes.Add(int64(n))
+	if err := p.handOver(ctx, r, res, n); err != nil {
+		return err
+	}
+	if e.Truncated > 0 {
+		p.stats.truncatedLines.Add(1)
+	}
 	return nil
 }

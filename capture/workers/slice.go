@@ -193,29 +193,40 @@ func (p *pipeline) readWith(ctx context.Context, body io.Reader, c *container, r
 		}
 		r := &tracked{Record: capture.Record{Time: ts, Line: str, Namespace: c.namespace, Pod: c.pod,
 			Container: c.name, Node: c.node, Labels: c.labels}, key: c.key, pos: next}
-		r.Acker = r
-		if err := p.handoff.Acquire(ctx, handoffWeight(r)); err != nil {
-			return err //nolint:wrapcheck // classified by the caller
+		if err := p.handOver(ctx, r, res, len(text)); err != nil {
+			return err
 		}
-		select {
-		case p.records <- r:
-		case <-ctx.Done():
-			p.handoff.Release(handoffWeight(r))
-			return ctx.Err() //nolint:wrapcheck // classified by the caller
-		}
-		res.pos = next
-		if !res.dupUntil.isZero() {
-			if res.dupUntil.beyond(next) {
-				p.stats.resumeDuplicates.Add(1)
-			} else {
-				res.dupUntil = Position{}
-			}
-		}
-		res.lines++
-		p.stats.lines.Add(1)
-		p.stats.bytes.Add(int64(len(text)))
 		long, over = long[:0], 0
 	}
+}
+
+// handOver hands r to the fan-out within the pipeline's hand-off bound,
+// then moves the slice's position to r's and counts it: a line, textBytes
+// bytes as read (before any cut), a resume duplicate while the position is
+// short of dupUntil. When ctx ends first, nothing is handed over or counted.
+func (p *pipeline) handOver(ctx context.Context, r *tracked, res *sliceResult, textBytes int) error {
+	r.Acker = r
+	if err := p.handoff.Acquire(ctx, handoffWeight(r)); err != nil {
+		return err //nolint:wrapcheck // classified by the caller
+	}
+	select {
+	case p.records <- r:
+	case <-ctx.Done():
+		p.handoff.Release(handoffWeight(r))
+		return ctx.Err() //nolint:wrapcheck // classified by the caller
+	}
+	res.pos = r.pos
+	if !res.dupUntil.isZero() {
+		if res.dupUntil.beyond(r.pos) {
+			p.stats.resumeDuplicates.Add(1)
+		} else {
+			res.dupUntil = Position{}
+		}
+	}
+	res.lines++
+	p.stats.lines.Add(1)
+	p.stats.bytes.Add(int64(textBytes))
+	return nil
 }
 
 // defaultMaxLine is the line cap when the pipeline sets none.
