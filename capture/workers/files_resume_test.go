@@ -42,30 +42,6 @@ func journalHarness(n *fileNode, dir string) (*harness, *positionstore.Journal) 
 	return h, j
 }
 
-// writeFor writes to every pod at about perSecond records each until the
-// context ends, the kubelet rotating at maxSize every 100ms.
-func (n *fileNode) writeFor(c context.Context, ns string, pods []string, perSecond int, maxSize int64) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-c.Done():
-				return
-			case <-t.C:
-			}
-			for _, p := range pods {
-				n.write(ns, p, perSecond/100)
-			}
-			if i%10 == 0 {
-				n.rotateOver(maxSize)
-			}
-		}
-	})
-	return &wg
-}
-
 var _ = Describe("Resuming the kubelet's files from the journal", func() {
 	It("resumes after a crash at the acknowledged file positions: every record, duplicates bounded and counted", func() {
 		ns := newNamespace()

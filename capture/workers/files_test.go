@@ -126,6 +126,30 @@ func (n *fileNode) rotateOver(maxSize int64) int64 {
 	return deleted
 }
 
+// writeFor writes to every pod at about perSecond records each until the
+// context ends, the kubelet rotating at maxSize every 100ms.
+func (n *fileNode) writeFor(c context.Context, ns string, pods []string, perSecond int, maxSize int64) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-c.Done():
+				return
+			case <-t.C:
+			}
+			for _, p := range pods {
+				n.write(ns, p, perSecond/100)
+			}
+			if i%10 == 0 {
+				n.rotateOver(maxSize)
+			}
+		}
+	})
+	return &wg
+}
+
 func (n *fileNode) rotations() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -284,33 +308,7 @@ var _ = Describe("Reading the kubelet's files", func() {
 		// 20 writers of 200 records/s each (every 50th record over 32 KiB
 		// in P chunks), the kubelet rotating at 256 KiB every 100 ms.
 		wctx, wcancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			t := time.NewTicker(10 * time.Millisecond)
-			defer t.Stop()
-			for end := time.Now().Add(12 * time.Second); time.Now().Before(end); {
-				select {
-				case <-wctx.Done():
-					return
-				case <-t.C:
-				}
-				for _, p := range pods {
-					node.write(ns, p, 2)
-				}
-			}
-		})
-		wg.Go(func() {
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-t.C:
-					node.rotateOver(256 << 10)
-				}
-			}
-		})
+		wg := node.writeFor(wctx, ns, pods, 200, 256<<10)
 		maxOpen, maxFD := 0, 0
 		for deadline := time.Now().Add(30 * time.Second); node.generated() < 20*2*1100 && time.Now().Before(deadline); {
 			maxOpen = max(maxOpen, snapshot(h, key).OpenStreams)
@@ -540,14 +538,10 @@ func (s *fileCheckSink) counts() (delivered, dup, lost, diff int64) {
 // kubelet rotating at 1 MiB every second and keeping 5 files.
 var _ = Describe("File soak", Label("soak"), func() {
 	It("keeps every record, goroutines and FDs flat, under 20 fast writers and the kubelet's rotation", func() {
-		d := os.Getenv("SOAK_DURATION")
-		if d == "" {
-			Skip("set SOAK_DURATION (make soak) to run the soak")
-		}
-		duration, err := time.ParseDuration(d)
-		Expect(err).NotTo(HaveOccurred())
+		duration := soakDuration()
 		rate := 5000
 		if r := os.Getenv("FILE_SOAK_RATE"); r != "" {
+			var err error
 			rate, err = strconv.Atoi(r)
 			Expect(err).NotTo(HaveOccurred())
 		}
@@ -589,18 +583,8 @@ var _ = Describe("File soak", Label("soak"), func() {
 				}
 			}
 		})
-		warm := min(30*time.Second, duration/5)
-		time.Sleep(warm)
-		var gs, fds []workers.Sample
 		maxOpen := 0
-		start := time.Now()
-		for time.Since(start) < duration-warm {
-			g, fd := steadyCounts()
-			gs = append(gs, workers.Sample{At: time.Now(), Value: float64(g)})
-			fds = append(fds, workers.Sample{At: time.Now(), Value: float64(fd)})
-			maxOpen = max(maxOpen, snapshot(h, key).OpenStreams)
-			time.Sleep(5 * time.Second)
-		}
+		gs, fds := sampleSteady(duration, func() { maxOpen = max(maxOpen, snapshot(h, key).OpenStreams) })
 		wcancel()
 		wg.Wait()
 		generated := int64(node.generated())

@@ -82,13 +82,7 @@ func (s *seqSink) counts() (delivered, dup, lost int64) {
 // a pool of 50 and rotation every second, then it prints what it measured.
 var _ = Describe("Soak", Label("soak"), func() {
 	It("keeps goroutines and FDs flat and delivers every line once", func() {
-		d := os.Getenv("SOAK_DURATION")
-		if d == "" {
-			Skip("set SOAK_DURATION (make soak) to run the soak")
-		}
-		duration, err := time.ParseDuration(d)
-		Expect(err).NotTo(HaveOccurred())
-
+		duration := soakDuration()
 		ns := newNamespace()
 		pods := createPods(ns, 100)
 		sink := newSeqSink()
@@ -99,20 +93,8 @@ var _ = Describe("Soak", Label("soak"), func() {
 		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
 		key := types.NamespacedName{Namespace: ns, Name: "soak"}
 		gen := startGenerator(ns, pods, 100*time.Millisecond)
-		err = h.mgr.Apply(ctx, key, pipelineConfig(ns, "soak", 50, time.Second))
-		Expect(err).NotTo(HaveOccurred())
-
-		warm := min(30*time.Second, duration/5)
-		time.Sleep(warm)
-		var gs, fds []workers.Sample
-		start := time.Now()
-		for time.Since(start) < duration-warm {
-			now := time.Now()
-			g, fd := steadyCounts()
-			gs = append(gs, workers.Sample{At: now, Value: float64(g)})
-			fds = append(fds, workers.Sample{At: now, Value: float64(fd)})
-			time.Sleep(5 * time.Second)
-		}
+		Expect(h.mgr.Apply(ctx, key, pipelineConfig(ns, "soak", 50, time.Second))).To(Succeed())
+		gs, fds := sampleSteady(duration, func() {})
 		gen.stop()
 		want := gen.expected()
 		Eventually(func() int64 { return sink.missing(want) }, 2*time.Minute, time.Second).Should(BeZero())
@@ -133,6 +115,34 @@ var _ = Describe("Soak", Label("soak"), func() {
 		Expect(fdSlope).To(BeNumerically("<=", 0.1))
 	})
 })
+
+// soakDuration is SOAK_DURATION; a soak spec is skipped without it.
+func soakDuration() time.Duration {
+	d := os.Getenv("SOAK_DURATION")
+	if d == "" {
+		Skip("set SOAK_DURATION (make soak) to run the soak")
+	}
+	duration, err := time.ParseDuration(d)
+	Expect(err).NotTo(HaveOccurred())
+	return duration
+}
+
+// sampleSteady waits out a warm-up (a fifth of duration, at most 30s),
+// then until duration has passed samples the steady goroutine and FD
+// counts every 5 seconds, calling also with each sample.
+func sampleSteady(duration time.Duration, also func()) (gs, fds []workers.Sample) {
+	warm := min(30*time.Second, duration/5)
+	time.Sleep(warm)
+	for start := time.Now(); time.Since(start) < duration-warm; {
+		now := time.Now()
+		g, fd := steadyCounts()
+		gs = append(gs, workers.Sample{At: now, Value: float64(g)})
+		fds = append(fds, workers.Sample{At: now, Value: float64(fd)})
+		also()
+		time.Sleep(5 * time.Second)
+	}
+	return gs, fds
+}
 
 // steadyCounts reads goroutines and FDs ten times, 10 ms apart, and keeps the
 // least of each: a stream being handed over adds a goroutine for an instant,
