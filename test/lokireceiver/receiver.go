@@ -19,6 +19,8 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/log-capturer/log-capturer/test/faults"
 )
 
 // Entry is one received log line.
@@ -44,17 +46,15 @@ type Fault struct {
 	StoreThenHang bool
 }
 
-// Receiver is an http.Handler for Loki pushes.
+// Receiver is an http.Handler for Loki pushes. Its faults.Schedule
+// (FailNext, FailAll, Recover, Close) says which pushes fail.
 type Receiver struct {
+	faults.Schedule[Fault]
 	mu       sync.Mutex
 	entries  []Entry
-	faults   []Fault
 	requests int
 	problems []string
 	headers  []http.Header
-	sticky   *Fault
-	release  chan struct{}
-	closed   bool
 	// tallyBy, when set, makes the receiver count entries and line bytes
 	// per value of that label instead of keeping them.
 	tallyBy string
@@ -95,41 +95,7 @@ func (r *Receiver) Summary() map[string]Tally {
 }
 
 // New returns an empty Receiver.
-func New() *Receiver { return &Receiver{release: make(chan struct{})} }
-
-// Close releases every hanging request; later hangs return at once.
-func (r *Receiver) Close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.closed = true
-		close(r.release)
-	}
-}
-
-// FailNext answers the next n pushes with f.
-func (r *Receiver) FailNext(n int, f Fault) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for range n {
-		r.faults = append(r.faults, f)
-	}
-}
-
-// FailAll answers every push with f until Recover.
-func (r *Receiver) FailAll(f Fault) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sticky = &f
-}
-
-// Recover ends FailAll and FailNext.
-func (r *Receiver) Recover() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sticky = nil
-	r.faults = nil
-}
+func New() *Receiver { return &Receiver{} }
 
 // Entries returns a copy of every accepted entry, in arrival order.
 func (r *Receiver) Entries() []Entry {
@@ -169,18 +135,12 @@ func (r *Receiver) Requests() int {
 
 func (r *Receiver) fault() *Fault {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.requests++
-	if r.sticky != nil {
-		f := *r.sticky
+	r.mu.Unlock()
+	if f, ok := r.Take(); ok {
 		return &f
 	}
-	if len(r.faults) == 0 {
-		return nil
-	}
-	f := r.faults[0]
-	r.faults = r.faults[1:]
-	return &f
+	return nil
 }
 
 // ServeHTTP handles GET /ready and POST /loki/api/v1/push.
@@ -201,7 +161,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if f.Hang {
 			select {
 			case <-req.Context().Done():
-			case <-r.release:
+			case <-r.Released():
 				http.Error(w, "receiver closed", http.StatusServiceUnavailable)
 			}
 			return
@@ -267,7 +227,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.mu.Unlock()
 		select {
 		case <-req.Context().Done():
-		case <-r.release:
+		case <-r.Released():
 		}
 		r.mu.Lock()
 		return

@@ -32,6 +32,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/log-capturer/log-capturer/test/faults"
 )
 
 // Record is one accepted log record.
@@ -69,57 +71,22 @@ type Fault struct {
 	StoreThenHang bool
 }
 
-// Receiver keeps what OTLP clients export to it.
+// Receiver keeps what OTLP clients export to it. Its faults.Schedule
+// (FailNext, FailAll, Recover, Close) says which requests fail.
 type Receiver struct {
+	faults.Schedule[Fault]
 	mu       sync.Mutex
 	records  []Record
-	faults   []Fault
-	sticky   *Fault
 	requests int
 	problems []string
 	headers  []http.Header
-	release  chan struct{}
-	closed   bool
 	// last is the last record time per container, to check order.
 	last map[string]time.Time
 }
 
 // New returns an empty Receiver.
 func New() *Receiver {
-	return &Receiver{release: make(chan struct{}), last: map[string]time.Time{}}
-}
-
-// Close releases every hanging request; later hangs return at once.
-func (r *Receiver) Close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.closed {
-		r.closed = true
-		close(r.release)
-	}
-}
-
-// FailNext answers the next n requests with f.
-func (r *Receiver) FailNext(n int, f Fault) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for range n {
-		r.faults = append(r.faults, f)
-	}
-}
-
-// FailAll answers every request with f until Recover.
-func (r *Receiver) FailAll(f Fault) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sticky = &f
-}
-
-// Recover ends FailAll and FailNext.
-func (r *Receiver) Recover() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sticky, r.faults = nil, nil
+	return &Receiver{last: map[string]time.Time{}}
 }
 
 // Records returns a copy of every accepted record, in arrival order.
@@ -166,25 +133,19 @@ func (r *Receiver) problem(format string, args ...any) {
 // next counts a request and returns its fault, nil for none.
 func (r *Receiver) next(h http.Header) *Fault {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.requests++
 	r.headers = append(r.headers, h)
-	if r.sticky != nil {
-		f := *r.sticky
+	r.mu.Unlock()
+	if f, ok := r.Take(); ok {
 		return &f
 	}
-	if len(r.faults) == 0 {
-		return nil
-	}
-	f := r.faults[0]
-	r.faults = r.faults[1:]
-	return &f
+	return nil
 }
 
 func (r *Receiver) hang(ctx context.Context) {
 	select {
 	case <-ctx.Done():
-	case <-r.release:
+	case <-r.Released():
 	}
 }
 
