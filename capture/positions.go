@@ -24,6 +24,15 @@ type PositionStore interface {
 	Delete(ctx context.Context, ref PipelineRef) error
 }
 
+// PositionStager is a PositionStore that can also keep positions across a
+// kill of the process at little cost: Stage writes data where the next Load
+// finds it, like Save, but does not wait for it to reach the disk, so it
+// need not survive a crash of the machine. The engine stages positions
+// before every batch a sink sends, and saves them on its interval.
+type PositionStager interface {
+	Stage(ctx context.Context, ref PipelineRef, data []byte, containers int) error
+}
+
 // ErrForeignPositions means the positions object exists but was not written
 // by the operator for this pipeline.
 var ErrForeignPositions = errors.New("the positions object was not written by log-capturer for this pipeline")

@@ -38,6 +38,43 @@ type Acker interface {
 	Ack()
 }
 
+// Sender is implemented by Ackers that want to know, before a sink sends a
+// record to its destination, that it may arrive there from now on.
+type Sender interface {
+	// Sending marks the record as on its way. It returns what must be
+	// flushed once the batch is marked, or nil when nothing changed.
+	Sending() Flusher
+}
+
+// Flusher makes the marks of Sending last before a batch is sent.
+type Flusher interface {
+	Flush()
+}
+
+// Sending tells the engine that a sink is about to send batch to its
+// destination; sinks call it before every attempt. When it returns, the
+// engine has recorded (for a store that can, across a kill of the process)
+// that these records may have arrived, so a restart that reads them again
+// counts them as possible duplicates.
+func Sending(batch []*Record) {
+	var last Flusher
+	for _, r := range batch {
+		s, ok := r.Acker.(Sender)
+		if !ok {
+			continue
+		}
+		if f := s.Sending(); f != nil && f != last {
+			if last != nil {
+				last.Flush()
+			}
+			last = f
+		}
+	}
+	if last != nil {
+		last.Flush()
+	}
+}
+
 // Ack acknowledges r on behalf of one sink; records without an Acker ignore it.
 func (r *Record) Ack() {
 	if r.Acker != nil {

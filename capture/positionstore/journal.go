@@ -354,6 +354,21 @@ func (j *Journal) Load(ctx context.Context, ref capture.PipelineRef) ([]byte, er
 // left alone (an error wrapping capture.ErrForeignPositions); a damaged one
 // is replaced.
 func (j *Journal) Save(ctx context.Context, ref capture.PipelineRef, data []byte, containers int) error {
+	return j.write(ctx, ref, data, containers, true)
+}
+
+// Stage writes the pipeline's positions like Save but without fsync: the
+// temporary file is written and renamed in place, so Load finds them after
+// the process was killed (the kernel keeps what was written), while only
+// what Save wrote is sure to survive a crash of the machine. The rename
+// keeps a file whole either way.
+func (j *Journal) Stage(ctx context.Context, ref capture.PipelineRef, data []byte, containers int) error {
+	return j.write(ctx, ref, data, containers, false)
+}
+
+var _ capture.PositionStager = (*Journal)(nil)
+
+func (j *Journal) write(ctx context.Context, ref capture.PipelineRef, data []byte, containers int, durable bool) error {
 	path, err := j.path(ref)
 	if err != nil {
 		return err
@@ -391,8 +406,10 @@ func (j *Journal) Save(ctx context.Context, ref capture.PipelineRef, data []byte
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
@@ -401,6 +418,9 @@ func (j *Journal) Save(ctx context.Context, ref capture.PipelineRef, data []byte
 		return fmt.Errorf("renaming %s to %s: %w", tmp.Name(), path, err)
 	}
 	done = true
+	if !durable {
+		return nil
+	}
 	if err := j.dirf.Sync(); err != nil {
 		return fmt.Errorf("syncing the positions journal directory %s: %w", j.dir, err)
 	}

@@ -536,9 +536,10 @@ func TestJournalSecondOpenerWaits(t *testing.T) {
 		}
 	}
 
+	// Started before the deadline is set, so that it cannot end sooner.
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 350*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	j, err := OpenJournal(ctx, dir, JournalOptions{Holder: "agent-new"})
 	waited := time.Since(start)
 	if err == nil {
@@ -743,4 +744,50 @@ func FuzzJournalLoad(f *testing.F) {
 			t.Fatalf("Refs = %v for a whole file", refs)
 		}
 	})
+}
+
+func TestJournalStage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	j := openTestJournal(t, dir, JournalOptions{})
+	// Staged and saved positions are one file: the last write wins,
+	// whichever it was, and it has the documented format.
+	steps := []struct {
+		stage bool
+		data  string
+	}{{true, "staged first"}, {false, "saved"}, {true, "staged after the save"}, {true, "staged again"}}
+	for _, s := range steps {
+		write := j.Save
+		if s.stage {
+			write = j.Stage
+		}
+		if err := write(ctx, webRef, []byte(s.data), 2); err != nil {
+			t.Fatalf("writing %q (stage %v): %v", s.data, s.stage, err)
+		}
+		if got, err := j.Load(ctx, webRef); string(got) != s.data || err != nil {
+			t.Fatalf("Load after writing %q (stage %v) = %q, %v", s.data, s.stage, got, err)
+		}
+	}
+	if b, _ := os.ReadFile(mustPath(t, j, webRef)); !bytes.Equal(b, journalFile(webRef, []byte("staged again"), 2)) {
+		t.Fatalf("staged file bytes %q differ from the documented format", b)
+	}
+	if names := dirNames(t, dir); len(names) != 2 {
+		t.Fatalf("directory holds %v, want the lock and one file (no temporary file left)", names)
+	}
+	if err := j.Stage(ctx, webRef, make([]byte, DefaultJournalMaxBytes), 1); err == nil {
+		t.Fatal("Stage wrote more than MaxBytes")
+	}
+	other := journalFile(capture.PipelineRef{Namespace: "shop", Name: "api", UID: "uid-9"}, []byte("api's"), 1)
+	if err := os.WriteFile(mustPath(t, j, webRef), other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Stage(ctx, webRef, []byte("web's"), 1); !errors.Is(err, capture.ErrForeignPositions) {
+		t.Fatalf("Stage over another pipeline's file: %v, want capture.ErrForeignPositions", err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Stage(ctx, webRef, []byte("late"), 1); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Stage after Close: %v, want os.ErrClosed", err)
+	}
 }

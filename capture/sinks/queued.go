@@ -147,6 +147,7 @@ func (s *queuedSink) send(ctx context.Context, batch []*capture.Record) {
 	backoff := s.cfg.MinBackoff
 	uncertain := 0
 	for {
+		capture.Sending(batch)
 		start := time.Now()
 		err := s.d.deliver(ctx, batch)
 		s.duration.Observe(time.Since(start).Seconds())

@@ -92,15 +92,18 @@ func (p *pipeline) flushPositions(ctx context.Context, paced bool) {
 	if paced && p.deps.writes.wait(ctx, p.cfg.Namespace) != nil {
 		return
 	}
+	ps.writeMu.Lock()
 	now := time.Now()
 	stored, changed := ps.changes(now, durationOr(p.cfg.PositionsRetention, time.Hour))
 	if !changed {
+		ps.writeMu.Unlock()
 		return
 	}
 	data, err := encodePositions(stored)
 	if err == nil {
 		err = store.Save(ctx, p.ref(), data, len(stored))
 	}
+	ps.writeMu.Unlock()
 	if err != nil {
 		ps.markDirty() // written at the next chance
 	}
@@ -123,4 +126,30 @@ func (p *pipeline) flushPositions(ctx context.Context, paced bool) {
 			Message: fmt.Sprintf("Positions of %d containers stored (%d bytes compressed).", len(stored), len(data))}
 	}
 	ps.setState(st)
+}
+
+// stagePositions writes the positions with the store's Stage before a sink
+// sends lines that moved a sent position, so that a restart after the
+// process was killed counts exactly the lines it sends again that may have
+// arrived. A failed stage is counted; the next save reports the store.
+func (p *pipeline) stagePositions(stager capture.PositionStager) {
+	ps := p.tracker
+	ps.mu.Lock()
+	loaded := ps.loaded
+	ps.mu.Unlock()
+	if !loaded {
+		return
+	}
+	ps.writeMu.Lock()
+	defer ps.writeMu.Unlock()
+	stored := ps.snapshot(time.Now(), durationOr(p.cfg.PositionsRetention, time.Hour))
+	data, err := encodePositionsFast(stored)
+	if err == nil {
+		err = stager.Stage(context.Background(), p.ref(), data, len(stored))
+	}
+	if err != nil {
+		p.stats.positionErrors.Add(1)
+		return
+	}
+	p.stats.positionStages.Add(1)
 }

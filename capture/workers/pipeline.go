@@ -118,6 +118,7 @@ type pipelineStats struct {
 	resumeDuplicates, gaps        atomic.Int64
 	gapNanos                      atomic.Int64
 	positionWrites                atomic.Int64
+	positionStages                atomic.Int64
 	positionErrors                atomic.Int64
 	positionBytes                 atomic.Int64
 	truncatedLines                atomic.Int64
@@ -212,6 +213,11 @@ func newPipeline(d deps, cfg capture.PipelineConfig, sinks []capture.Sink, tr *t
 		finished:    map[containerKey]bool{},
 		stats:       stats,
 		sampler:     &sampler{span: durationOr(cfg.HealthWindow, 10*time.Minute)},
+	}
+	if stager, ok := d.store.(capture.PositionStager); ok {
+		tr.setStage(func() { p.stagePositions(stager) })
+	} else {
+		tr.setStage(nil)
 	}
 	return p, nil
 }

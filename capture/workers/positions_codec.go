@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -67,6 +68,26 @@ func encodePositions(entries []storedPosition) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compressing positions: %w", err)
 	}
+	return encodePositionsTo(&buf, zw, entries)
+}
+
+// fastWriters are the gzip writers of staged positions, written before
+// batches are sent: the fastest level, reused.
+var fastWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
+
+// encodePositionsFast encodes like encodePositions at gzip's fastest level.
+func encodePositionsFast(entries []storedPosition) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, _ := fastWriters.Get().(*gzip.Writer)
+	defer fastWriters.Put(zw)
+	zw.Reset(&buf)
+	return encodePositionsTo(&buf, zw, entries)
+}
+
+func encodePositionsTo(buf *bytes.Buffer, zw *gzip.Writer, entries []storedPosition) ([]byte, error) {
 	w := bufio.NewWriter(zw)
 	v2 := slices.ContainsFunc(entries, func(e storedPosition) bool { return e.Committed.Log != "" })
 	if v2 {

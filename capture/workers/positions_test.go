@@ -36,11 +36,13 @@ type ackLaterSink struct {
 }
 
 func (s *ackLaterSink) Write(_ context.Context, r *capture.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.crashed.Load() {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// The record arrives here at once, as a batch would at a destination.
+	capture.Sending([]*capture.Record{r})
 	s.records = append(s.records, *r)
 	s.pending = append(s.pending, r)
 	s.at = append(s.at, time.Now())
@@ -103,6 +105,20 @@ func (s *crashableStore) Save(ctx context.Context, ref capture.PipelineRef, data
 	return s.PositionStore.Save(ctx, ref, data, containers) //nolint:wrapcheck // the store names the object
 }
 
+// stagingStore is a crashableStore whose store also stages positions (the
+// journal); a simulated crash freezes its stages too.
+type stagingStore struct {
+	*crashableStore
+	stager capture.PositionStager
+}
+
+func (s *stagingStore) Stage(ctx context.Context, ref capture.PipelineRef, data []byte, containers int) error {
+	if s.frozen.Load() {
+		return nil
+	}
+	return s.stager.Stage(ctx, ref, data, containers) //nolint:wrapcheck // the store names the file
+}
+
 // positionsHome stands for the operator's namespace, where positions live.
 const positionsHome = "default"
 
@@ -131,14 +147,17 @@ func startStoreHarness() *harness {
 // now on no sink keeps or acknowledges anything and no position is written,
 // so that stopping the workers drains nothing and stores nothing more.
 func (h *harness) crash() {
-	h.store.frozen.Store(true)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// The sinks first, so that nothing arrives after the last write.
 	for _, s := range h.sinks {
 		if a, ok := s.(*ackLaterSink); ok {
+			a.mu.Lock()
 			a.crashed.Store(true)
+			a.mu.Unlock()
 		}
 	}
+	h.store.frozen.Store(true)
 }
 
 func (h *harness) ackSink(pipeline types.NamespacedName) *ackLaterSink {

@@ -9,8 +9,9 @@ import (
 )
 
 // tracker holds one pipeline's per-container positions: the committed one
-// (every sink acknowledged every line up to it) and the sent one (the lines
-// up to it were handed to the sinks). It outlives the pipeline's workers
+// (every sink acknowledged every line up to it) and the sent one (a sink
+// began to send the lines up to it to its destination, so they may have
+// arrived there). It outlives the pipeline's workers
 // across configuration changes, is loaded from the PositionStore when the
 // workers first start in this replica, and is written back by the pipeline's
 // positions writer.
@@ -24,6 +25,13 @@ type tracker struct {
 	dirty   bool
 	loaded  bool
 	state   capture.PositionsStatus
+	// stage, when set, writes the positions where a restart after a kill
+	// of the process finds them; Flush calls it after sent positions moved.
+	// Guarded by mu.
+	stage func()
+	// writeMu makes stages and saves one at a time, each of the positions
+	// as they were when it began: a later write never holds older ones.
+	writeMu sync.Mutex
 }
 
 // posEntry is one container's positions and its lines in flight.
@@ -83,11 +91,42 @@ func (ps *tracker) track(r *tracked, n int) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	e := ps.entry(r.key, r.Pod)
-	e.sent = r.pos
 	e.inflight = append(e.inflight, r)
 	if n == 0 {
 		ps.commitAcked(e)
 	}
+}
+
+// sending moves the container's sent position to r's when it is beyond it,
+// and tells whether it moved.
+func (ps *tracker) sending(r *tracked) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	e := ps.entries[r.key]
+	if e == nil || e.sent.beyond(r.pos) {
+		return false
+	}
+	e.sent = r.pos
+	ps.dirty = true
+	return true
+}
+
+// Flush stages the positions after Sending moved sent positions, so that a
+// restart after a kill counts the lines sent again.
+func (ps *tracker) Flush() {
+	ps.mu.Lock()
+	stage := ps.stage
+	ps.mu.Unlock()
+	if stage != nil {
+		stage()
+	}
+}
+
+// setStage sets what Flush calls, nil for nothing.
+func (ps *tracker) setStage(stage func()) {
+	ps.mu.Lock()
+	ps.stage = stage
+	ps.mu.Unlock()
 }
 
 // commitAcked commits the container's acknowledged records from the oldest on.
@@ -168,15 +207,31 @@ func (ps *tracker) changes(now time.Time, retention time.Duration) ([]storedPosi
 		return nil, false
 	}
 	ps.dirty = false
+	return ps.snapshotLocked(now, retention), true
+}
+
+// snapshot returns the stored form of the positions, pruning containers
+// gone for longer than retention, and leaves them to be saved.
+func (ps *tracker) snapshot(now time.Time, retention time.Duration) []storedPosition {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.snapshotLocked(now, retention)
+}
+
+func (ps *tracker) snapshotLocked(now time.Time, retention time.Duration) []storedPosition {
 	out := make([]storedPosition, 0, len(ps.entries))
 	for k, e := range ps.entries {
 		if !e.goneSince.IsZero() && now.Sub(e.goneSince) > retention && e.head == len(e.inflight) {
 			delete(ps.entries, k)
 			continue
 		}
-		out = append(out, storedPosition{Key: k, Pod: e.pod, Committed: e.committed, Sent: e.sent, GoneSince: e.goneSince})
+		sent := e.sent
+		if !sent.beyond(e.committed) {
+			sent = e.committed
+		}
+		out = append(out, storedPosition{Key: k, Pod: e.pod, Committed: e.committed, Sent: sent, GoneSince: e.goneSince})
 	}
-	return out, true
+	return out
 }
 
 // markDirty makes the next changes return the positions even if unchanged.
@@ -222,6 +277,15 @@ type tracked struct {
 	pos     Position
 	tracker *tracker
 	pending atomic.Int32
+}
+
+// Sending is a sink's notice that it is about to send the record; the
+// tracker is returned to be flushed when the sent position moved.
+func (t *tracked) Sending() capture.Flusher {
+	if t.tracker != nil && t.tracker.sending(t) {
+		return t.tracker
+	}
+	return nil
 }
 
 // Ack is one sink's acknowledgement; the last one commits what it can.
