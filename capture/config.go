@@ -201,6 +201,10 @@ type KafkaConfig struct {
 	Key string `json:"key,omitempty"`
 	// Compression is None, Gzip, Snappy, LZ4 or Zstd.
 	Compression string `json:"compression,omitempty"`
+	// MaxMessageBytes bounds a message as Kafka counts a record batch
+	// before compression; longer lines are cut to fit. Zero is Kafka's
+	// default, 1048588.
+	MaxMessageBytes int64 `json:"maxMessageBytes,omitempty"`
 	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with the
 	// username and password of Credentials; empty for none.
 	SASLMechanism string      `json:"saslMechanism,omitempty"`

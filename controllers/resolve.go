@@ -255,10 +255,11 @@ func resolveOTLP(ctx context.Context, secrets *secretReader, sink string, o *log
 
 func resolveKafka(ctx context.Context, secrets *secretReader, sink string, k *logsv1alpha1.KafkaSink) (*capture.KafkaConfig, error) {
 	out := &capture.KafkaConfig{
-		Brokers:     k.Brokers,
-		Topic:       k.Topic,
-		Key:         string(k.Key),
-		Compression: string(k.Compression),
+		Brokers:         k.Brokers,
+		Topic:           k.Topic,
+		Key:             string(k.Key),
+		Compression:     string(k.Compression),
+		MaxMessageBytes: k.MaxMessageBytes.Value(),
 	}
 	if k.SASL != nil {
 		out.SASLMechanism = string(k.SASL.Mechanism)

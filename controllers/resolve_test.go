@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -374,6 +375,7 @@ func TestResolveKafka(t *testing.T) {
 	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"user": "shipper", "pass": "s3cret"})).Build()
 	st := builders.Sink(ns, "kafka").Kafka("logs-{namespace}", "kafka-0:9093", "kafka-1:9093").With(func(s *logsv1alpha1.SinkTarget) {
 		s.Spec.Kafka.Key, s.Spec.Kafka.Compression = logsv1alpha1.KafkaKeyPod, "Zstd"
+		s.Spec.Kafka.MaxMessageBytes = resource.MustParse("8Mi")
 		s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-256",
 			Username: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "user"}, Password: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "pass"}}
 		s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{}
@@ -383,7 +385,7 @@ func TestResolveKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := cfg.Kafka
-	if cfg.Kind != "Kafka" || k == nil || len(k.Brokers) != 2 || k.Topic != "logs-{namespace}" || k.Key != "Pod" || k.Compression != "Zstd" ||
+	if cfg.Kind != "Kafka" || k == nil || len(k.Brokers) != 2 || k.Topic != "logs-{namespace}" || k.Key != "Pod" || k.Compression != "Zstd" || k.MaxMessageBytes != 8<<20 ||
 		k.SASLMechanism != "SCRAM-SHA-256" || k.Credentials.Username != "shipper" || k.Credentials.Password != "s3cret" || k.TLS == nil {
 		t.Fatalf("resolved %+v: %+v", cfg, k)
 	}

@@ -389,6 +389,18 @@ type KafkaSink struct {
 	// +optional
 	// +kubebuilder:default=Snappy
 	Compression KafkaCompression `json:"compression,omitempty"`
+	// MaxMessageBytes is the largest message the sink produces, counted as
+	// a record batch of that one record before compression (brokers count
+	// after it, so the bound is conservative). The default is the brokers'
+	// and topics' default (message.max.bytes, max.message.bytes: 1048588).
+	// A record whose JSON would be larger has its line cut (at a UTF-8
+	// boundary, ending in "…[truncated by log-capturer]") so that it fits,
+	// and is counted as truncated; set it to the topic's max.message.bytes
+	// when that is not the default. Between 4Ki and 64Mi.
+	// +optional
+	// +kubebuilder:default="1048588"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isInteger() && quantity(string(self)).compareTo(quantity('4Ki')) >= 0 && quantity(string(self)).compareTo(quantity('64Mi')) <= 0",message="maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"
+	MaxMessageBytes resource.Quantity `json:"maxMessageBytes,omitzero"`
 	// SASL authenticates to the brokers, with credentials from a Secret.
 	// +optional
 	SASL *KafkaSASL `json:"sasl,omitempty"`

@@ -384,6 +384,7 @@ func (in *KafkaSink) DeepCopyInto(out *KafkaSink) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	out.MaxMessageBytes = in.MaxMessageBytes.DeepCopy()
 	if in.SASL != nil {
 		in, out := &in.SASL, &out.SASL
 		*out = new(KafkaSASL)

@@ -83,7 +83,7 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 			d, err = newOTLPHTTPDeliverer(c.OTLP, f.opts.RequestTimeout, eg)
 		}
 	case capture.SinkKafka:
-		d, err = newKafkaDeliverer(c.Kafka, f.opts.RequestTimeout, eg)
+		d, err = newKafkaDeliverer(c.Kafka, f.opts.RequestTimeout, eg, func(n int) { s.c.truncated.Add(int64(n)) })
 	case capture.SinkElasticsearch:
 		d, err = newESDeliverer(c.Elasticsearch, f.opts.RequestTimeout, eg)
 	case capture.SinkOpenSearch:

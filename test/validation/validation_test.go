@@ -106,6 +106,10 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("kafka topic over 249 characters", sinkHead+"  kafka: {brokers: ['k:9092'], topic: "+strings.Repeat("t", 250)+"}\n", "spec.kafka.topic"),
 		Entry("kafka unknown key", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, key: Node}\n", `Unsupported value: "Node"`),
 		Entry("kafka unknown compression", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, compression: Brotli}\n", `Unsupported value: "Brotli"`),
+		Entry("kafka maxMessageBytes under 4Ki", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: 1000}\n", "maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"),
+		Entry("kafka maxMessageBytes over 64Mi", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: 100Mi}\n", "maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"),
+		Entry("kafka maxMessageBytes not a whole number", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: 1048588500m}\n", "maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"),
+		Entry("kafka maxMessageBytes that is not a quantity", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: big}\n", "spec.kafka.maxMessageBytes"),
 		Entry("kafka SASL PLAIN without TLS", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    sasl: {mechanism: PLAIN, username: {name: s, key: u}, password: {name: s, key: p}}\n", "sasl.mechanism PLAIN needs tls"),
 		Entry("kafka unknown SASL mechanism", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    tls: {}\n    sasl: {mechanism: GSSAPI, username: {name: s, key: u}, password: {name: s, key: p}}\n", `Unsupported value: "GSSAPI"`),
 		Entry("elasticsearch tls on an http URL", sinkHead+"  elasticsearch: {url: 'http://es:9200', index: logs, tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
@@ -267,6 +271,7 @@ var _ = Describe("Defaults", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
 		Expect(got.Spec.Kafka.Key).To(Equal(logsv1alpha1.KafkaKeyContainer))
 		Expect(got.Spec.Kafka.Compression).To(Equal(logsv1alpha1.KafkaCompression("Snappy")))
+		Expect(got.Spec.Kafka.MaxMessageBytes.Value()).To(Equal(int64(1048588)), "Kafka's default message.max.bytes")
 		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeKafka))
 		scram := &logsv1alpha1.SinkTarget{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-scram"},
