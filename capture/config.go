@@ -64,6 +64,8 @@ const (
 	SinkKafka  SinkKind = "Kafka"
 	// SinkElasticsearch indexes with the bulk API.
 	SinkElasticsearch SinkKind = "Elasticsearch"
+	// SinkOpenSearch indexes with OpenSearch's bulk API.
+	SinkOpenSearch SinkKind = "OpenSearch"
 	// SinkS3 writes objects to S3-compatible object storage.
 	SinkS3 SinkKind = "S3"
 )
@@ -88,6 +90,9 @@ type SinkConfig struct {
 	Kafka  *KafkaConfig  `json:"kafka,omitempty"`
 	// Elasticsearch configures an Elasticsearch sink.
 	Elasticsearch *ElasticsearchConfig `json:"elasticsearch,omitempty"`
+	// OpenSearch configures an OpenSearch sink: the fields of an
+	// Elasticsearch sink (APIKey is an OpenSearch API key).
+	OpenSearch *ElasticsearchConfig `json:"openSearch,omitempty"`
 	// S3 configures an S3 sink.
 	S3 *S3Config `json:"s3,omitempty"`
 
@@ -196,6 +201,10 @@ type KafkaConfig struct {
 	Key string `json:"key,omitempty"`
 	// Compression is None, Gzip, Snappy, LZ4 or Zstd.
 	Compression string `json:"compression,omitempty"`
+	// MaxMessageBytes bounds a message as Kafka counts a record batch
+	// before compression; longer lines are cut to fit. Zero is Kafka's
+	// default, 1048588.
+	MaxMessageBytes int64 `json:"maxMessageBytes,omitempty"`
 	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, with the
 	// username and password of Credentials; empty for none.
 	SASLMechanism string      `json:"saslMechanism,omitempty"`

@@ -45,7 +45,7 @@ var _ = Describe("CapturePolicy", func() {
 		Expect(k8sClient.Create(ctx, pol)).To(Succeed())
 		got := &logsv1alpha1.CapturePolicy{}
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(pol), got)).To(Succeed())
-		Expect(got.Spec.SinkTypes).To(ConsistOf(logsv1alpha1.PolicySinkType("Loki"), logsv1alpha1.PolicySinkType("HTTP"), logsv1alpha1.PolicySinkType("OTLP"), logsv1alpha1.PolicySinkType("Kafka"), logsv1alpha1.PolicySinkType("Elasticsearch"), logsv1alpha1.PolicySinkType("S3")), "the default leaves Stdout and File to admins")
+		Expect(got.Spec.SinkTypes).To(ConsistOf(logsv1alpha1.PolicySinkType("Loki"), logsv1alpha1.PolicySinkType("HTTP"), logsv1alpha1.PolicySinkType("OTLP"), logsv1alpha1.PolicySinkType("Kafka"), logsv1alpha1.PolicySinkType("Elasticsearch"), logsv1alpha1.PolicySinkType("OpenSearch"), logsv1alpha1.PolicySinkType("S3")), "the default leaves Stdout and File to admins")
 
 		// A File sink, a Loki of another tenant, and a Loki the policy allows.
 		Expect(k8sClient.Create(ctx, builders.Sink(ns, "file").File("a.log").Build())).To(Succeed())

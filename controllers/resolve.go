@@ -137,6 +137,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 		(spec.OTLP != nil && spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify) ||
 		(spec.Kafka != nil && spec.Kafka.TLS != nil && spec.Kafka.TLS.InsecureSkipVerify) ||
 		(spec.Elasticsearch != nil && spec.Elasticsearch.TLS != nil && spec.Elasticsearch.TLS.InsecureSkipVerify) ||
+		(spec.OpenSearch != nil && spec.OpenSearch.TLS != nil && spec.OpenSearch.TLS.InsecureSkipVerify) ||
 		(spec.S3 != nil && spec.S3.TLS != nil && spec.S3.TLS.InsecureSkipVerify); insecure && !rules.allowInsecureSkipVerify {
 		return cfg, stall(logsv1alpha1.ReasonOutsideOperatorLimits,
 			"SinkTarget %q: tls.insecureSkipVerify would send its credentials to whoever answers, which the operator's admin does not allow (--allow-insecure-skip-verify); give the server's CA in tls.ca instead.", st.Name)
@@ -171,6 +172,9 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 	case logsv1alpha1.SinkTypeElasticsearch:
 		cfg.Kind = capture.SinkElasticsearch
 		cfg.Elasticsearch, err = resolveElasticsearch(ctx, secrets, st.Name, spec.Elasticsearch)
+	case logsv1alpha1.SinkTypeOpenSearch:
+		cfg.Kind = capture.SinkOpenSearch
+		cfg.OpenSearch, err = resolveOpenSearch(ctx, secrets, st.Name, spec.OpenSearch)
 	case logsv1alpha1.SinkTypeS3:
 		cfg.Kind = capture.SinkS3
 		cfg.S3, err = resolveS3(ctx, secrets, st.Name, spec.S3)
@@ -182,7 +186,7 @@ func resolveSink(ctx context.Context, reader client.Reader, st *logsv1alpha1.Sin
 				"SinkTarget %q: stdout.format Raw would write the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log, which the operator's admin does not allow (--allow-raw-stdout); use format JSON, which escapes every line.", st.Name)
 		}
 	default:
-		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp, kafka, elasticsearch or s3.", st.Name)
+		return cfg, stall(logsv1alpha1.ReasonSinkInvalid, "SinkTarget %q sets none of loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch or s3.", st.Name)
 	}
 	return cfg, err
 }
@@ -251,10 +255,11 @@ func resolveOTLP(ctx context.Context, secrets *secretReader, sink string, o *log
 
 func resolveKafka(ctx context.Context, secrets *secretReader, sink string, k *logsv1alpha1.KafkaSink) (*capture.KafkaConfig, error) {
 	out := &capture.KafkaConfig{
-		Brokers:     k.Brokers,
-		Topic:       k.Topic,
-		Key:         string(k.Key),
-		Compression: string(k.Compression),
+		Brokers:         k.Brokers,
+		Topic:           k.Topic,
+		Key:             string(k.Key),
+		Compression:     string(k.Compression),
+		MaxMessageBytes: k.MaxMessageBytes.Value(),
 	}
 	if k.SASL != nil {
 		out.SASLMechanism = string(k.SASL.Mechanism)
@@ -276,27 +281,47 @@ func resolveKafka(ctx context.Context, secrets *secretReader, sink string, k *lo
 }
 
 func resolveElasticsearch(ctx context.Context, secrets *secretReader, sink string, e *logsv1alpha1.ElasticsearchSink) (*capture.ElasticsearchConfig, error) {
-	out := &capture.ElasticsearchConfig{URL: string(e.URL), Index: e.Index, DataStream: e.Mode != logsv1alpha1.ElasticsearchModeIndex}
-	if a := e.Auth; a != nil {
-		if a.APIKey != nil {
-			v, err := secrets.value(ctx, a.APIKey, sink, "spec.elasticsearch.auth.apiKey")
-			if err != nil {
-				return nil, err
-			}
-			if err := headerSafe(v, sink, "spec.elasticsearch.auth.apiKey", a.APIKey.Name); err != nil {
-				return nil, err
-			}
-			out.APIKey = string(v)
+	var basic *logsv1alpha1.BasicAuth
+	var apiKey *logsv1alpha1.SecretKeySelector
+	if e.Auth != nil {
+		basic, apiKey = e.Auth.Basic, e.Auth.APIKey
+	}
+	return resolveBulk(ctx, secrets, sink, "spec.elasticsearch", &capture.ElasticsearchConfig{URL: string(e.URL), Index: e.Index,
+		DataStream: e.Mode != logsv1alpha1.ElasticsearchModeIndex}, basic, apiKey, e.TLS)
+}
+
+func resolveOpenSearch(ctx context.Context, secrets *secretReader, sink string, o *logsv1alpha1.OpenSearchSink) (*capture.ElasticsearchConfig, error) {
+	var basic *logsv1alpha1.BasicAuth
+	var apiKey *logsv1alpha1.SecretKeySelector
+	if o.Auth != nil {
+		basic, apiKey = o.Auth.Basic, o.Auth.APIKey
+	}
+	return resolveBulk(ctx, secrets, sink, "spec.openSearch", &capture.ElasticsearchConfig{URL: string(o.URL), Index: o.Index,
+		DataStream: o.Mode != logsv1alpha1.OpenSearchModeIndex}, basic, apiKey, o.TLS)
+}
+
+// resolveBulk reads the credentials and TLS of an Elasticsearch or
+// OpenSearch sink (field is its spec field) into out.
+func resolveBulk(ctx context.Context, secrets *secretReader, sink, field string, out *capture.ElasticsearchConfig,
+	basic *logsv1alpha1.BasicAuth, apiKey *logsv1alpha1.SecretKeySelector, t *logsv1alpha1.TLSSpec) (*capture.ElasticsearchConfig, error) {
+	if apiKey != nil {
+		v, err := secrets.value(ctx, apiKey, sink, field+".auth.apiKey")
+		if err != nil {
+			return nil, err
 		}
-		if a.Basic != nil {
-			var err error
-			if out.Credentials, err = resolveAuth(ctx, secrets, sink, "spec.elasticsearch.auth", &logsv1alpha1.AuthSpec{Basic: a.Basic}); err != nil {
-				return nil, err
-			}
+		if err := headerSafe(v, sink, field+".auth.apiKey", apiKey.Name); err != nil {
+			return nil, err
+		}
+		out.APIKey = string(v)
+	}
+	if basic != nil {
+		var err error
+		if out.Credentials, err = resolveAuth(ctx, secrets, sink, field+".auth", &logsv1alpha1.AuthSpec{Basic: basic}); err != nil {
+			return nil, err
 		}
 	}
 	var err error
-	if out.TLS, err = resolveTLS(ctx, secrets, sink, "spec.elasticsearch.tls", e.TLS); err != nil {
+	if out.TLS, err = resolveTLS(ctx, secrets, sink, field+".tls", t); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -471,6 +496,16 @@ func secretRefs(st *logsv1alpha1.SinkTarget) []secretRef {
 			}
 		}
 		addTLS("spec.elasticsearch.tls", e.TLS)
+	}
+	if o := st.Spec.OpenSearch; o != nil {
+		if o.Auth != nil {
+			add("spec.openSearch.auth.apiKey", o.Auth.APIKey)
+			if o.Auth.Basic != nil {
+				add("spec.openSearch.auth.basic.username", &o.Auth.Basic.Username)
+				add("spec.openSearch.auth.basic.password", &o.Auth.Basic.Password)
+			}
+		}
+		addTLS("spec.openSearch.tls", o.TLS)
 	}
 	if k := st.Spec.Kafka; k != nil {
 		if k.SASL != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -132,6 +133,19 @@ func TestResolveSink(t *testing.T) {
 		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
 		{name: "elasticsearch insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Elasticsearch.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
+		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
+		{name: "openSearch with an API key and a CA from Secrets", sink: builders.Sink(ns, "s").OpenSearch("https://os:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OpenSearch.Auth = &logsv1alpha1.OpenSearchAuth{APIKey: ref("creds", "token")}
+			s.Spec.OpenSearch.TLS = &logsv1alpha1.TLSSpec{CA: ref("tls", "ca.crt")}
+		}).Build()},
+		{name: "openSearch API key with a trailing newline", sink: builders.Sink(ns, "s").OpenSearch("https://os:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OpenSearch.Auth = &logsv1alpha1.OpenSearchAuth{APIKey: ref("creds", "newline")}
+		}).Build(), wantReason: logsv1alpha1.ReasonSinkInvalid},
+		{name: "openSearch password from a missing key", sink: builders.Sink(ns, "s").OpenSearch("https://os:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OpenSearch.Auth = &logsv1alpha1.OpenSearchAuth{Basic: &logsv1alpha1.BasicAuth{Username: *ref("creds", "user"), Password: *ref("creds", "absent")}}
+		}).Build(), wantReason: logsv1alpha1.ReasonSecretKeyNotFound},
+		{name: "openSearch insecureSkipVerify without the operator's consent", sink: builders.Sink(ns, "s").OpenSearch("https://os:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OpenSearch.TLS = &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}
 		}).Build(), wantReason: logsv1alpha1.ReasonOutsideOperatorLimits},
 		{name: "s3 with keys and a CA from Secrets", sink: builders.Sink(ns, "s").S3("https://s3.example", "logs").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.S3.AccessKeyID, s.Spec.S3.SecretAccessKey = ref("creds", "user"), ref("creds", "pass")
@@ -300,6 +314,13 @@ func TestEverySecretThatIsReadIsWatched(t *testing.T) {
 		builders.Sink(ns, "es-key").Elasticsearch("https://es:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Elasticsearch.Auth = &logsv1alpha1.ElasticsearchAuth{APIKey: ref("token")}
 		}).Build(),
+		builders.Sink(ns, "os-basic").OpenSearch("https://os:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OpenSearch.Auth = &logsv1alpha1.OpenSearchAuth{Basic: &logsv1alpha1.BasicAuth{Username: *ref("user"), Password: *ref("pass")}}
+			s.Spec.OpenSearch.TLS = tlsSpec
+		}).Build(),
+		builders.Sink(ns, "os-key").OpenSearch("https://os:9200", "logs").With(func(s *logsv1alpha1.SinkTarget) {
+			s.Spec.OpenSearch.Auth = &logsv1alpha1.OpenSearchAuth{APIKey: ref("token")}
+		}).Build(),
 		builders.Sink(ns, "kafka").Kafka("logs", "kafka:9093").With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "PLAIN", Username: *ref("user"), Password: *ref("pass")}
 			s.Spec.Kafka.TLS = tlsSpec
@@ -354,6 +375,7 @@ func TestResolveKafka(t *testing.T) {
 	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"user": "shipper", "pass": "s3cret"})).Build()
 	st := builders.Sink(ns, "kafka").Kafka("logs-{namespace}", "kafka-0:9093", "kafka-1:9093").With(func(s *logsv1alpha1.SinkTarget) {
 		s.Spec.Kafka.Key, s.Spec.Kafka.Compression = logsv1alpha1.KafkaKeyPod, "Zstd"
+		s.Spec.Kafka.MaxMessageBytes = resource.MustParse("8Mi")
 		s.Spec.Kafka.SASL = &logsv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-256",
 			Username: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "user"}, Password: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "pass"}}
 		s.Spec.Kafka.TLS = &logsv1alpha1.TLSSpec{}
@@ -363,7 +385,7 @@ func TestResolveKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := cfg.Kafka
-	if cfg.Kind != "Kafka" || k == nil || len(k.Brokers) != 2 || k.Topic != "logs-{namespace}" || k.Key != "Pod" || k.Compression != "Zstd" ||
+	if cfg.Kind != "Kafka" || k == nil || len(k.Brokers) != 2 || k.Topic != "logs-{namespace}" || k.Key != "Pod" || k.Compression != "Zstd" || k.MaxMessageBytes != 8<<20 ||
 		k.SASLMechanism != "SCRAM-SHA-256" || k.Credentials.Username != "shipper" || k.Credentials.Password != "s3cret" || k.TLS == nil {
 		t.Fatalf("resolved %+v: %+v", cfg, k)
 	}
@@ -385,6 +407,32 @@ func TestResolveElasticsearch(t *testing.T) {
 	if cfg.Kind != "Elasticsearch" || e == nil || e.URL != "https://es:9200" || e.Index != "logs-{namespace}-{date}" || e.DataStream ||
 		e.Credentials.Username != "u" || e.Credentials.Password != "p" || e.APIKey != "" {
 		t.Fatalf("resolved %+v: %+v", cfg, e)
+	}
+}
+
+func TestResolveOpenSearch(t *testing.T) {
+	const ns = "shop"
+	reader := fake.NewClientBuilder().WithObjects(builders.Secret(ns, "creds", map[string]string{"user": "u", "pass": "p", "token": "os_t0ken"})).Build()
+	st := builders.Sink(ns, "os").OpenSearch("https://os:9200", "logs-{namespace}-{date}").With(func(s *logsv1alpha1.SinkTarget) {
+		s.Spec.OpenSearch.Mode = logsv1alpha1.OpenSearchModeIndex
+		s.Spec.OpenSearch.Auth = &logsv1alpha1.OpenSearchAuth{APIKey: &logsv1alpha1.SecretKeySelector{Name: "creds", Key: "token"}}
+	}).Build()
+	cfg, err := resolveSink(context.Background(), reader, st, sinkRules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.OpenSearch
+	if cfg.Kind != "OpenSearch" || o == nil || cfg.Elasticsearch != nil || o.URL != "https://os:9200" || o.Index != "logs-{namespace}-{date}" || o.DataStream ||
+		o.APIKey != "os_t0ken" || o.Credentials.Username != "" {
+		t.Fatalf("resolved %+v: %+v", cfg, o)
+	}
+	st.Spec.OpenSearch.Mode, st.Spec.OpenSearch.Auth = logsv1alpha1.OpenSearchModeDataStream, &logsv1alpha1.OpenSearchAuth{Basic: &logsv1alpha1.BasicAuth{
+		Username: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "user"}, Password: logsv1alpha1.SecretKeySelector{Name: "creds", Key: "pass"}}}
+	if cfg, err = resolveSink(context.Background(), reader, st, sinkRules{}); err != nil {
+		t.Fatal(err)
+	}
+	if o := cfg.OpenSearch; !o.DataStream || o.APIKey != "" || o.Credentials.Username != "u" || o.Credentials.Password != "p" {
+		t.Fatalf("resolved %+v", o)
 	}
 }
 

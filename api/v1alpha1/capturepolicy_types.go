@@ -17,11 +17,11 @@ type CapturePolicySpec struct {
 	// SinkTypes are the sink types allowed. Stdout and File write into the
 	// operator's own log and volume, so they are left out by default.
 	// +optional
-	// +kubebuilder:default={Loki,HTTP,OTLP,Kafka,Elasticsearch,S3}
-	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:default={Loki,HTTP,OTLP,Kafka,Elasticsearch,OpenSearch,S3}
+	// +kubebuilder:validation:MaxItems=9
 	// +listType=set
 	SinkTypes []PolicySinkType `json:"sinkTypes,omitempty"`
-	// DestinationHosts are the hosts Loki, HTTP, OTLP, Elasticsearch, S3 and Kafka sinks may
+	// DestinationHosts are the hosts Loki, HTTP, OTLP, Elasticsearch, OpenSearch, S3 and Kafka sinks may
 	// send to (for Kafka, the bootstrap brokers; the brokers they advertise
 	// are held to destinationCIDRs only), as
 	// globs where '*' matches one or more DNS labels' characters within a
@@ -34,7 +34,7 @@ type CapturePolicySpec struct {
 	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?(\.[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?)*$`
 	DestinationHosts []string `json:"destinationHosts,omitempty"`
 	// DestinationCIDRs, when set, are the only address ranges Loki, HTTP,
-	// OTLP, Elasticsearch, S3 and Kafka sinks may connect to, checked when they connect, after DNS
+	// OTLP, Elasticsearch, OpenSearch, S3 and Kafka sinks may connect to, checked when they connect, after DNS
 	// resolution ("10.20.0.0/16", "2001:db8::/32"). The API server's and
 	// the nodes' addresses, link-local ranges and cloud metadata addresses
 	// are refused unless a range here contains them; loopback needs the
@@ -98,7 +98,7 @@ type PolicyLimits struct {
 }
 
 // PolicySinkType is a sink type a policy allows.
-// +kubebuilder:validation:Enum=Loki;File;HTTP;Stdout;OTLP;Kafka;Elasticsearch;S3
+// +kubebuilder:validation:Enum=Loki;File;HTTP;Stdout;OTLP;Kafka;Elasticsearch;OpenSearch;S3
 type PolicySinkType string
 
 // CapturePolicy is an admin's rule for the SinkTargets of the namespaces it

@@ -29,6 +29,8 @@ const (
 	SinkTypeKafka SinkType = "Kafka"
 	// SinkTypeElasticsearch indexes into Elasticsearch with the bulk API.
 	SinkTypeElasticsearch SinkType = "Elasticsearch"
+	// SinkTypeOpenSearch indexes into OpenSearch with the bulk API.
+	SinkTypeOpenSearch SinkType = "OpenSearch"
 	// SinkTypeS3 writes objects to S3-compatible object storage.
 	SinkTypeS3 SinkType = "S3"
 )
@@ -119,8 +121,9 @@ type KafkaCompression string
 type SASLMechanism string
 
 // SinkTargetSpec configures one destination for log lines. Exactly one of
-// loki, file, http, stdout, otlp, kafka, elasticsearch and s3 is set.
-// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka), has(self.elasticsearch), has(self.s3)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"
+// loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch and s3
+// is set.
+// +kubebuilder:validation:XValidation:rule="[has(self.loki), has(self.file), has(self.http), has(self.stdout), has(self.otlp), has(self.kafka), has(self.elasticsearch), has(self.openSearch), has(self.s3)].filter(x, x).size() == 1",message="exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch or s3 must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.batch) || !has(self.batch.maxBytes) || !has(self.buffer) || !has(self.buffer.maxBytes) || quantity(string(self.batch.maxBytes)).compareTo(quantity(string(self.buffer.maxBytes))) <= 0",message="batch.maxBytes must not exceed buffer.maxBytes"
 type SinkTargetSpec struct {
 	// Loki pushes to a Loki-compatible endpoint.
@@ -147,6 +150,10 @@ type SinkTargetSpec struct {
 	// into a data stream or an index.
 	// +optional
 	Elasticsearch *ElasticsearchSink `json:"elasticsearch,omitempty"`
+	// OpenSearch indexes every line as a document with OpenSearch's bulk
+	// API, into a data stream or an index.
+	// +optional
+	OpenSearch *OpenSearchSink `json:"openSearch,omitempty"`
 	// S3 writes each batch as one gzip NDJSON object to S3-compatible
 	// object storage.
 	// +optional
@@ -382,6 +389,18 @@ type KafkaSink struct {
 	// +optional
 	// +kubebuilder:default=Snappy
 	Compression KafkaCompression `json:"compression,omitempty"`
+	// MaxMessageBytes is the largest message the sink produces, counted as
+	// a record batch of that one record before compression (brokers count
+	// after it, so the bound is conservative). The default is the brokers'
+	// and topics' default (message.max.bytes, max.message.bytes: 1048588).
+	// A record whose JSON would be larger has its line cut (at a UTF-8
+	// boundary, ending in "…[truncated by log-capturer]") so that it fits,
+	// and is counted as truncated; set it to the topic's max.message.bytes
+	// when that is not the default. Between 4Ki and 64Mi.
+	// +optional
+	// +kubebuilder:default="1048588"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isInteger() && quantity(string(self)).compareTo(quantity('4Ki')) >= 0 && quantity(string(self)).compareTo(quantity('64Mi')) <= 0",message="maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"
+	MaxMessageBytes resource.Quantity `json:"maxMessageBytes,omitzero"`
 	// SASL authenticates to the brokers, with credentials from a Secret.
 	// +optional
 	SASL *KafkaSASL `json:"sasl,omitempty"`
@@ -450,6 +469,65 @@ type ElasticsearchAuth struct {
 	// +optional
 	Basic *BasicAuth `json:"basic,omitempty"`
 	// APIKey is the base64-encoded API key (id:api_key), sent as
+	// "Authorization: ApiKey <key>".
+	// +optional
+	APIKey *SecretKeySelector `json:"apiKey,omitempty"`
+}
+
+// OpenSearchMode is how an OpenSearch sink writes documents.
+// +kubebuilder:validation:Enum=DataStream;Index
+type OpenSearchMode string
+
+const (
+	// OpenSearchModeDataStream appends to a data stream (op create).
+	OpenSearchModeDataStream OpenSearchMode = "DataStream"
+	// OpenSearchModeIndex indexes into an index (op create, ids chosen by
+	// OpenSearch).
+	OpenSearchModeIndex OpenSearchMode = "Index"
+)
+
+// OpenSearchSink indexes every record as one document with OpenSearch's
+// bulk API, through the OpenSearch client (the Elasticsearch client refuses
+// to talk to OpenSearch). The document is the Elasticsearch sink's:
+// @timestamp, message, and kubernetes.namespace, kubernetes.pod.name,
+// kubernetes.container.name, kubernetes.node.name and kubernetes.labels.*.
+// Items the bulk API answers 429 (or 5xx) for are sent again, alone; items
+// it refuses (400: a mapping conflict) are counted as rejected.
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || url(self.url).getScheme() == 'https'",message="tls needs an https URL: over http the credentials would go in clear"
+type OpenSearchSink struct {
+	// URL is the cluster's base URL, for example
+	// https://opensearch.logging:9200.
+	URL URL `json:"url"`
+	// Mode is DataStream (default) or Index.
+	// +optional
+	// +kubebuilder:default=DataStream
+	Mode OpenSearchMode `json:"mode,omitempty"`
+	// Index is the data stream or index name, where {namespace} stands for
+	// the record's namespace and {date} for its day (2026.11.27, in UTC):
+	// lowercase letters, digits, '.', '_', '-' and '+', not beginning with
+	// '-', '_' or '+'.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9._+-]|[{](namespace|date)[}])+$')",message="index must be made of lowercase letters, digits, '.', '_', '-', '+' and the placeholders {namespace} and {date}"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[-_+]') && self != '.' && self != '..'",message="index must not begin with '-', '_' or '+', nor be '.' or '..'"
+	Index string `json:"index"`
+	// Auth authenticates with basic auth (the security plugin's internal
+	// users) or an API key, from Secrets.
+	// +optional
+	Auth *OpenSearchAuth `json:"auth,omitempty"`
+	// TLS configures the connection.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// OpenSearchAuth is basic auth or an API key, from Secrets.
+// +kubebuilder:validation:XValidation:rule="has(self.basic) != has(self.apiKey)",message="auth needs exactly one of basic or apiKey"
+type OpenSearchAuth struct {
+	// Basic authentication.
+	// +optional
+	Basic *BasicAuth `json:"basic,omitempty"`
+	// APIKey is an API key of the security plugin (OpenSearch 3.7 and
+	// later; the token as created, os_...), sent as
 	// "Authorization: ApiKey <key>".
 	// +optional
 	APIKey *SecretKeySelector `json:"apiKey,omitempty"`
@@ -614,7 +692,7 @@ type SinkTargetStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// Type is the kind of sink: Loki, File, HTTP, Stdout, OTLP, Kafka,
-	// Elasticsearch or S3.
+	// Elasticsearch, OpenSearch or S3.
 	// +optional
 	Type SinkType `json:"type,omitempty"`
 	// Policy is the CapturePolicy that applies to the SinkTarget's namespace;
@@ -677,6 +755,8 @@ func (s *SinkTargetSpec) Type() SinkType {
 		return SinkTypeKafka
 	case s.Elasticsearch != nil:
 		return SinkTypeElasticsearch
+	case s.OpenSearch != nil:
+		return SinkTypeOpenSearch
 	case s.S3 != nil:
 		return SinkTypeS3
 	}

@@ -1,6 +1,6 @@
 // Package sinks delivers log records to Loki, files, HTTP endpoints,
-// OpenTelemetry (OTLP) endpoints, Kafka, Elasticsearch, S3-compatible
-// object storage and standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
+// OpenTelemetry (OTLP) endpoints, Kafka, Elasticsearch, OpenSearch,
+// S3-compatible object storage and standard output. Every (pipeline, SinkTarget) gets a bounded byte queue, a
 // batcher and one sender goroutine with retries, so a slow or dead
 // destination only ever affects its own queue.
 package sinks
@@ -83,9 +83,11 @@ func (f *Factory) New(pipeline string, c capture.SinkConfig) (capture.Sink, erro
 			d, err = newOTLPHTTPDeliverer(c.OTLP, f.opts.RequestTimeout, eg)
 		}
 	case capture.SinkKafka:
-		d, err = newKafkaDeliverer(c.Kafka, f.opts.RequestTimeout, eg)
+		d, err = newKafkaDeliverer(c.Kafka, f.opts.RequestTimeout, eg, func(n int) { s.c.truncated.Add(int64(n)) })
 	case capture.SinkElasticsearch:
 		d, err = newESDeliverer(c.Elasticsearch, f.opts.RequestTimeout, eg)
+	case capture.SinkOpenSearch:
+		d, err = newOSDeliverer(c.OpenSearch, f.opts.RequestTimeout, eg)
 	case capture.SinkS3:
 		d, err = newS3Deliverer(pipeline, c.S3, f.opts.RequestTimeout, eg)
 	case capture.SinkFile:
@@ -152,7 +154,8 @@ func (d *writerDeliverer) close(context.Context) error { return nil }
 
 // Probe checks cheaply that a sink's destination can take records: Loki's
 // /ready answers 2xx, a Kafka broker answers a metadata request,
-// Elasticsearch answers GET / with 2xx, an S3 bucket exists, a File
+// Elasticsearch answers GET / with 2xx, OpenSearch answers GET / as
+// OpenSearch, an S3 bucket exists, a File
 // sink's path resolves under the root. HTTP,
 // OTLP (whose protocol has no readiness call) and Stdout sinks have no
 // probe and always pass.
@@ -203,6 +206,14 @@ func (f *Factory) Probe(ctx context.Context, c capture.SinkConfig) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		return probeES(ctx, c.Elasticsearch, eg)
+	case capture.SinkOpenSearch:
+		eg, err := f.egress(c)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return probeOS(ctx, c.OpenSearch, eg)
 	case capture.SinkS3:
 		eg, err := f.egress(c)
 		if err != nil {

@@ -54,6 +54,36 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// jsonPrefixFitting returns the length of the longest prefix of s that
+// ends on a character boundary (a valid rune, or one invalid byte) and that
+// appendJSONString escapes into at most limit bytes, its quotes not
+// counted.
+func jsonPrefixFitting(s string, limit int) int {
+	n := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		w, size := 1, 1
+		switch {
+		case c >= utf8.RuneSelf:
+			if r, sz := utf8.DecodeRuneInString(s[i:]); r == utf8.RuneError && sz == 1 {
+				w = len(`\ufffd`)
+			} else {
+				w, size = sz, sz
+			}
+		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			w = 2
+		case c < 0x20:
+			w = len(`\u0000`)
+		}
+		if n+w > limit {
+			return i
+		}
+		n += w
+		i += size
+	}
+	return len(s)
+}
+
 // appendRecordJSON appends the JSON object File, HTTP and Stdout sinks
 // write per record, and a newline:
 // {"ts","namespace","pod","container","node","stream","line","labels"};

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/log-capturer/log-capturer/capture"
 )
@@ -52,6 +53,33 @@ func TestRecordJSONCarriesTheStreamWhenKnown(t *testing.T) {
 		b := string(appendRecordJSON(nil, &capture.Record{Line: "x", Node: "n", Stream: tc.stream}))
 		if !strings.Contains(b, tc.want) {
 			t.Errorf("stream %q: %s, want it to contain %s", tc.stream, b, tc.want)
+		}
+	}
+}
+
+// TestJSONPrefixFitting: for every limit, the prefix is the longest that
+// escapes into at most limit bytes and never splits a character, whatever
+// the escapes (quotes, controls, invalid bytes, multi-byte runes) cost.
+func TestJSONPrefixFitting(t *testing.T) {
+	escaped := func(s string) int { return len(appendJSONString(nil, s)) - 2 }
+	for _, s := range []string{"", "plain ascii", `q"b\`, "tab\tnl\n\x01\x1f", "é🎉ü", "bad \xff\xe2\x82 end", "x\xf0\x9f\x8e\x89\"\x00é"} {
+		for limit := 0; limit <= escaped(s)+2; limit++ {
+			n := jsonPrefixFitting(s, limit)
+			p := s[:n]
+			if escaped(p) > limit {
+				t.Fatalf("%q limit %d: prefix %q escapes to %d bytes", s, limit, p, escaped(p))
+			}
+			if n < len(s) {
+				if strings.ToValidUTF8(p, "") != p && strings.ToValidUTF8(s, "") == s {
+					t.Fatalf("%q limit %d: prefix %q splits a character", s, limit, p)
+				}
+				// One more character (a rune, or an invalid byte) would not fit.
+				_, size := utf8.DecodeRuneInString(s[n:])
+				next := n + size
+				if escaped(s[:next]) <= limit {
+					t.Fatalf("%q limit %d: prefix %q could take %q too", s, limit, p, s[n:next])
+				}
+			}
 		}
 	}
 }

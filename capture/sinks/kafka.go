@@ -22,6 +22,18 @@ import (
 // maxKafkaTopic is the longest topic name Kafka accepts.
 const maxKafkaTopic = 249
 
+// defaultKafkaMessage is Kafka's default largest record batch, the
+// brokers' message.max.bytes and the topics' max.message.bytes.
+const defaultKafkaMessage = 1048588
+
+// kafkaRecordOverhead is the most a record batch of one record adds to its
+// key and value, as franz-go counts it against ProducerBatchMaxBytes
+// (before compression): the batch's header with its length prefix (65
+// bytes) and the record's framing (its length, attributes, timestamp and
+// offset deltas, key and value lengths as varints and an empty header
+// count: at most 32 bytes).
+const kafkaRecordOverhead = 65 + 32
+
 // kafkaDeliverer produces every record of a batch with franz-go, acks=all
 // and the idempotent producer, and tells the queued sink which records to
 // send again.
@@ -35,6 +47,10 @@ type kafkaDeliverer struct {
 	index     map[*kgo.Record]int
 	timeout   time.Duration
 	conns     *kafkaConns
+	// maxMessage is the largest record batch of one record; truncated is
+	// told of the lines cut to fit in it.
+	maxMessage int
+	truncated  func(n int)
 }
 
 // kafkaConns remembers the last failed connection to a broker: franz-go
@@ -108,7 +124,7 @@ func kafkaOpts(c *capture.KafkaConfig, eg egress, conns *kafkaConns) ([]kgo.Opt,
 	return opts, nil
 }
 
-func newKafkaDeliverer(c *capture.KafkaConfig, timeout time.Duration, eg egress) (*kafkaDeliverer, error) {
+func newKafkaDeliverer(c *capture.KafkaConfig, timeout time.Duration, eg egress, truncated func(n int)) (*kafkaDeliverer, error) {
 	conns := &kafkaConns{}
 	opts, err := kafkaOpts(c, eg, conns)
 	if err != nil {
@@ -127,6 +143,10 @@ func newKafkaDeliverer(c *capture.KafkaConfig, timeout time.Duration, eg egress)
 	default:
 		codec = kgo.SnappyCompression()
 	}
+	maxMessage := int(c.MaxMessageBytes)
+	if maxMessage <= 0 {
+		maxMessage = defaultKafkaMessage
+	}
 	opts = append(opts,
 		// Acknowledged by every in-sync replica, produced idempotently (the
 		// default, said here because the guarantee rests on it): the
@@ -138,13 +158,16 @@ func newKafkaDeliverer(c *capture.KafkaConfig, timeout time.Duration, eg egress)
 		// timestamp, the line's own time, so an old line would time out at
 		// once. deliver bounds each send with its context instead.
 		kgo.ProduceRequestTimeout(timeout),
+		// franz-go's own default (1,000,012 bytes) is below the brokers'
+		// (1,048,588): the sink's bound is the one it cuts lines to.
+		kgo.ProducerBatchMaxBytes(int32(maxMessage)),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	return &kafkaDeliverer{client: client, topic: c.Topic, templated: strings.Contains(c.Topic, "{"), key: c.Key,
-		index: map[*kgo.Record]int{}, timeout: timeout, conns: conns}, nil
+		index: map[*kgo.Record]int{}, timeout: timeout, conns: conns, maxMessage: maxMessage, truncated: truncated}, nil
 }
 
 // topicFor fills the topic's placeholders from r.
@@ -169,7 +192,7 @@ func (d *kafkaDeliverer) keyFor(r *capture.Record) []byte {
 func (d *kafkaDeliverer) deliver(ctx context.Context, batch []*capture.Record) error {
 	d.recs = d.recs[:0]
 	clear(d.index)
-	rejected, why := 0, ""
+	rejected, why, truncated := 0, "", 0
 	for i, r := range batch {
 		topic := d.topicFor(r)
 		if len(topic) > maxKafkaTopic {
@@ -177,10 +200,24 @@ func (d *kafkaDeliverer) deliver(ctx context.Context, batch []*capture.Record) e
 			why = fmt.Sprintf("topic %.40q… is %d characters long, over Kafka's %d", topic, len(topic), maxKafkaTopic)
 			continue
 		}
+		key := d.keyFor(r)
 		v := appendRecordJSON(nil, r)
-		rec := &kgo.Record{Topic: topic, Key: d.keyFor(r), Value: v[:len(v)-1], Timestamp: r.Time}
+		v = v[:len(v)-1]
+		if room := d.maxMessage - kafkaRecordOverhead - len(key); len(v) > room {
+			var ok bool
+			if v, ok = cutRecordJSON(r, room); !ok {
+				rejected++
+				why = fmt.Sprintf("the message's key and metadata alone are over maxMessageBytes (%d bytes)", d.maxMessage)
+				continue
+			}
+			truncated++
+		}
+		rec := &kgo.Record{Topic: topic, Key: key, Value: v, Timestamp: r.Time}
 		d.recs = append(d.recs, rec)
 		d.index[rec] = i
+	}
+	if truncated > 0 && d.truncated != nil {
+		d.truncated(truncated)
 	}
 	var (
 		retry   []int
@@ -226,6 +263,23 @@ func (d *kafkaDeliverer) deliver(ctx context.Context, batch []*capture.Record) e
 		}
 	}
 	return pe
+}
+
+// cutRecordJSON returns the JSON object of r (without its newline) with
+// its line cut at a UTF-8 boundary and ending in capture.TruncatedMarker,
+// so that the object is at most room bytes; false when even an empty line
+// would not fit.
+func cutRecordJSON(r *capture.Record, room int) ([]byte, bool) {
+	cut := *r
+	cut.Line = ""
+	empty := len(appendRecordJSON(nil, &cut)) - 1
+	budget := room - empty - len(capture.TruncatedMarker)
+	if budget < 0 {
+		return nil, false
+	}
+	cut.Line = r.Line[:jsonPrefixFitting(r.Line, budget)] + capture.TruncatedMarker
+	v := appendRecordJSON(nil, &cut)
+	return v[:len(v)-1], true
 }
 
 // kafkaOutcomeUnknown tells whether a record that failed may have been

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -239,15 +240,17 @@ func TestKafkaBrokerFailureAndLeaderChangesMidRun(t *testing.T) {
 	t.Logf("kafka: 9000 lines while every leader moved twice, an election and a removed broker: %d failed sends, %d retries", st.FailedBatches, st.Retries)
 }
 
-// TestKafkaRejectedRecordsAreCountedAndTheRestDelivered: a line too large
-// for a Kafka message (MESSAGE_TOO_LARGE, the default 1 MB) and lines whose
-// topic is too long once filled in are counted as rejected and
-// acknowledged; every other line arrives once.
+// TestKafkaRejectedRecordsAreCountedAndTheRestDelivered: a message the
+// broker refuses as too large (MESSAGE_TOO_LARGE: here maxMessageBytes is
+// set above the broker's default 1048588, so the sink does not cut the
+// line, and nothing is compressed, so the broker sees it whole) and lines whose topic is too long once filled in are counted as
+// rejected and acknowledged; every other line arrives once.
 func TestKafkaRejectedRecordsAreCountedAndTheRestDelivered(t *testing.T) {
-	kc := newKafka(t, 1, kfake.SeedTopics(6, "logs-web-0", "logs-web-1", "logs-web-2"))
+	kc := newKafka(t, 1, kfake.SeedTopics(6, "logs-web-0", "logs-web-1", "logs-web-2", "logs-big"))
 	e := kafkaEnv(t)
 	c := kafkaConfig(kc.ListenAddrs())
 	c.Kafka.Topic = "logs-{pod}"
+	c.Kafka.MaxMessageBytes, c.Kafka.Compression = 4<<20, "None"
 	c.BatchMaxBytes, c.BufferMaxBytes = 4<<20, 16<<20
 	s := e.start(t, c)
 	recs := records(300)
@@ -255,13 +258,15 @@ func TestKafkaRejectedRecordsAreCountedAndTheRestDelivered(t *testing.T) {
 	for _, r := range recs[:3] {
 		r.Pod = long // logs-ppp… is over 249 characters
 	}
-	recs[100].Line = strings.Repeat("x", 1_100_000)
+	// Alone in its topic, so that the batch the broker refuses holds it only.
+	recs[100].Pod, recs[100].Line = "big", strings.Repeat("x", 1_100_000)
 	acked := acks(recs)
 	write(t, s, recs)
 	eventually(t, "every line acknowledged", func() bool { return acked() == len(recs) })
 	s.stop(t)
 	st := s.Sink.(capture.StatsReporter).Stats()
-	if st.RejectedLines != 4 || st.SentLines != 296 || st.Retries != 0 || !strings.Contains(st.LastRejection, "rejected") {
+	if st.RejectedLines != 4 || st.SentLines != 296 || st.Retries != 0 || !strings.Contains(st.LastRejection, "rejected") ||
+		sum(t, e.reg, "log_capturer_sink_truncated_lines_total") != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	var delivered []*capture.Record
@@ -280,6 +285,131 @@ func TestKafkaRejectedRecordsAreCountedAndTheRestDelivered(t *testing.T) {
 	if len(e.rejected) == 0 {
 		t.Fatal("no rejection reported")
 	}
+}
+
+// TestKafkaCutsALineOverMaxMessageBytes: a line of the pipeline's default
+// cap (1 MiB), whose JSON message is over Kafka's default 1048588 bytes,
+// is cut at a character boundary and marked so that its message fits, is
+// counted as truncated, and arrives; so do the lines around it. With
+// compression off and the broker's limit equal to maxMessageBytes, lines
+// escaped at every cost land at the limit and the broker takes them.
+func TestKafkaCutsALineOverMaxMessageBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		maxMessage int64
+		broker     map[string]string
+		compress   string
+		lines      []string
+	}{
+		{name: "1 MiB line, the defaults, zstd", compress: "Zstd",
+			lines: []string{strings.Repeat("é\"x", 1<<18)}}, // 1 MiB of 2-byte runes and quotes (escaped to 1.25 MiB)
+		{name: "64Ki on both sides, no compression", maxMessage: 64 << 10, broker: map[string]string{"message.max.bytes": "65536"}, compress: "None",
+			lines: []string{strings.Repeat("a", 100_000), strings.Repeat("\x01", 100_000), strings.Repeat("\xff", 70_000),
+				strings.Repeat("🎉", 30_000), strings.Repeat("ab\n", 40_000)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts []kfake.Opt
+			if tc.broker != nil {
+				opts = append(opts, kfake.BrokerConfigs(tc.broker))
+			}
+			kc := newKafka(t, 1, opts...)
+			e := kafkaEnv(t)
+			c := kafkaConfig(kc.ListenAddrs())
+			c.Kafka.MaxMessageBytes, c.Kafka.Compression = tc.maxMessage, tc.compress
+			c.BatchMaxBytes, c.BufferMaxBytes = 4<<20, 32<<20
+			s := e.start(t, c)
+			recs := records(30)
+			for i, l := range tc.lines {
+				recs[3*i+1].Line = l
+			}
+			acked := acks(recs)
+			write(t, s, recs)
+			eventually(t, "every line acknowledged", func() bool { return acked() == len(recs) })
+			s.stop(t)
+			st := s.Sink.(capture.StatsReporter).Stats()
+			if st.RejectedLines != 0 || st.SentLines != int64(len(recs)) || sum(t, e.reg, "log_capturer_sink_truncated_lines_total") != float64(len(tc.lines)) {
+				t.Fatalf("truncated %v; stats %+v", sum(t, e.reg, "log_capturer_sink_truncated_lines_total"), st)
+			}
+			limit := int(tc.maxMessage)
+			if limit == 0 {
+				limit = 1048588
+			}
+			got := consumeValues(t, kc.ListenAddrs(), "logs-shop", len(recs), limit)
+			lines := map[string]int{}
+			for _, l := range got {
+				lines[l]++
+			}
+			if len(got) != len(recs) {
+				t.Fatalf("%d messages for %d lines", len(got), len(recs))
+			}
+			for i, r := range recs {
+				if i%3 == 1 && i/3 < len(tc.lines) {
+					continue
+				}
+				if lines[r.Line] != 1 {
+					t.Fatalf("%q arrived %d times", r.Line, lines[r.Line])
+				}
+			}
+			cut := 0
+			for _, l := range got {
+				if !strings.HasSuffix(l, capture.TruncatedMarker) {
+					continue
+				}
+				cut++
+				prefix := strings.TrimSuffix(l, capture.TruncatedMarker)
+				found := false
+				for _, orig := range tc.lines {
+					// Each invalid byte arrives as U+FFFD, as every JSON sink writes it.
+					if strings.HasPrefix(strings.Map(func(r rune) rune { return r }, orig), prefix) {
+						found = true
+					}
+				}
+				if !found || !utf8.ValidString(l) {
+					t.Fatalf("a cut line (%d bytes) is not a prefix of a written line at a character boundary", len(l))
+				}
+			}
+			if cut != len(tc.lines) {
+				t.Fatalf("%d cut lines arrived, want %d", cut, len(tc.lines))
+			}
+			t.Logf("kafka %s: %d lines cut to fit messages of %d bytes, every line delivered once", tc.name, cut, limit)
+		})
+	}
+}
+
+// consumeValues reads want messages of topic from the start and returns
+// their lines, checking that every message with its key fits in limit
+// bytes as a record batch of its own, and that a cut one is no more than
+// a character short of it.
+func consumeValues(t *testing.T, brokers []string, topic string, want, limit int) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []string
+	deadline := time.Now().Add(20 * time.Second)
+	for len(out) < want && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			var v struct{ Line string }
+			if err := json.Unmarshal(r.Value, &v); err != nil {
+				t.Errorf("message is not JSON: %v", err)
+			}
+			size := len(r.Key) + len(r.Value) + 97 // the sink's bound on a batch of one record's overhead
+			if size > limit {
+				t.Errorf("a message of %d bytes with a key of %d is over %d", len(r.Value), len(r.Key), limit)
+			}
+			if strings.HasSuffix(v.Line, capture.TruncatedMarker) && size < limit-6 {
+				t.Errorf("a cut message of %d bytes with a key of %d was cut shorter than %d needs", len(r.Value), len(r.Key), limit)
+			}
+			out = append(out, v.Line)
+		})
+	}
+	return out
 }
 
 // TestKafkaRetriesOnlyTheRecordsThatFailed: the topic of one pod does not

@@ -38,8 +38,8 @@ func (*discardOTLP) Export(context.Context, plogotlp.ExportRequest) (plogotlp.Ex
 // lines/s and the process's CPU seconds per million lines. The receivers
 // of Loki and OTLP/HTTP discard what they read; over gRPC the receiver
 // decodes the protobuf; Kafka's is franz-go's kfake, which decodes and
-// keeps every batch (zstd); Elasticsearch's decompresses the bulk body
-// and answers an item per document; S3's is gofakes3, which keeps every
+// keeps every batch (zstd); Elasticsearch's and OpenSearch's decompress
+// the bulk body and answer an item per document; S3's is gofakes3, which keeps every
 // object in memory: their work is in the CPU figure.
 func BenchmarkSinkToLocalReceiver(b *testing.B) {
 	discard := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -47,30 +47,17 @@ func BenchmarkSinkToLocalReceiver(b *testing.B) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	// bulkOK answers every item of a bulk request with 201, reading no more
-	// than its lines.
-	bulkOK := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Elastic-Product", "Elasticsearch")
-		body := io.Reader(r.Body)
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
+	// than its lines; as Elasticsearch with its product header, else as
+	// OpenSearch.
+	bulkOK := func(product string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if product == "elasticsearch" {
+				w.Header().Set("X-Elastic-Product", "Elasticsearch")
 			}
-			body = zr
+			bulkAnswerAll(w, r)
 		}
-		raw, _ := io.ReadAll(body)
-		n := bytes.Count(raw, []byte{'\n'}) / 2
-		out := append(make([]byte, 0, 32+n*26), `{"errors":false,"items":[`...)
-		for i := range n {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			out = append(out, `{"create":{"status":201}}`...)
-		}
-		_, _ = w.Write(append(out, "]}"...))
-	})
-	for _, kind := range []string{"loki", "otlp-http", "otlp-grpc", "kafka", "elasticsearch", "s3"} {
+	}
+	for _, kind := range []string{"loki", "otlp-http", "otlp-grpc", "kafka", "elasticsearch", "opensearch", "s3"} {
 		b.Run(kind, func(b *testing.B) {
 			var c capture.SinkConfig
 			switch kind {
@@ -100,52 +87,87 @@ func BenchmarkSinkToLocalReceiver(b *testing.B) {
 				defer kc.Close()
 				c = kafkaConfig(kc.ListenAddrs())
 			case "elasticsearch":
-				srv := httptest.NewServer(bulkOK)
+				srv := httptest.NewServer(bulkOK(kind))
 				defer srv.Close()
 				c = esConfig(srv.URL)
+			case "opensearch":
+				srv := httptest.NewServer(bulkOK(kind))
+				defer srv.Close()
+				c = osConfig(srv.URL)
 			case "s3":
 				c = s3Config(newS3Server(b).url)
 			}
-			c.BatchMaxBytes, c.BatchMaxWait = 1<<20, 100*time.Millisecond
-			f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: 10 * time.Second})
-			s, err := f.New("bench/p", c)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			go s.Run(ctx)
-			recs := make([]*capture.Record, 4096)
-			t0 := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
-			labels := []map[string]string{{"app": "a"}, {"app": "b"}, {"app": "c"}, {"app": "d"}}
-			for i := range recs {
-				recs[i] = &capture.Record{Time: t0.Add(time.Duration(i) * time.Microsecond), Namespace: "shop",
-					Pod: fmt.Sprintf("web-%d", i%8), Container: "main", Node: "node-1", Labels: labels[i%4],
-					Line: fmt.Sprintf("%06d ", i) + strings.Repeat("x", 143)}
-			}
-			b.SetBytes(150)
-			b.ReportAllocs()
-			cpu0 := cpuTime(b)
-			start := time.Now()
-			b.ResetTimer()
-			for i := range b.N {
-				if err := s.Write(ctx, recs[i%len(recs)]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for s.(capture.StatsReporter).Stats().SentLines < int64(b.N) {
-				time.Sleep(time.Millisecond)
-			}
-			b.StopTimer()
-			wall, cpu := time.Since(start), cpuTime(b)-cpu0
-			b.ReportMetric(float64(b.N)/wall.Seconds(), "lines/s")
-			b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-s/Mlines")
-			closeCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
-			defer done()
-			if err := s.Close(closeCtx); err != nil {
-				b.Fatal(err)
-			}
+			benchSink(b, c)
 		})
+	}
+}
+
+// bulkAnswerAll reads a bulk request (gzip or not) and answers each of
+// its items 201.
+func bulkAnswerAll(w http.ResponseWriter, r *http.Request) {
+	body := io.Reader(r.Body)
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	raw, _ := io.ReadAll(body)
+	n := bytes.Count(raw, []byte{'\n'}) / 2
+	out := append(make([]byte, 0, 32+n*26), `{"errors":false,"items":[`...)
+	for i := range n {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `{"create":{"status":201}}`...)
+	}
+	_, _ = w.Write(append(out, "]}"...))
+}
+
+// benchSink writes b.N lines of 150 bytes to the sink of c and reports
+// lines/s and CPU seconds per million lines once all were sent.
+func benchSink(b *testing.B, c capture.SinkConfig) {
+	b.Helper()
+	c.BatchMaxBytes, c.BatchMaxWait = 1<<20, 100*time.Millisecond
+	f := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: 10 * time.Second})
+	s, err := f.New("bench/p", c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	recs := make([]*capture.Record, 4096)
+	t0 := time.Date(2026, 11, 27, 7, 0, 0, 0, time.UTC)
+	labels := []map[string]string{{"app": "a"}, {"app": "b"}, {"app": "c"}, {"app": "d"}}
+	for i := range recs {
+		recs[i] = &capture.Record{Time: t0.Add(time.Duration(i) * time.Microsecond), Namespace: "shop",
+			Pod: fmt.Sprintf("web-%d", i%8), Container: "main", Node: "node-1", Labels: labels[i%4],
+			Line: fmt.Sprintf("%06d ", i) + strings.Repeat("x", 143)}
+	}
+	b.SetBytes(150)
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	start := time.Now()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := s.Write(ctx, recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for s.(capture.StatsReporter).Stats().SentLines < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	wall, cpu := time.Since(start), cpuTime(b)-cpu0
+	b.ReportMetric(float64(b.N)/wall.Seconds(), "lines/s")
+	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-s/Mlines")
+	closeCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	if err := s.Close(closeCtx); err != nil {
+		b.Fatal(err)
 	}
 }
 

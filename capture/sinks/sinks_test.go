@@ -337,7 +337,7 @@ func TestWhenFullPolicies(t *testing.T) {
 
 // TestIsolationDeadSinksDoNotSlowTheOthers runs one live and one hanging
 // sink of each network kind (Loki, OTLP over HTTP and gRPC, Kafka,
-// Elasticsearch, S3) side by side: the hanging ones fill their own
+// Elasticsearch, OpenSearch, S3) side by side: the hanging ones fill their own
 // queues and drop, the live ones keep the rate.
 func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 	e := newEnv(t)
@@ -397,6 +397,12 @@ func TestIsolationDeadSinksDoNotSlowTheOthers(t *testing.T) {
 		}
 		kinds = append(kinds, sink{name: "elasticsearch", len: func() int { return len(bulk.stored()) }})
 		cfgs = append(cfgs, esConfig(bsrv.URL))
+		obulk, osrv := newOpenSearchReceiver(t)
+		if hanging {
+			obulk.request = func(int) int { return -1 }
+		}
+		kinds = append(kinds, sink{name: "opensearch", len: func() int { return len(obulk.stored()) }})
+		cfgs = append(cfgs, osConfig(osrv.URL))
 		s3srv := newS3Server(t)
 		if hanging {
 			s3srv.fault = func(int) int { return -1 }

@@ -162,7 +162,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			AllowLoopbackEgress: true,
 			// The demo's namespace is the admin's: its sample writes a File
 			// sink, which the shipped default leaves to admins.
-			DefaultSinkTypes: []string{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "S3", "File", "Stdout"},
+			DefaultSinkTypes: []string{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "OpenSearch", "S3", "File", "Stdout"},
 		})
 	}()
 	shutdown := func() error {

@@ -67,7 +67,7 @@ const (
 	DefaultPositionsWriteRate = 20
 	// DefaultSinkTypesFlag is the sink types of namespaces without a
 	// CapturePolicy.
-	DefaultSinkTypesFlag = "Loki,HTTP,OTLP,Kafka,Elasticsearch,S3"
+	DefaultSinkTypesFlag = "Loki,HTTP,OTLP,Kafka,Elasticsearch,OpenSearch,S3"
 	// DefaultMaxStreamsPerNamespace is the streams one namespace may hold
 	// open at once: a tenant cannot take all the API server's long-running
 	// requests.
@@ -132,7 +132,7 @@ type Options struct {
 	AllowInsecureSkipVerify bool
 	// DefaultSinkTypes are the sink types SinkTargets may use in namespaces
 	// that no CapturePolicy selects; empty takes DefaultSinkTypes (Loki,
-	// HTTP, OTLP, Kafka, Elasticsearch and S3, which send over the network: Stdout and File write into the operator's own log and volume,
+	// HTTP, OTLP, Kafka, Elasticsearch, OpenSearch and S3, which send over the network: Stdout and File write into the operator's own log and volume,
 	// and stay the admin's).
 	DefaultSinkTypes []string
 	// WatchSecrets watches Secrets' metadata cluster-wide so that a changed
@@ -180,7 +180,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AllowLoopbackEgress, "allow-loopback-egress", false, "Let sinks and probes connect to loopback addresses, checked after DNS resolution (the operator's own ports: off, a tenant cannot reach them). Link-local and cloud metadata addresses are refused always.")
 	fs.BoolVar(&o.AllowInsecureSkipVerify, "allow-insecure-skip-verify", false, "Let sinks set tls.insecureSkipVerify, which sends their credentials to whoever answers; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.BoolVar(&o.WatchSecrets, "watch-secrets", false, "Watch Secrets' metadata cluster-wide so that a changed credential or consent is seen at once; needs list and watch on Secrets (config/rbac/secret_watch_role.yaml). Off, Secrets are read again at every reconcile (each --health-sample-period) and the operator needs only get.")
-	fs.Var(sinkTypesFlag{&o.DefaultSinkTypes}, "default-sink-types", "Sink types SinkTargets may use in namespaces that no CapturePolicy selects, comma-separated from Loki, HTTP, OTLP, Kafka, Elasticsearch, S3, File and Stdout (default "+DefaultSinkTypesFlag+"); other types are refused there with OutsideOperatorLimits, and a CapturePolicy may allow them.")
+	fs.Var(sinkTypesFlag{&o.DefaultSinkTypes}, "default-sink-types", "Sink types SinkTargets may use in namespaces that no CapturePolicy selects, comma-separated from Loki, HTTP, OTLP, Kafka, Elasticsearch, OpenSearch, S3, File and Stdout (default "+DefaultSinkTypesFlag+"); other types are refused there with OutsideOperatorLimits, and a CapturePolicy may allow them.")
 	fs.BoolVar(&o.AllowRawStdout, "allow-raw-stdout", false, "Let Stdout sinks use format Raw, which writes the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.DurationVar(&o.MinRotationInterval, "min-rotation-interval", time.Second, "Shortest spec.rotation.interval a pipeline may ask for; shorter ones are refused with OutsideOperatorLimits.")
 	fs.IntVar(&o.MaxStreamsPerNamespace, "max-streams-per-namespace", DefaultMaxStreamsPerNamespace, "Log streams open at once over all pipelines of one namespace; more wait for a slot (StreamPoolSaturated says so); negative is unlimited.")
@@ -317,11 +317,12 @@ func parseSinkTypes(names []string) ([]logsv1alpha1.PolicySinkType, error) {
 		switch t {
 		case logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeLoki), logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeHTTP),
 			logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeOTLP), logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeKafka),
-			logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeElasticsearch), logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeS3),
+			logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeElasticsearch), logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeOpenSearch),
+			logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeS3),
 			logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeFile), logsv1alpha1.PolicySinkType(logsv1alpha1.SinkTypeStdout):
 			out = append(out, t)
 		default:
-			return nil, fmt.Errorf("--default-sink-types: %q is not a sink type (Loki, HTTP, OTLP, Kafka, Elasticsearch, S3, File or Stdout)", n)
+			return nil, fmt.Errorf("--default-sink-types: %q is not a sink type (Loki, HTTP, OTLP, Kafka, Elasticsearch, OpenSearch, S3, File or Stdout)", n)
 		}
 	}
 	return out, nil

@@ -85,6 +85,12 @@ func (b *SinkBuilder) Elasticsearch(url, index string) *SinkBuilder {
 	return b
 }
 
+// OpenSearch makes it an OpenSearch sink writing to a data stream.
+func (b *SinkBuilder) OpenSearch(url, index string) *SinkBuilder {
+	b.obj.Spec.OpenSearch = &logsv1alpha1.OpenSearchSink{URL: logsv1alpha1.URL(url), Index: index}
+	return b
+}
+
 // S3 makes it an S3 sink.
 func (b *SinkBuilder) S3(endpoint, bucket string) *SinkBuilder {
 	b.obj.Spec.S3 = &logsv1alpha1.S3Sink{Endpoint: logsv1alpha1.URL(endpoint), Bucket: bucket}

@@ -36,7 +36,7 @@ var _ = Describe("The shipped default sink types", func() {
 		for name, typ := range map[string]string{"file": "File", "out": "Stdout"} {
 			Eventually(ready(name), 30*time.Second, 200*time.Millisecond).Should(And(
 				HaveField("Reason", logsv1alpha1.ReasonOutsideOperatorLimits),
-				HaveField("Message", ContainSubstring(`No CapturePolicy applies to namespace "`+ns.Name+`", so the operator's default sink types apply (--default-sink-types: Loki, HTTP, OTLP, Kafka, Elasticsearch, S3), which leave `+typ+` sinks to the cluster admin`))))
+				HaveField("Message", ContainSubstring(`No CapturePolicy applies to namespace "`+ns.Name+`", so the operator's default sink types apply (--default-sink-types: Loki, HTTP, OTLP, Kafka, Elasticsearch, OpenSearch, S3), which leave `+typ+` sinks to the cluster admin`))))
 		}
 
 		pol := &logsv1alpha1.CapturePolicy{ObjectMeta: metav1.ObjectMeta{Name: "admins-" + ns.Name},

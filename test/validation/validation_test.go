@@ -80,9 +80,9 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("health window under a minute", pipelineHead+"  sinks: [a]\n  health: {window: 10s}\n", "health.window must be between 1m and 24h"),
 		Entry("goroutine threshold of zero", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 0}\n", "should be greater than or equal to 1"),
 		Entry("float in the API", pipelineHead+"  sinks: [a]\n  health: {maxGoroutineGrowthPerMinute: 1.5}\n", "spec.health.maxGoroutineGrowthPerMinute"),
-		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
-		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
-		Entry("sink with otlp and http", sinkHead+"  otlp: {url: 'https://otel.example'}\n  http: {url: 'https://x.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
+		Entry("sink with no type", sinkHead+"  batch: {maxWait: 2s}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch or s3 must be set"),
+		Entry("sink with two types", sinkHead+"  stdout: {}\n  file: {path: x.log}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch or s3 must be set"),
+		Entry("sink with otlp and http", sinkHead+"  otlp: {url: 'https://otel.example'}\n  http: {url: 'https://x.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch or s3 must be set"),
 		Entry("tls on an http OTLP URL", sinkHead+"  otlp: {url: 'http://otel.example:4318', tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
 		Entry("OTLP URL naming /v1/logs", sinkHead+"  otlp: {url: 'https://otel.example:4318/v1/logs'}\n", "url is the base URL: the sink appends /v1/logs itself"),
 		Entry("OTLP gRPC URL with a path", sinkHead+"  otlp: {url: 'https://otel.example:4317/otlp', protocol: GRPC}\n", "a GRPC url is only scheme, host and port"),
@@ -96,7 +96,7 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("OTLP resource attribute with a space", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {'bad key': x}\n", "resource attribute names must be 1 to 255 letters"),
 		Entry("OTLP resource attribute value over 4096 bytes", sinkHead+"  otlp:\n    url: https://otel.example\n    resourceAttributes: {team: "+strings.Repeat("v", 4097)+"}\n", "resource attribute values must be at most 4096 bytes"),
 		Entry("OTLP credentials in the URL", sinkHead+"  otlp: {url: 'https://u:p@otel.example'}\n", "must not hold credentials"),
-		Entry("sink with kafka and otlp", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs}\n  otlp: {url: 'https://otel.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch or s3 must be set"),
+		Entry("sink with kafka and otlp", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs}\n  otlp: {url: 'https://otel.example'}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch or s3 must be set"),
 		Entry("kafka without brokers", sinkHead+"  kafka: {brokers: [], topic: logs}\n", "should have at least 1 items"),
 		Entry("kafka broker without a port", sinkHead+"  kafka: {brokers: ['kafka.example'], topic: logs}\n", "brokers must be host:port"),
 		Entry("kafka broker as a URL", sinkHead+"  kafka: {brokers: ['kafka://k:9092'], topic: logs}\n", "brokers must be host:port"),
@@ -106,6 +106,10 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("kafka topic over 249 characters", sinkHead+"  kafka: {brokers: ['k:9092'], topic: "+strings.Repeat("t", 250)+"}\n", "spec.kafka.topic"),
 		Entry("kafka unknown key", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, key: Node}\n", `Unsupported value: "Node"`),
 		Entry("kafka unknown compression", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, compression: Brotli}\n", `Unsupported value: "Brotli"`),
+		Entry("kafka maxMessageBytes under 4Ki", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: 1000}\n", "maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"),
+		Entry("kafka maxMessageBytes over 64Mi", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: 100Mi}\n", "maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"),
+		Entry("kafka maxMessageBytes not a whole number", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: 1048588500m}\n", "maxMessageBytes must be a whole number of bytes between 4Ki and 64Mi"),
+		Entry("kafka maxMessageBytes that is not a quantity", sinkHead+"  kafka: {brokers: ['k:9092'], topic: logs, maxMessageBytes: big}\n", "spec.kafka.maxMessageBytes"),
 		Entry("kafka SASL PLAIN without TLS", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    sasl: {mechanism: PLAIN, username: {name: s, key: u}, password: {name: s, key: p}}\n", "sasl.mechanism PLAIN needs tls"),
 		Entry("kafka unknown SASL mechanism", sinkHead+"  kafka:\n    brokers: ['k:9092']\n    topic: logs\n    tls: {}\n    sasl: {mechanism: GSSAPI, username: {name: s, key: u}, password: {name: s, key: p}}\n", `Unsupported value: "GSSAPI"`),
 		Entry("elasticsearch tls on an http URL", sinkHead+"  elasticsearch: {url: 'http://es:9200', index: logs, tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
@@ -114,6 +118,19 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("elasticsearch index beginning with '_'", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: _logs}\n", "index must not begin with '-', '_' or '+'"),
 		Entry("elasticsearch unknown mode", sinkHead+"  elasticsearch: {url: 'https://es:9200', index: logs, mode: Alias}\n", `Unsupported value: "Alias"`),
 		Entry("elasticsearch both basic auth and an API key", sinkHead+"  elasticsearch:\n    url: https://es:9200\n    index: logs\n    auth: {apiKey: {name: s, key: k}, basic: {username: {name: s, key: u}, password: {name: s, key: p}}}\n", "auth needs exactly one of basic or apiKey"),
+		Entry("sink with openSearch and elasticsearch", sinkHead+"  openSearch: {url: 'https://os:9200', index: logs}\n  elasticsearch: {url: 'https://es:9200', index: logs}\n", "exactly one of loki, file, http, stdout, otlp, kafka, elasticsearch, openSearch or s3 must be set"),
+		Entry("openSearch without a URL", sinkHead+"  openSearch: {index: logs}\n", "spec.openSearch.url: Required value"),
+		Entry("openSearch without an index", sinkHead+"  openSearch: {url: 'https://os:9200'}\n", "spec.openSearch.index: Required value"),
+		Entry("openSearch URL with credentials", sinkHead+"  openSearch: {url: 'https://admin:admin@os:9200', index: logs}\n", "must not hold credentials"),
+		Entry("openSearch tls on an http URL", sinkHead+"  openSearch: {url: 'http://os:9200', index: logs, tls: {insecureSkipVerify: true}}\n", "tls needs an https URL"),
+		Entry("openSearch index in upper case", sinkHead+"  openSearch: {url: 'https://os:9200', index: Logs}\n", "index must be made of lowercase letters"),
+		Entry("openSearch index with an unknown placeholder", sinkHead+"  openSearch: {url: 'https://os:9200', index: 'logs-{pod}'}\n", "the placeholders {namespace} and {date}"),
+		Entry("openSearch index beginning with '-'", sinkHead+"  openSearch: {url: 'https://os:9200', index: -logs}\n", "index must not begin with '-', '_' or '+'"),
+		Entry("openSearch index '..'", sinkHead+"  openSearch: {url: 'https://os:9200', index: '..'}\n", "nor be '.' or '..'"),
+		Entry("openSearch index over 200 characters", sinkHead+"  openSearch: {url: 'https://os:9200', index: "+strings.Repeat("i", 201)+"}\n", "spec.openSearch.index"),
+		Entry("openSearch unknown mode", sinkHead+"  openSearch: {url: 'https://os:9200', index: logs, mode: Alias}\n", `Unsupported value: "Alias"`),
+		Entry("openSearch both basic auth and an API key", sinkHead+"  openSearch:\n    url: https://os:9200\n    index: logs\n    auth: {apiKey: {name: s, key: k}, basic: {username: {name: s, key: u}, password: {name: s, key: p}}}\n", "auth needs exactly one of basic or apiKey"),
+		Entry("openSearch auth with neither", sinkHead+"  openSearch: {url: 'https://os:9200', index: logs, auth: {}}\n", "auth needs exactly one of basic or apiKey"),
 		Entry("s3 endpoint with a path", sinkHead+"  s3: {endpoint: 'https://s3.example/logs', bucket: logs}\n", "endpoint has no path"),
 		Entry("s3 tls on an http endpoint", sinkHead+"  s3: {endpoint: 'http://minio:9000', bucket: logs, tls: {insecureSkipVerify: true}}\n", "tls needs an https endpoint"),
 		Entry("s3 bucket in upper case", sinkHead+"  s3: {endpoint: 'https://s3.example', bucket: Logs}\n", "spec.s3.bucket in body should match"),
@@ -173,6 +190,8 @@ var _ = Describe("Invalid manifests", func() {
 		Entry("secret key invalid", sinkHead+"  loki:\n    url: https://x.example\n    auth: {bearerToken: {name: s, key: 'a/b'}}\n", "spec.loki.auth.bearerToken.key in body should match"),
 		Entry("server name invalid", sinkHead+"  loki:\n    url: https://x.example\n    tls: {serverName: 'a b'}\n", "spec.loki.tls.serverName in body should match"),
 		Entry("policy selector with an unknown operator", "apiVersion: logs.capturer.dev/v1alpha1\nkind: CapturePolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {matchExpressions: [{key: a, operator: Like}]}\n", `Unsupported value: "Like"`),
+		Entry("policy sink type in the wrong case", "apiVersion: logs.capturer.dev/v1alpha1\nkind: CapturePolicy\nmetadata: {name: p3}\nspec:\n  namespaceSelector: {}\n  sinkTypes: [Loki, Opensearch]\n", `Unsupported value: "Opensearch"`),
+		Entry("policy naming OpenSearch twice", "apiVersion: logs.capturer.dev/v1alpha1\nkind: CapturePolicy\nmetadata: {name: p4}\nspec:\n  namespaceSelector: {}\n  sinkTypes: [OpenSearch, Loki, OpenSearch]\n", "Duplicate value"),
 		Entry("policy tenant glob '..'", "apiVersion: logs.capturer.dev/v1alpha1\nkind: CapturePolicy\nmetadata: {name: p2}\nspec:\n  namespaceSelector: {}\n  lokiTenantIDs: ['..']\n", "a tenant ID glob must not be '.' or '..'"),
 		Entry("unknown metadata label", sinkHead+"  loki:\n    url: https://x.example\n    metadataLabels: [cluster]\n", `Unsupported value: "cluster"`),
 	)
@@ -252,6 +271,7 @@ var _ = Describe("Defaults", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
 		Expect(got.Spec.Kafka.Key).To(Equal(logsv1alpha1.KafkaKeyContainer))
 		Expect(got.Spec.Kafka.Compression).To(Equal(logsv1alpha1.KafkaCompression("Snappy")))
+		Expect(got.Spec.Kafka.MaxMessageBytes.Value()).To(Equal(int64(1048588)), "Kafka's default message.max.bytes")
 		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeKafka))
 		scram := &logsv1alpha1.SinkTarget{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-scram"},
@@ -273,6 +293,20 @@ var _ = Describe("Defaults", func() {
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
 		Expect(got.Spec.Elasticsearch.Mode).To(Equal(logsv1alpha1.ElasticsearchModeDataStream))
 		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeElasticsearch))
+	})
+
+	It("fills the OpenSearch sink's defaults and accepts a templated index", func() {
+		ns := newNamespace()
+		s := &logsv1alpha1.SinkTarget{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "opensearch"},
+			Spec: logsv1alpha1.SinkTargetSpec{OpenSearch: &logsv1alpha1.OpenSearchSink{URL: "https://opensearch.logging:9200", Index: "logs-k8s.{namespace}-{date}",
+				Auth: &logsv1alpha1.OpenSearchAuth{APIKey: &logsv1alpha1.SecretKeySelector{Name: "os", Key: "token"}}}},
+		}
+		Expect(k8sClient.Create(ctx, s)).To(Succeed())
+		got := &logsv1alpha1.SinkTarget{}
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(s), got)).To(Succeed())
+		Expect(got.Spec.OpenSearch.Mode).To(Equal(logsv1alpha1.OpenSearchModeDataStream))
+		Expect(got.Spec.Type()).To(Equal(logsv1alpha1.SinkTypeOpenSearch))
 	})
 
 	It("fills the S3 sink's defaults", func() {

@@ -66,6 +66,8 @@ func Check(p *logsv1alpha1.CapturePolicy, st *logsv1alpha1.SinkTarget) string {
 		rawURL, insecure = string(spec.OTLP.URL), spec.OTLP.TLS != nil && spec.OTLP.TLS.InsecureSkipVerify
 	case spec.Elasticsearch != nil:
 		rawURL, insecure = string(spec.Elasticsearch.URL), spec.Elasticsearch.TLS != nil && spec.Elasticsearch.TLS.InsecureSkipVerify
+	case spec.OpenSearch != nil:
+		rawURL, insecure = string(spec.OpenSearch.URL), spec.OpenSearch.TLS != nil && spec.OpenSearch.TLS.InsecureSkipVerify
 	case spec.S3 != nil:
 		rawURL, insecure = string(spec.S3.Endpoint), spec.S3.TLS != nil && spec.S3.TLS.InsecureSkipVerify
 	case spec.Kafka != nil:

@@ -14,7 +14,7 @@ import (
 func pol(name string, sel map[string]string, f func(*logsv1alpha1.CapturePolicySpec)) logsv1alpha1.CapturePolicy {
 	p := logsv1alpha1.CapturePolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: logsv1alpha1.CapturePolicySpec{NamespaceSelector: *logsv1alpha1.SelectorFromMap(sel),
-			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "S3"}}}
+			SinkTypes: []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "OpenSearch", "S3"}}}
 	if f != nil {
 		f(&p.Spec)
 	}
@@ -78,7 +78,7 @@ func TestCheck(t *testing.T) {
 		want   string // substring of the violation; "" allowed
 	}{
 		{"loki allowed by default", nil, loki("http://loki.monitoring.svc:3100", ""), ""},
-		{"file denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.File = &logsv1alpha1.FileSink{Path: "a.log"} }), "does not allow File sinks (allowed: Loki, HTTP, OTLP, Kafka, Elasticsearch, S3)"},
+		{"file denied by default", nil, st(func(s *logsv1alpha1.SinkTargetSpec) { s.File = &logsv1alpha1.FileSink{Path: "a.log"} }), "does not allow File sinks (allowed: Loki, HTTP, OTLP, Kafka, Elasticsearch, OpenSearch, S3)"},
 		{"s3 endpoint denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
 			s.S3 = &logsv1alpha1.S3Sink{Endpoint: "https://s3.attacker.example", Bucket: "logs"}
 		}), `does not allow the destination host "s3.attacker.example"`},
@@ -91,6 +91,19 @@ func TestCheck(t *testing.T) {
 		{"elasticsearch insecureSkipVerify denied", nil, st(func(s *logsv1alpha1.SinkTargetSpec) {
 			s.Elasticsearch = &logsv1alpha1.ElasticsearchSink{URL: "https://es:9200", Index: "logs", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
 		}), "does not allow tls.insecureSkipVerify"},
+		{"opensearch host denied", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.OpenSearch = &logsv1alpha1.OpenSearchSink{URL: "https://opensearch.attacker.example:9200", Index: "logs"}
+		}), `does not allow the destination host "opensearch.attacker.example"`},
+		{"opensearch host allowed", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.OpenSearch = &logsv1alpha1.OpenSearchSink{URL: "https://opensearch.monitoring.svc:9200", Index: "logs"}
+		}), ""},
+		{"opensearch insecureSkipVerify denied", nil, st(func(s *logsv1alpha1.SinkTargetSpec) {
+			s.OpenSearch = &logsv1alpha1.OpenSearchSink{URL: "https://os:9200", Index: "logs", TLS: &logsv1alpha1.TLSSpec{InsecureSkipVerify: true}}
+		}), "does not allow tls.insecureSkipVerify"},
+		{"opensearch not in the policy's types", func(p *logsv1alpha1.CapturePolicySpec) { p.SinkTypes = []logsv1alpha1.PolicySinkType{"Elasticsearch"} },
+			st(func(s *logsv1alpha1.SinkTargetSpec) {
+				s.OpenSearch = &logsv1alpha1.OpenSearchSink{URL: "https://os:9200", Index: "logs"}
+			}), "does not allow OpenSearch sinks (allowed: Elasticsearch)"},
 		{"kafka brokers allowed", hosts, st(func(s *logsv1alpha1.SinkTargetSpec) {
 			s.Kafka = &logsv1alpha1.KafkaSink{Brokers: []string{"kafka-0.monitoring.svc:9092", "kafka-1.monitoring.svc:9092"}, Topic: "logs"}
 		}), ""},
@@ -168,10 +181,12 @@ func TestCheckDefaults(t *testing.T) {
 		Spec: logsv1alpha1.SinkTargetSpec{Kafka: &logsv1alpha1.KafkaSink{Brokers: []string{"k:9092"}, Topic: "logs"}}}
 	es := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "e"},
 		Spec: logsv1alpha1.SinkTargetSpec{Elasticsearch: &logsv1alpha1.ElasticsearchSink{URL: "https://es:9200", Index: "logs"}}}
+	opensearch := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "os"},
+		Spec: logsv1alpha1.SinkTargetSpec{OpenSearch: &logsv1alpha1.OpenSearchSink{URL: "https://os:9200", Index: "logs"}}}
 	s3 := &logsv1alpha1.SinkTarget{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "s"},
 		Spec: logsv1alpha1.SinkTargetSpec{S3: &logsv1alpha1.S3Sink{Endpoint: "https://s3.example", Bucket: "logs"}}}
-	shipped := []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "S3"}
-	for _, st := range []*logsv1alpha1.SinkTarget{loki, otlp, kafka, es, s3} {
+	shipped := []logsv1alpha1.PolicySinkType{"Loki", "HTTP", "OTLP", "Kafka", "Elasticsearch", "OpenSearch", "S3"}
+	for _, st := range []*logsv1alpha1.SinkTarget{loki, otlp, kafka, es, opensearch, s3} {
 		if got := CheckDefaults(shipped, st); got != "" {
 			t.Fatalf("%s under the shipped defaults: %q", st.Spec.Type(), got)
 		}
@@ -180,7 +195,7 @@ func TestCheckDefaults(t *testing.T) {
 		t.Fatalf("OTLP where the admin's defaults leave it out: %q", got)
 	}
 	got := CheckDefaults(shipped, file)
-	if !strings.Contains(got, `No CapturePolicy applies to namespace "shop"`) || !strings.Contains(got, "(--default-sink-types: Loki, HTTP, OTLP, Kafka, Elasticsearch, S3), which leave File sinks to the cluster admin") {
+	if !strings.Contains(got, `No CapturePolicy applies to namespace "shop"`) || !strings.Contains(got, "(--default-sink-types: Loki, HTTP, OTLP, Kafka, Elasticsearch, OpenSearch, S3), which leave File sinks to the cluster admin") {
 		t.Fatalf("File under the shipped defaults: %q", got)
 	}
 	if got := CheckDefaults(nil, file); got != "" {

@@ -33,28 +33,45 @@ type esDoc struct {
 	}
 }
 
-// bulkReceiver is a strict Elasticsearch bulk API: POST /_bulk with NDJSON
-// (gzip or not), each action a create with an _index, each document JSON
-// with @timestamp; it answers every item by a schedule (item status for the
-// n-th attempt of a message) and keeps the items it stored. GET / answers
-// as Elasticsearch does, with the product header the client checks.
+// bulkReceiver is a strict bulk API of Elasticsearch or, with opensearch
+// set, OpenSearch: POST /_bulk with NDJSON (gzip or not), each action a
+// create with an _index, each document JSON with @timestamp; it answers
+// every item by a schedule (item status for the n-th attempt of a message)
+// and keeps the items it stored. GET / answers as the product does:
+// Elasticsearch with the product header its client checks, OpenSearch with
+// "distribution":"opensearch" and no such header.
 type bulkReceiver struct {
-	mu       sync.Mutex
-	docs     []esDoc
-	attempts map[string]int
-	problems []string
-	requests int
-	auth     []string
+	opensearch bool
+	mu         sync.Mutex
+	docs       []esDoc
+	attempts   map[string]int
+	problems   []string
+	requests   int
+	auth       []string
 	// item returns the status of a message's attempt (1, 2, ...); 0 stores it.
 	item func(message string, attempt int) int
-	// request, when it returns a status, answers the whole request so.
+	// request, when it returns a status, answers the whole request so; -1
+	// hangs until the client gives up.
 	request func(n int) int
-	hang    chan struct{}
+	// retryAfter is sent with a whole request's 429 or 503.
+	retryAfter string
+	hang       chan struct{}
 }
 
 func newBulkReceiver(t *testing.T) (*bulkReceiver, *httptest.Server) {
 	t.Helper()
-	b := &bulkReceiver{attempts: map[string]int{}, hang: make(chan struct{})}
+	return startBulkReceiver(t, &bulkReceiver{})
+}
+
+// newOpenSearchReceiver is the receiver answering as OpenSearch.
+func newOpenSearchReceiver(t *testing.T) (*bulkReceiver, *httptest.Server) {
+	t.Helper()
+	return startBulkReceiver(t, &bulkReceiver{opensearch: true})
+}
+
+func startBulkReceiver(t *testing.T, b *bulkReceiver) (*bulkReceiver, *httptest.Server) {
+	t.Helper()
+	b.attempts, b.hang = map[string]int{}, make(chan struct{})
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(b.hang) })
@@ -66,9 +83,16 @@ func (b *bulkReceiver) problem(format string, args ...any) {
 }
 
 func (b *bulkReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	if !b.opensearch {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if r.Method == http.MethodGet && r.URL.Path == "/" {
+		if b.opensearch {
+			_, _ = io.WriteString(w, `{"name":"bulk","cluster_name":"test","cluster_uuid":"x","version":{"distribution":"opensearch","number":"3.7.0",`+
+				`"build_type":"tar","lucene_version":"10.3.1"},"tagline":"The OpenSearch Project: https://opensearch.org/"}`)
+			return
+		}
 		_, _ = io.WriteString(w, `{"name":"bulk","cluster_name":"test","version":{"number":"8.19.7"},"tagline":"You Know, for Search"}`)
 		return
 	}
@@ -91,15 +115,23 @@ func (b *bulkReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			b.mu.Lock()
 			return
 		} else if st != 0 {
+			if b.retryAfter != "" {
+				w.Header().Set("Retry-After", b.retryAfter)
+			}
 			w.WriteHeader(st)
 			_, _ = fmt.Fprintf(w, `{"error":{"type":"test","reason":"answered %d"},"status":%d}`, st, st)
 			return
 		}
 	}
 	// Elasticsearch takes bulk bodies as application/x-ndjson or
-	// application/json (what the client sends), and their vendor forms.
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-ndjson") && !strings.HasPrefix(ct, "application/json") &&
-		!strings.HasPrefix(ct, "application/vnd.elasticsearch+") {
+	// application/json (what its client sends), and their vendor forms;
+	// the OpenSearch sink says x-ndjson, as OpenSearch documents.
+	ct := r.Header.Get("Content-Type")
+	switch {
+	case b.opensearch && !strings.HasPrefix(ct, "application/x-ndjson"):
+		b.problem("Content-Type %q", ct)
+	case !b.opensearch && !strings.HasPrefix(ct, "application/x-ndjson") && !strings.HasPrefix(ct, "application/json") &&
+		!strings.HasPrefix(ct, "application/vnd.elasticsearch+"):
 		b.problem("Content-Type %q", ct)
 	}
 	body := io.Reader(r.Body)
@@ -152,6 +184,9 @@ func (b *bulkReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			items = append(items, fmt.Sprintf(`{"create":{"_index":%q,"status":%d,"error":{"type":"test_%d","reason":"scheduled %d"}}}`, doc.Index, status, status, status))
 		}
 	}
+	if err := sc.Err(); err != nil {
+		b.problem("reading the body: %v", err)
+	}
 	errors := false
 	for _, it := range items {
 		if !strings.Contains(it, `"status":201`) {
@@ -175,6 +210,30 @@ func esConfig(url string) capture.SinkConfig {
 	return c
 }
 
+func osConfig(url string) capture.SinkConfig {
+	c := sinkConfig("opensearch")
+	c.Kind = capture.SinkOpenSearch
+	c.OpenSearch = &capture.ElasticsearchConfig{URL: url, Index: "logs-{namespace}-{date}", DataStream: true,
+		Credentials: capture.Credentials{Username: "logs", Password: "s3cret"}}
+	return c
+}
+
+// bulkProduct is what the bulk tests need of Elasticsearch or OpenSearch.
+type bulkProduct struct {
+	name     string
+	receiver func(*testing.T) (*bulkReceiver, *httptest.Server)
+	config   func(url string) capture.SinkConfig
+	// bulk is the config's part that both products share.
+	bulk func(*capture.SinkConfig) *capture.ElasticsearchConfig
+}
+
+var (
+	elasticsearch = bulkProduct{name: "Elasticsearch", receiver: newBulkReceiver, config: esConfig,
+		bulk: func(c *capture.SinkConfig) *capture.ElasticsearchConfig { return c.Elasticsearch }}
+	opensearch = bulkProduct{name: "OpenSearch", receiver: newOpenSearchReceiver, config: osConfig,
+		bulk: func(c *capture.SinkConfig) *capture.ElasticsearchConfig { return c.OpenSearch }}
+)
+
 // seqOf is the number of a line of records(): "web-1 seq=12" is 12.
 func seqOf(line string) int {
 	var pod string
@@ -183,10 +242,14 @@ func seqOf(line string) int {
 	return n
 }
 
-func TestElasticsearchDeliversEveryLineOnceAsECSDocuments(t *testing.T) {
+// deliversEveryLineOnceAsECSDocuments writes 3000 lines to a strict
+// receiver and checks each stored once as the document it should be, and
+// the probe.
+func deliversEveryLineOnceAsECSDocuments(t *testing.T, p bulkProduct) *bulkReceiver {
+	t.Helper()
 	e := newEnv(t)
-	rcv, srv := newBulkReceiver(t)
-	s := e.start(t, esConfig(srv.URL))
+	rcv, srv := p.receiver(t)
+	s := e.start(t, p.config(srv.URL))
 	recs := records(3000)
 	write(t, s, recs)
 	s.stop(t)
@@ -208,21 +271,27 @@ func TestElasticsearchDeliversEveryLineOnceAsECSDocuments(t *testing.T) {
 		d.Kubernetes.Node.Name != "node-1" || d.Kubernetes.Labels["app_kubernetes_io/name"] != "shop" || d.Timestamp != recs[0].Time.Format(time.RFC3339Nano) {
 		t.Fatalf("document %+v", d)
 	}
+	if err := e.factory.Probe(context.Background(), p.config(srv.URL)); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	return rcv
+}
+
+func TestElasticsearchDeliversEveryLineOnceAsECSDocuments(t *testing.T) {
+	rcv := deliversEveryLineOnceAsECSDocuments(t, elasticsearch)
 	if scheme, key, _ := strings.Cut(rcv.auth[0], " "); !strings.EqualFold(scheme, "ApiKey") || key != "a2V5OnNlY3JldA==" {
 		t.Fatalf("Authorization %q", rcv.auth[0])
 	}
-	if err := e.factory.Probe(context.Background(), esConfig(srv.URL)); err != nil {
-		t.Fatalf("probe: %v", err)
-	}
 }
 
-// TestElasticsearchRetriesTheRetriableItemsOnly: on a schedule, some items
-// are answered 429 (twice) or 503, others 400; a whole request is answered
-// 503 once. Every retriable line arrives once, the 400 ones are counted as
-// rejected, nothing else is lost or sent twice.
-func TestElasticsearchRetriesTheRetriableItemsOnly(t *testing.T) {
+// retriesTheRetriableItemsOnly: on a schedule, some items are answered
+// 429 (twice) or 503, others 400; a whole request is answered 503 once.
+// Every retriable line arrives once, the 400 ones are counted as rejected,
+// nothing else is lost or sent twice.
+func retriesTheRetriableItemsOnly(t *testing.T, p bulkProduct) {
+	t.Helper()
 	e := newEnv(t)
-	rcv, srv := newBulkReceiver(t)
+	rcv, srv := p.receiver(t)
 	rcv.item = func(msg string, attempt int) int {
 		n := seqOf(msg)
 		switch {
@@ -241,7 +310,7 @@ func TestElasticsearchRetriesTheRetriableItemsOnly(t *testing.T) {
 		}
 		return 0
 	}
-	c := esConfig(srv.URL)
+	c := p.config(srv.URL)
 	c.BatchMaxBytes = 16 << 10
 	s := e.start(t, c)
 	recs := records(3000)
@@ -274,19 +343,29 @@ func TestElasticsearchRetriesTheRetriableItemsOnly(t *testing.T) {
 	if dups := sum(t, e.reg, "log_capturer_sink_possible_duplicate_lines_total"); dups != 0 {
 		t.Fatalf("%v possible duplicates counted for answered items", dups)
 	}
+	t.Logf("%s: %d lines, %d rejected (400), %d requests, %d retries, %d failed sends", p.name, len(recs), st.RejectedLines,
+		rcv.requests, st.Retries, st.FailedBatches)
 }
 
-func TestElasticsearchRequestFailures(t *testing.T) {
+func TestElasticsearchRetriesTheRetriableItemsOnly(t *testing.T) {
+	retriesTheRetriableItemsOnly(t, elasticsearch)
+}
+
+// requestFailures: whole requests answered 400, 500, 429 with
+// Retry-After, or never; an index too long once filled in; the egress
+// rules.
+func requestFailures(t *testing.T, p bulkProduct) {
+	t.Helper()
 	t.Run("400 rejects the batch", func(t *testing.T) {
 		e := newEnv(t)
-		rcv, srv := newBulkReceiver(t)
+		rcv, srv := p.receiver(t)
 		rcv.request = func(n int) int {
 			if n == 1 {
 				return 400
 			}
 			return 0
 		}
-		s := e.start(t, esConfig(srv.URL))
+		s := e.start(t, p.config(srv.URL))
 		write(t, s, records(30))
 		eventually(t, "the rejection", func() bool { return s.Sink.(capture.StatsReporter).Stats().RejectedLines == 30 })
 		write(t, s, records(60)[30:])
@@ -295,16 +374,39 @@ func TestElasticsearchRequestFailures(t *testing.T) {
 			t.Fatalf("%d stored after a rejected batch, want 30", n)
 		}
 	})
+	t.Run("500s and a 429 with Retry-After are retried, nothing doubled", func(t *testing.T) {
+		e := newEnv(t)
+		rcv, srv := p.receiver(t)
+		rcv.retryAfter = "0"
+		rcv.request = func(n int) int {
+			switch n {
+			case 1, 2:
+				return 500
+			case 3:
+				return 429
+			}
+			return 0
+		}
+		s := e.start(t, p.config(srv.URL))
+		recs := records(300)
+		write(t, s, recs)
+		s.stop(t)
+		st := s.Sink.(capture.StatsReporter).Stats()
+		if n := len(rcv.stored()); n != 300 || st.Retries < 3 || st.SentLines != 300 || st.DroppedLines != 0 ||
+			sum(t, e.reg, "log_capturer_sink_possible_duplicate_lines_total") != 0 {
+			t.Fatalf("%d stored; stats %+v", n, st)
+		}
+	})
 	t.Run("a hang is retried and counted as possible duplicates", func(t *testing.T) {
 		e := newEnv(t)
-		rcv, srv := newBulkReceiver(t)
+		rcv, srv := p.receiver(t)
 		rcv.request = func(n int) int {
 			if n == 1 {
 				return -1
 			}
 			return 0
 		}
-		s := e.start(t, esConfig(srv.URL))
+		s := e.start(t, p.config(srv.URL))
 		write(t, s, records(30))
 		s.stop(t)
 		if n := len(rcv.stored()); n != 30 || sum(t, e.reg, "log_capturer_sink_possible_duplicate_lines_total") != 30 {
@@ -313,18 +415,43 @@ func TestElasticsearchRequestFailures(t *testing.T) {
 	})
 	t.Run("an index too long once filled in rejects its lines", func(t *testing.T) {
 		e := newEnv(t)
-		rcv, srv := newBulkReceiver(t)
-		c := esConfig(srv.URL)
-		c.Elasticsearch.Index = strings.Repeat("i", 200) + "-{namespace}"
+		rcv, srv := p.receiver(t)
+		c := p.config(srv.URL)
+		p.bulk(&c).Index = strings.Repeat("i", 200) + "-{namespace}"
 		s := e.start(t, c)
 		recs := records(10)
 		recs[0].Namespace = strings.Repeat("n", 63)
 		write(t, s, recs)
 		s.stop(t)
-		if st := s.Sink.(capture.StatsReporter).Stats(); st.RejectedLines != 1 || len(rcv.stored()) != 9 {
+		if st := s.Sink.(capture.StatsReporter).Stats(); st.RejectedLines != 1 || len(rcv.stored()) != 9 || !strings.Contains(st.LastRejection, p.name+"'s 255") {
 			t.Fatalf("stats %+v, stored %d", st, len(rcv.stored()))
 		}
 	})
+	t.Run("egress", func(t *testing.T) {
+		_, srv := p.receiver(t)
+		f := sinks.NewFactory(sinks.Options{RequestTimeout: time.Second})
+		if err := f.Probe(context.Background(), p.config(srv.URL)); err == nil || !strings.Contains(err.Error(), "destination not allowed") {
+			t.Fatalf("probe through the egress rules: %v", err)
+		}
+		s, err := f.New("ns/p", p.config(srv.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go s.Run(ctx)
+		write(t, s, records(3))
+		eventually(t, "a refused send", func() bool {
+			return strings.Contains(s.(capture.StatsReporter).Stats().LastError, "destination not allowed")
+		})
+		cancel()
+		closeCtx, done := context.WithTimeout(context.Background(), time.Second)
+		defer done()
+		_ = s.Close(closeCtx)
+	})
+}
+
+func TestElasticsearchRequestFailures(t *testing.T) {
+	requestFailures(t, elasticsearch)
 	t.Run("a server that is not Elasticsearch is refused, not retried", func(t *testing.T) {
 		e := newEnv(t)
 		var requests atomic.Int32
@@ -342,11 +469,10 @@ func TestElasticsearchRequestFailures(t *testing.T) {
 			t.Fatalf("%d requests; stats %+v", requests.Load(), st)
 		}
 	})
-	t.Run("egress", func(t *testing.T) {
-		_, srv := newBulkReceiver(t)
-		f := sinks.NewFactory(sinks.Options{RequestTimeout: time.Second})
-		if err := f.Probe(context.Background(), esConfig(srv.URL)); err == nil || !strings.Contains(err.Error(), "destination not allowed") {
-			t.Fatalf("probe through the egress rules: %v", err)
+	t.Run("the probe refuses OpenSearch", func(t *testing.T) {
+		_, srv := newOpenSearchReceiver(t)
+		if err := newEnv(t).factory.Probe(context.Background(), esConfig(srv.URL)); err == nil {
+			t.Fatal("an Elasticsearch probe passed against OpenSearch")
 		}
 	})
 }
