@@ -37,6 +37,17 @@ for attempt in 1 2 3; do
 done
 [ $up = 1 ] || { echo "e2e: the cluster did not come up" >&2; exit 1; }
 
+failures="$STATE-failures.txt"
+rm -f "$failures"
+rc=0
 E2E_KUBECONFIG="$STATE/admin.kubeconfig" E2E_NODE_IP="$(cat "$STATE/node-ip")" E2E_KUBECTL="$BIN/kubectl" \
-	E2E_INSTALL="$PWD/dist/install.yaml" E2E_STATE="$STATE" \
-	go test -count=1 -tags e2e -timeout 25m ./test/e2e/ -v -args -ginkgo.v
+	E2E_INSTALL="$PWD/dist/install.yaml" E2E_STATE="$STATE" E2E_FAILURES="$failures" \
+	go test -count=1 -tags e2e -timeout 25m ./test/e2e/ -v -args -ginkgo.v || rc=$?
+trap - EXIT
+hack/e2e/cluster.sh down "$STATE" "$BIN"
+# Why a spec failed, last, where CI's excerpt of the output looks.
+if [ -s "$failures" ]; then
+	echo "e2e: the failed specs said:"
+	cat "$failures"
+fi
+exit $rc

@@ -6,11 +6,14 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -168,14 +171,13 @@ func kubeletLost(got map[string]*instance) (map[string]map[int]bool, []string) {
 	}
 	lost := map[string]map[int]bool{}
 	var where []string
-	files, _ := filepath.Glob("/var/log/pods/" + ns + "_*/logger/*.log.*")
-	for _, f := range files {
+	for f, content := range rotated.all() {
 		type line struct {
 			id  string
 			seq int
 		}
 		var lines []line
-		for _, l := range readLog(f) {
+		for _, l := range content {
 			// <time> <stream> <P|F> <pod> inst=<id> stream=<s> seq=<n> ...
 			fs := strings.Fields(l)
 			if len(fs) < 7 || !strings.HasPrefix(fs[4], "inst=") || !strings.HasPrefix(fs[6], "seq=") {
@@ -201,7 +203,63 @@ func kubeletLost(got map[string]*instance) (map[string]map[int]bool, []string) {
 			where = append(where, fmt.Sprintf("%s: last %d of %d lines", filepath.Base(filepath.Dir(filepath.Dir(f)))+"/"+filepath.Base(f), len(lines)-tail, len(lines)))
 		}
 	}
+	slices.Sort(where)
 	return lost, where
+}
+
+// rotatedLogs keeps a copy of every rotated log file of the test namespace,
+// taken while its pod runs: the kubelet removes a pod's log directory when
+// the pod is deleted, and the lines its own follow lost at a rotation of a
+// deleted pod's log can only be told from ours with the file's content.
+type rotatedLogs struct {
+	mu    sync.Mutex
+	files map[string][]string // by path, without a .gz suffix
+}
+
+var rotated = &rotatedLogs{files: map[string][]string{}}
+
+// keep copies the rotated files as they are now; a file still being
+// written (renamed, the runtime not yet reopened) is copied again later,
+// and the longest copy is kept.
+func (r *rotatedLogs) keep() {
+	files, _ := filepath.Glob("/var/log/pods/" + ns + "_*/logger/*.log.*")
+	for _, f := range files {
+		key := strings.TrimSuffix(f, ".gz")
+		r.mu.Lock()
+		_, gz := r.files[key]
+		r.mu.Unlock()
+		if gz && strings.HasSuffix(f, ".gz") {
+			continue // the kubelet gzips a file only when it is final
+		}
+		lines := readLog(f)
+		r.mu.Lock()
+		if len(lines) > len(r.files[key]) {
+			r.files[key] = lines
+		}
+		r.mu.Unlock()
+	}
+}
+
+// run copies the rotated files every half second until stop is closed.
+func (r *rotatedLogs) run(stop <-chan struct{}) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r.keep()
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// all is every rotated file seen so far, by path.
+func (r *rotatedLogs) all() map[string][]string {
+	r.keep()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.files)
 }
 
 // readLog returns the lines of a kubelet log file, gzipped or not.
@@ -289,10 +347,7 @@ func operatorPod() *corev1.Pod {
 }
 
 // rotatedFiles counts the kubelet's rotated log files of the namespace.
-func rotatedFiles() int {
-	files, _ := filepath.Glob("/var/log/pods/" + ns + "_*/logger/0.log.*")
-	return len(files)
-}
+func rotatedFiles() int { return len(rotated.all()) }
 
 // podsDone counts the pods matching selector whose writer said it is done.
 func podsDone(selector map[string]string) func() int {
@@ -361,6 +416,10 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 	It("delivers every line once across kubelet rotations, a crash, a deleted pod and a restarted operator", func() {
 		Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		files := startFileCapture()
+		stopCopies := make(chan struct{})
+		var copies sync.WaitGroup
+		copies.Go(func() { rotated.run(stopCopies) })
+		DeferCleanup(func() { close(stopCopies); copies.Wait() })
 		Expect(k8sClient.Create(ctx, builders.Sink(ns, "loki").Loki(lokiURL).With(func(s *logsv1alpha1.SinkTarget) {
 			s.Spec.Batch.MaxWait = metav1.Duration{Duration: 200 * time.Millisecond}
 		}).Build())).To(Succeed())

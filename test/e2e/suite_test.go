@@ -85,6 +85,29 @@ var _ = AfterEach(func() {
 	}
 })
 
+// CI keeps the end of a run's output; run.sh prints this file after the
+// cluster is down, so that why a spec failed is among the last lines.
+var _ = ReportAfterSuite("failures for the end of the output", func(r Report) {
+	path := os.Getenv("E2E_FAILURES")
+	if path == "" {
+		return
+	}
+	var b strings.Builder
+	for _, s := range r.SpecReports {
+		if !s.Failed() {
+			continue
+		}
+		msg := s.Failure.Message
+		if len(msg) > 2000 {
+			msg = msg[:2000] + " [cut]"
+		}
+		fmt.Fprintf(&b, "FAILED %s (%s)\n%s\n", s.FullText(), s.Failure.Location, msg)
+	}
+	if b.Len() > 0 {
+		_ = os.WriteFile(path, []byte(b.String()), 0o600)
+	}
+})
+
 // run runs kubectl against the e2e cluster and returns its output.
 func run(args ...string) string {
 	c := exec.Command(kubectl, append([]string{"--kubeconfig", kubecfg}, args...)...)
