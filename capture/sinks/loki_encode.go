@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -48,6 +49,10 @@ type lokiStream struct {
 	pairs    []labelPair
 	entries  []*capture.Record
 	metadata [][]labelPair
+	// lines and sizes are scratch of encodeProto: each entry's line as
+	// encoded and its message size.
+	lines []string
+	sizes []int
 }
 
 func newLokiEncoder(c *capture.LokiConfig) *lokiEncoder {
@@ -147,6 +152,7 @@ func (e *lokiEncoder) entryFor(r *capture.Record) *labelEntry {
 func (e *lokiEncoder) group(batch []*capture.Record) {
 	for _, s := range e.order {
 		delete(e.streams, s.labels)
+		clear(s.entries) // hold no record of an earlier batch
 		s.entries = s.entries[:0]
 		s.metadata = s.metadata[:0]
 		e.free = append(e.free, s)
@@ -194,14 +200,17 @@ func sortStreamByTime(s *lokiStream) {
 	copy(s.metadata, meta)
 }
 
-// line returns the record's line, truncated to Loki's limit.
-func (e *lokiEncoder) line(r *capture.Record) string {
+// line returns the record's line, truncated to Loki's limit at a UTF-8
+// boundary and marked; truncated tells whether it was cut.
+func line(r *capture.Record) (l string, truncated bool) {
 	if len(r.Line) <= lokiMaxLine {
-		return r.Line
+		return r.Line, false
 	}
-	e.truncated++
 	cut := lokiMaxLine - len(capture.TruncatedMarker)
-	return r.Line[:cut] + capture.TruncatedMarker
+	for back := 0; back < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(r.Line[cut]); back++ {
+		cut--
+	}
+	return r.Line[:cut] + capture.TruncatedMarker, true
 }
 
 // Protobuf field numbers of Loki's logproto push messages.
@@ -234,7 +243,7 @@ func pairSize(p labelPair) int {
 		protowire.SizeTag(fieldPairValue) + protowire.SizeBytes(len(p.value))
 }
 
-func (e *lokiEncoder) entrySize(r *capture.Record, meta []labelPair, line string) int {
+func entrySize(r *capture.Record, meta []labelPair, line string) int {
 	n := protowire.SizeTag(fieldEntryTimestamp) + protowire.SizeBytes(timestampSize(r)) +
 		protowire.SizeTag(fieldEntryLine) + protowire.SizeBytes(len(line))
 	for _, p := range meta {
@@ -249,19 +258,27 @@ func (e *lokiEncoder) encodeProto(batch []*capture.Record) []byte {
 	e.group(batch)
 	b := e.buf[:0]
 	for _, s := range e.order {
+		// Each entry's line (cut to the limit) and size, once: the stream's
+		// length prefix needs them all before the first entry is written.
+		s.lines, s.sizes = s.lines[:0], s.sizes[:0]
 		size := protowire.SizeTag(fieldStreamLabels) + protowire.SizeBytes(len(s.labels))
 		for i, r := range s.entries {
-			size += protowire.SizeTag(fieldStreamEntries) + protowire.SizeBytes(e.entrySize(r, s.metadata[i], e.lineOf(r)))
+			l, cut := line(r)
+			if cut {
+				e.truncated++
+			}
+			n := entrySize(r, s.metadata[i], l)
+			s.lines, s.sizes = append(s.lines, l), append(s.sizes, n)
+			size += protowire.SizeTag(fieldStreamEntries) + protowire.SizeBytes(n)
 		}
+		b = slices.Grow(b, size+binaryVarintMax+1)
 		b = protowire.AppendTag(b, fieldPushStreams, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(size)) //nolint:gosec // sizes are positive
 		b = protowire.AppendTag(b, fieldStreamLabels, protowire.BytesType)
 		b = protowire.AppendString(b, s.labels)
 		for i, r := range s.entries {
-			line := e.line(r)
-			meta := s.metadata[i]
 			b = protowire.AppendTag(b, fieldStreamEntries, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(e.entrySize(r, meta, line))) //nolint:gosec // sizes are positive
+			b = protowire.AppendVarint(b, uint64(s.sizes[i])) //nolint:gosec // sizes are positive
 			b = protowire.AppendTag(b, fieldEntryTimestamp, protowire.BytesType)
 			b = protowire.AppendVarint(b, uint64(timestampSize(r))) //nolint:gosec // sizes are positive
 			if sec := r.Time.Unix(); sec != 0 {
@@ -273,8 +290,8 @@ func (e *lokiEncoder) encodeProto(batch []*capture.Record) []byte {
 				b = protowire.AppendVarint(b, uint64(ns))
 			}
 			b = protowire.AppendTag(b, fieldEntryLine, protowire.BytesType)
-			b = protowire.AppendString(b, line)
-			for _, p := range meta {
+			b = protowire.AppendString(b, s.lines[i])
+			for _, p := range s.metadata[i] {
 				b = protowire.AppendTag(b, fieldEntryMetadata, protowire.BytesType)
 				b = protowire.AppendVarint(b, uint64(pairSize(p))) //nolint:gosec // sizes are positive
 				b = protowire.AppendTag(b, fieldPairName, protowire.BytesType)
@@ -283,18 +300,14 @@ func (e *lokiEncoder) encodeProto(batch []*capture.Record) []byte {
 				b = protowire.AppendString(b, p.value)
 			}
 		}
+		clear(s.lines)
 	}
 	e.buf = b
 	return b
 }
 
-// lineOf is the line as it will be encoded, without counting a truncation.
-func (e *lokiEncoder) lineOf(r *capture.Record) string {
-	if len(r.Line) <= lokiMaxLine {
-		return r.Line
-	}
-	return r.Line[:lokiMaxLine-len(capture.TruncatedMarker)] + capture.TruncatedMarker
-}
+// binaryVarintMax is the longest a varint can be.
+const binaryVarintMax = 10
 
 // encodeJSON returns the batch in Loki's JSON push format.
 func (e *lokiEncoder) encodeJSON(batch []*capture.Record) []byte {
@@ -322,7 +335,11 @@ func (e *lokiEncoder) encodeJSON(batch []*capture.Record) []byte {
 			b = append(b, `["`...)
 			b = strconv.AppendInt(b, r.Time.UnixNano(), 10)
 			b = append(b, `",`...)
-			b = appendJSONString(b, e.line(r))
+			l, cut := line(r)
+			if cut {
+				e.truncated++
+			}
+			b = appendJSONString(b, l)
 			if meta := s.metadata[j]; len(meta) > 0 {
 				b = append(b, ",{"...)
 				for k, p := range meta {
