@@ -203,7 +203,12 @@ func (d *lokiDeliverer) deliver(ctx context.Context, batch []*capture.Record) er
 	} else {
 		// klauspost/compress's snappy-compatible encoder (s2), the same
 		// block format Loki decodes.
-		d.snappyBuf = s2.EncodeSnappy(d.snappyBuf[:cap(d.snappyBuf)], d.enc.encodeProto(batch))
+		raw := d.enc.encodeProto(batch)
+		// EncodeSnappy allocates unless dst has room for the worst case.
+		if n := s2.MaxEncodedLen(len(raw)); n > cap(d.snappyBuf) {
+			d.snappyBuf = make([]byte, n)
+		}
+		d.snappyBuf = s2.EncodeSnappy(d.snappyBuf[:cap(d.snappyBuf)], raw)
 		body = d.snappyBuf
 	}
 	err := post(ctx, d.client, d.url, body, d.header.Clone())

@@ -29,6 +29,11 @@ type lokiEncoder struct {
 	free       []*lokiStream
 	buf        []byte
 	truncated  int
+
+	// scratch of sortStreamByTime
+	sortIdx     []int
+	sortEntries []*capture.Record
+	sortMeta    [][]labelPair
 }
 
 type labelPair struct{ name, value string }
@@ -177,27 +182,29 @@ func (e *lokiEncoder) group(batch []*capture.Record) {
 	}
 	for _, s := range e.order {
 		if !slices.IsSortedFunc(s.entries, byTime) {
-			sortStreamByTime(s)
+			e.sortStreamByTime(s)
 		}
 	}
 }
 
 func byTime(a, b *capture.Record) int { return a.Time.Compare(b.Time) }
 
-// sortStreamByTime sorts entries and their metadata together, stably.
-func sortStreamByTime(s *lokiStream) {
-	idx := make([]int, len(s.entries))
-	for i := range idx {
-		idx[i] = i
+// sortStreamByTime sorts entries and their metadata together, stably, in
+// the encoder's scratch.
+func (e *lokiEncoder) sortStreamByTime(s *lokiStream) {
+	idx := e.sortIdx[:0]
+	for i := range s.entries {
+		idx = append(idx, i)
 	}
 	slices.SortStableFunc(idx, func(a, b int) int { return byTime(s.entries[a], s.entries[b]) })
-	entries := make([]*capture.Record, len(idx))
-	meta := make([][]labelPair, len(idx))
-	for i, j := range idx {
-		entries[i], meta[i] = s.entries[j], s.metadata[j]
+	entries, meta := e.sortEntries[:0], e.sortMeta[:0]
+	for _, j := range idx {
+		entries, meta = append(entries, s.entries[j]), append(meta, s.metadata[j])
 	}
 	copy(s.entries, entries)
 	copy(s.metadata, meta)
+	clear(entries)
+	e.sortIdx, e.sortEntries, e.sortMeta = idx, entries[:0], meta[:0]
 }
 
 // line returns the record's line, truncated to Loki's limit at a UTF-8

@@ -185,7 +185,10 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	body := bufs[0]
-	var entries []Entry
+	var (
+		entries []Entry
+		tallies []streamTally
+	)
 	switch req.Header.Get("Content-Type") {
 	case "application/json":
 		entries, err = decodeJSON(body)
@@ -198,7 +201,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			bufs[1] = body
 		}
 		if err == nil {
-			entries, err = decodeProto(body, r.keeps())
+			entries, tallies, err = decodeProto(body, r.keeps())
 		}
 	}
 	tenant := req.Header.Get("X-Scope-OrgID")
@@ -210,6 +213,13 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if r.tallyBy != "" {
+		for _, st := range tallies {
+			t := r.tally[st.labels[r.tallyBy]]
+			t.Entries += st.entries
+			t.Bytes += st.bytes
+			r.tally[st.labels[r.tallyBy]] = t
+			r.count += int(st.entries)
+		}
 		for _, e := range entries {
 			t := r.tally[e.Labels[r.tallyBy]]
 			t.Entries++
@@ -289,82 +299,102 @@ func ParseLabels(s string) (map[string]string, error) {
 	return out, nil
 }
 
-// decodeProto decodes a PushRequest; without keep, the entries' lines and
-// metadata are checked but not copied (a summarizing receiver).
-func decodeProto(b []byte, keep bool) ([]Entry, error) {
-	var out []Entry
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-		if num != 1 || typ != protowire.BytesType {
-			return nil, fmt.Errorf("unexpected PushRequest field %d", num)
-		}
-		stream, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
-		}
-		b = b[n:]
-		es, err := decodeStream(stream, keep)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, es...)
-	}
-	return out, nil
+// streamTally is what a summarizing receiver keeps of one stream of a push.
+type streamTally struct {
+	labels         map[string]string
+	entries, bytes int64
 }
 
-func decodeStream(b []byte, keep bool) ([]Entry, error) {
+// decodeProto decodes a PushRequest. With keep, it returns the entries;
+// without, every entry is decoded and checked the same, but only counted
+// per stream (a summarizing receiver allocates nothing per entry).
+func decodeProto(b []byte, keep bool) ([]Entry, []streamTally, error) {
 	var (
-		labels  map[string]string
-		entries []Entry
+		out     []Entry
+		tallies []streamTally
 	)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return nil, nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num != 1 || typ != protowire.BytesType {
+			return nil, nil, fmt.Errorf("unexpected PushRequest field %d", num)
+		}
+		stream, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return nil, nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		es, t, err := decodeStream(stream, keep)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, es...)
+		if !keep {
+			tallies = append(tallies, t)
+		}
+	}
+	return out, tallies, nil
+}
+
+// decodeStream decodes one stream: its entries with keep, else its tally.
+func decodeStream(b []byte, keep bool) ([]Entry, streamTally, error) {
+	var (
+		t       streamTally
+		entries []Entry
+		last    time.Time
+	)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, t, protowire.ParseError(n)
 		}
 		b = b[n:]
 		if typ != protowire.BytesType {
 			n = protowire.ConsumeFieldValue(num, typ, b)
 			if n < 0 {
-				return nil, protowire.ParseError(n)
+				return nil, t, protowire.ParseError(n)
 			}
 			b = b[n:]
 			continue
 		}
 		v, n := protowire.ConsumeBytes(b)
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return nil, t, protowire.ParseError(n)
 		}
 		b = b[n:]
 		switch num {
 		case 1:
 			l, err := ParseLabels(string(v))
 			if err != nil {
-				return nil, err
+				return nil, t, err
 			}
-			labels = l
+			t.labels = l
 		case 2:
 			e, err := decodeEntry(v, keep)
 			if err != nil {
-				return nil, err
+				return nil, t, err
 			}
-			entries = append(entries, e)
+			if t.entries > 0 && e.Time.Before(last) {
+				return nil, t, fmt.Errorf("stream %v: entries out of order", t.labels)
+			}
+			last = e.Time
+			t.entries++
+			t.bytes += int64(len(e.Line) + e.size)
+			if keep {
+				entries = append(entries, e)
+			}
 		}
 	}
-	if labels == nil {
-		return nil, errors.New("stream without labels")
+	if t.labels == nil {
+		return nil, t, errors.New("stream without labels")
 	}
 	for i := range entries {
-		entries[i].Labels = labels
-		if i > 0 && entries[i].Time.Before(entries[i-1].Time) {
-			return nil, fmt.Errorf("stream %v: entries out of order", labels)
-		}
+		entries[i].Labels = t.labels
 	}
-	return entries, nil
+	return entries, t, nil
 }
 
 func decodeEntry(b []byte, keep bool) (Entry, error) {
