@@ -1,0 +1,270 @@
+// Package control is the operator's side of the link to its node agents:
+// it keeps the pipelines the controllers applied and serves each agent
+// the configuration of its own node only — the pipelines that select pods
+// on that node, with the credentials of their sinks and no others. The
+// agent proves its node with a token (package identity); what it asks for
+// is never taken on its word.
+package control
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/log-capturer/log-capturer/agent/identity"
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+// NodeConfig is what an agent is sent: the pipelines with pods on its node.
+type NodeConfig struct {
+	// Node is the agent's node, from its verified identity.
+	Node string `json:"node"`
+	// Revision changes whenever anything in Pipelines does.
+	Revision string `json:"revision"`
+	// Pipelines are sorted by namespace and name.
+	Pipelines []capture.PipelineConfig `json:"pipelines"`
+}
+
+// Pods lists the pods scheduled to a node (a cache with a spec.nodeName
+// index in the operator).
+type Pods interface {
+	PodsOnNode(ctx context.Context, node string) ([]corev1.Pod, error)
+}
+
+// Verifier tells which agent a token belongs to.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (identity.Agent, error)
+}
+
+// Book holds the pipelines the controllers applied and wakes the agents
+// waiting for a change.
+type Book struct {
+	mu        sync.Mutex
+	pipelines map[types.NamespacedName]capture.PipelineConfig
+	changed   chan struct{}
+}
+
+// NewBook returns an empty Book.
+func NewBook() *Book {
+	return &Book{pipelines: map[types.NamespacedName]capture.PipelineConfig{}, changed: make(chan struct{})}
+}
+
+// Apply adds or replaces a pipeline.
+func (b *Book) Apply(key types.NamespacedName, cfg capture.PipelineConfig) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pipelines[key] = cfg
+	b.notifyLocked()
+}
+
+// Remove forgets a pipeline; an unknown one is no error.
+func (b *Book) Remove(key types.NamespacedName) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.pipelines[key]; ok {
+		delete(b.pipelines, key)
+		b.notifyLocked()
+	}
+}
+
+// Notify wakes the waiting agents to look again, for a change the Book
+// does not see itself (a pod scheduled to or gone from a node).
+func (b *Book) Notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.notifyLocked()
+}
+
+func (b *Book) notifyLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// snapshot returns the pipelines, sorted, and the channel closed at the
+// next change.
+func (b *Book) snapshot() ([]capture.PipelineConfig, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]capture.PipelineConfig, 0, len(b.pipelines))
+	for _, c := range b.pipelines {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b capture.PipelineConfig) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	return out, b.changed
+}
+
+// ForNode returns the configuration of node: every pipeline whose
+// selector matches a pod of its namespace scheduled to the node.
+func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig, <-chan struct{}, error) {
+	all, changed := b.snapshot()
+	onNode, err := pods.PodsOnNode(ctx, node)
+	if err != nil {
+		return NodeConfig{}, nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
+	}
+	nc := NodeConfig{Node: node, Pipelines: []capture.PipelineConfig{}}
+	for _, p := range all {
+		sel, err := selectorOf(p)
+		if err != nil {
+			continue // the controller refused it; it has no workers either
+		}
+		for i := range onNode {
+			pod := &onNode[i]
+			if pod.Namespace == p.Namespace && pod.Spec.NodeName == node && sel.Matches(labels.Set(pod.Labels)) {
+				nc.Pipelines = append(nc.Pipelines, p)
+				break
+			}
+		}
+	}
+	body, err := json.Marshal(nc.Pipelines)
+	if err != nil {
+		return NodeConfig{}, nil, fmt.Errorf("encoding the configuration of node %s: %w", node, err)
+	}
+	sum := sha256.Sum256(body)
+	nc.Revision = hex.EncodeToString(sum[:12])
+	return nc, changed, nil
+}
+
+// Handler serves GET /v1/config to agents: the configuration of the
+// node their token names, as JSON. With If-None-Match set to the revision
+// the agent has, it waits up to ?wait= (at most MaxWait) for a change and
+// answers 304 Not Modified when there was none, so that a change reaches a
+// running agent within a round trip.
+type Handler struct {
+	Book     *Book
+	Pods     Pods
+	Verifier Verifier
+	// MaxWait bounds ?wait= (1 minute when zero).
+	MaxWait time.Duration
+}
+
+// ServeHTTP answers one agent's request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet || r.URL.Path != "/v1/config" {
+		http.NotFound(w, r)
+		return
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		token = ""
+	}
+	agent, err := h.Verifier.Verify(r.Context(), token)
+	switch {
+	case errors.Is(err, identity.ErrRefused):
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	case err != nil:
+		http.Error(w, "the agent's identity could not be checked now; try again", http.StatusServiceUnavailable)
+		return
+	}
+	if node := r.URL.Query().Get("node"); node != "" {
+		if err := identity.Authorize(agent, node); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+	}
+	wait, err := h.wait(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	have := strings.Trim(r.Header.Get("If-None-Match"), `"`)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		nc, changed, err := h.Book.ForNode(r.Context(), h.Pods, agent.Node)
+		if err != nil {
+			http.Error(w, "the node's configuration could not be computed now; try again", http.StatusServiceUnavailable)
+			return
+		}
+		if have == "" || nc.Revision != have {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("ETag", `"`+nc.Revision+`"`)
+			_ = json.NewEncoder(w).Encode(nc)
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			w.Header().Set("ETag", `"`+nc.Revision+`"`)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// wait is the request's ?wait=, within MaxWait; zero without one.
+func (h *Handler) wait(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("wait=%q is not a duration such as 30s", v)
+	}
+	limit := h.MaxWait
+	if limit <= 0 {
+		limit = time.Minute
+	}
+	return min(d, limit), nil
+}
+
+// selectorOf is a pipeline's pod selector; nil selects every pod.
+func selectorOf(p capture.PipelineConfig) (labels.Selector, error) {
+	if p.Selector == nil {
+		return labels.Everything(), nil
+	}
+	s, err := metav1.LabelSelectorAsSelector(p.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return s, nil
+}
+
+// NodeNameField is the field index of pods by the node they run on.
+const NodeNameField = "spec.nodeName"
+
+// IndexPodsByNode registers NodeNameField on the cache's pods; call it
+// before the cache starts.
+func IndexPodsByNode(ctx context.Context, indexer client.FieldIndexer) error {
+	err := indexer.IndexField(ctx, &corev1.Pod{}, NodeNameField, func(o client.Object) []string {
+		if p, ok := o.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+			return []string{p.Spec.NodeName}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing pods by node: %w", err)
+	}
+	return nil
+}
+
+// CachePods lists pods from a cache indexed with IndexPodsByNode.
+type CachePods struct{ Reader client.Reader }
+
+// PodsOnNode lists the pods scheduled to node.
+func (c CachePods) PodsOnNode(ctx context.Context, node string) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := c.Reader.List(ctx, list, client.MatchingFields{NodeNameField: node}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	return list.Items, nil
+}
