@@ -1,0 +1,243 @@
+package link_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/log-capturer/log-capturer/agent/control"
+	"github.com/log-capturer/log-capturer/agent/identity"
+	"github.com/log-capturer/log-capturer/agent/link"
+	"github.com/log-capturer/log-capturer/capture"
+)
+
+// tokens is a Verifier that knows tokens by name.
+type tokens map[string]string
+
+func (t tokens) Verify(_ context.Context, token string) (identity.Agent, error) {
+	if node, ok := t[token]; ok {
+		return identity.Agent{Node: node}, nil
+	}
+	return identity.Agent{}, identity.ErrRefused
+}
+
+// pods are the pods of every node.
+type pods []corev1.Pod
+
+func (p pods) PodsOnNode(_ context.Context, node string) ([]corev1.Pod, error) {
+	var out []corev1.Pod
+	for _, x := range p {
+		if x.Spec.NodeName == node {
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
+// workers records what the Follower asked of them.
+type workers struct {
+	mu      sync.Mutex
+	running map[types.NamespacedName]capture.PipelineConfig
+	applies int
+	fail    bool
+}
+
+func (w *workers) Apply(_ context.Context, key types.NamespacedName, cfg capture.PipelineConfig) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fail {
+		return errors.New("refused by the test")
+	}
+	w.applies++
+	w.running[key] = cfg
+	return nil
+}
+
+func (w *workers) Remove(_ context.Context, key types.NamespacedName) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.running, key)
+	return nil
+}
+
+func (w *workers) names() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for k := range w.running {
+		out = append(out, k.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func cfg(ns, name string) capture.PipelineConfig {
+	return capture.PipelineConfig{Namespace: ns, Name: name, RotationInterval: time.Minute, MaxStreams: 5,
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}}
+}
+
+func pod(ns, app, node string) corev1.Pod {
+	return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app + "-1", Labels: map[string]string{"app": app}},
+		Spec: corev1.PodSpec{NodeName: node}}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFollowerAppliesChangesAndKeepsTheLastWhenTheOperatorIsAway runs a
+// Follower against the real control.Handler.
+func TestFollowerAppliesChangesAndKeepsTheLastWhenTheOperatorIsAway(t *testing.T) {
+	book := control.NewBook()
+	book.Apply(types.NamespacedName{Namespace: "shop", Name: "web"}, cfg("shop", "web"))
+	book.Apply(types.NamespacedName{Namespace: "shop", Name: "db"}, cfg("shop", "db"))
+	h := &control.Handler{Book: book, Pods: pods{pod("shop", "web", "node-a"), pod("shop", "db", "node-b"), pod("shop", "api", "node-a")},
+		Verifier: tokens{"token-1": "node-a", "token-2": "node-a"}}
+	var down atomic.Bool
+	var seen sync.Map // tokens the operator was sent
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Header.Get("Authorization"), true)
+		if down.Load() {
+			http.Error(w, "operator restarting", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	var tokenN atomic.Int64
+	w := &workers{running: map[types.NamespacedName]capture.PipelineConfig{}}
+	f := &link.Follower{URL: srv.URL, Client: srv.Client(), Workers: w, Wait: 2 * time.Second,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Token: func() (string, error) {
+			if tokenN.Add(1) > 2 {
+				return "token-2", nil // the kubelet rotated the projected token
+			}
+			return "token-1", nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+
+	eventually(t, "node-a's pipeline applied", func() bool { return slices.Equal(w.names(), []string{"shop/web"}) })
+	first := f.Status().Revision
+
+	book.Apply(types.NamespacedName{Namespace: "shop", Name: "api"}, cfg("shop", "api"))
+	eventually(t, "a new pipeline with a pod on node-a applied", func() bool {
+		return slices.Equal(w.names(), []string{"shop/api", "shop/web"})
+	})
+	if f.Status().Revision == first {
+		t.Error("the revision did not move")
+	}
+
+	down.Store(true)
+	// The request waiting when it went away ends within Wait; the next fail.
+	eventually(t, "the failures reported", func() bool { return f.Status().Failures >= 2 && f.Status().LastError != "" })
+	if got := w.names(); !slices.Equal(got, []string{"shop/api", "shop/web"}) {
+		t.Errorf("with the operator away the workers run %v, want the last configuration", got)
+	}
+	book.Remove(types.NamespacedName{Namespace: "shop", Name: "web"})
+	down.Store(false)
+	eventually(t, "a pipeline removed while the operator was away removed", func() bool {
+		return slices.Equal(w.names(), []string{"shop/api"})
+	})
+	eventually(t, "the error cleared", func() bool { return f.Status().LastError == "" })
+	if _, ok := seen.Load("Bearer token-2"); !ok {
+		t.Error("the rotated token was never sent")
+	}
+	if s := f.Status(); s.Pipelines != 1 {
+		t.Errorf("status holds %d pipelines, want 1", s.Pipelines)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestFollowerRefusedOrGarbageKeepsTheWorkers: a refused token, a failed
+// apply and answers that are not a configuration change nothing.
+func TestFollowerRefusedOrGarbageKeepsTheWorkers(t *testing.T) {
+	for name, answer := range map[string]http.HandlerFunc{
+		"refused": func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "agent identity refused", http.StatusUnauthorized)
+		},
+		"not JSON": func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) },
+		"no revision": func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte(`{"node":"node-a","pipelines":[]}`))
+		},
+		"too big": func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write(make([]byte, link.MaxConfigBytes+10))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(answer)
+			defer srv.Close()
+			w := &workers{running: map[types.NamespacedName]capture.PipelineConfig{
+				{Namespace: "shop", Name: "web"}: cfg("shop", "web")}}
+			f := &link.Follower{URL: srv.URL, Client: srv.Client(), Workers: w, MinBackoff: 10 * time.Millisecond,
+				Token: func() (string, error) { return "t", nil }}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = f.Run(ctx) }()
+			eventually(t, "a failure reported", func() bool { return f.Status().Failures >= 2 })
+			cancel()
+			<-done
+			if got := w.names(); !slices.Equal(got, []string{"shop/web"}) {
+				t.Errorf("the workers run %v, want what they ran", got)
+			}
+			if w.applies != 0 {
+				t.Errorf("%d applies from an answer that is no configuration", w.applies)
+			}
+		})
+	}
+
+	t.Run("an apply that failed is asked for again", func(t *testing.T) {
+		book := control.NewBook()
+		book.Apply(types.NamespacedName{Namespace: "shop", Name: "web"}, cfg("shop", "web"))
+		var full atomic.Int64
+		h := &control.Handler{Book: book, Pods: pods{pod("shop", "web", "node-a")}, Verifier: tokens{"t": "node-a"}}
+		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("If-None-Match") == "" {
+				full.Add(1)
+			}
+			h.ServeHTTP(rw, r)
+		}))
+		defer srv.Close()
+		w := &workers{running: map[types.NamespacedName]capture.PipelineConfig{}, fail: true}
+		f := &link.Follower{URL: srv.URL, Client: srv.Client(), Workers: w, MinBackoff: 10 * time.Millisecond,
+			MaxBackoff: 10 * time.Millisecond, Wait: time.Second, Token: func() (string, error) { return "t", nil }}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = f.Run(ctx) }()
+		eventually(t, "the whole configuration asked for again", func() bool { return full.Load() >= 3 })
+		w.mu.Lock()
+		w.fail = false
+		w.mu.Unlock()
+		eventually(t, "applied once the workers take it", func() bool { return slices.Equal(w.names(), []string{"shop/web"}) })
+		cancel()
+		<-done
+	})
+}
