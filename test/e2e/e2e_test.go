@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,28 +212,40 @@ func kubeletLost(got map[string]*instance) (map[string]map[int]bool, []string) {
 // deleted pod's log can only be told from ours with the file's content.
 type rotatedLogs struct {
 	mu    sync.Mutex
-	files map[string][]string // by path, without a .gz suffix
+	files map[string]rotatedCopy // by path, without a .gz suffix
 }
 
-var rotated = &rotatedLogs{files: map[string][]string{}}
+// rotatedCopy is a rotated file's lines and the size they were read at.
+type rotatedCopy struct {
+	size  int64
+	lines []string
+}
 
-// keep copies the rotated files as they are now; a file still being
-// written (renamed, the runtime not yet reopened) is copied again later,
-// and the longest copy is kept.
+var rotated = &rotatedLogs{files: map[string]rotatedCopy{}}
+
+// keep copies the rotated files that are new or grew since the last copy:
+// a file still being written (renamed, the runtime not yet reopened) is
+// copied again, and a gzipped one is the final content of a file copied
+// before, or copied once.
 func (r *rotatedLogs) keep() {
 	files, _ := filepath.Glob("/var/log/pods/" + ns + "_*/logger/*.log.*")
 	for _, f := range files {
 		key := strings.TrimSuffix(f, ".gz")
+		st, err := os.Stat(f)
+		if err != nil {
+			continue // gzipped or deleted since the glob
+		}
 		r.mu.Lock()
-		_, gz := r.files[key]
+		have, copied := r.files[key]
 		r.mu.Unlock()
-		if gz && strings.HasSuffix(f, ".gz") {
-			continue // the kubelet gzips a file only when it is final
+		gz := strings.HasSuffix(f, ".gz")
+		if copied && (gz || st.Size() == have.size) {
+			continue
 		}
 		lines := readLog(f)
 		r.mu.Lock()
-		if len(lines) > len(r.files[key]) {
-			r.files[key] = lines
+		if len(lines) >= len(r.files[key].lines) {
+			r.files[key] = rotatedCopy{size: st.Size(), lines: lines}
 		}
 		r.mu.Unlock()
 	}
@@ -259,7 +270,11 @@ func (r *rotatedLogs) all() map[string][]string {
 	r.keep()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return maps.Clone(r.files)
+	out := make(map[string][]string, len(r.files))
+	for k, c := range r.files {
+		out[k] = c.lines
+	}
+	return out
 }
 
 // readLog returns the lines of a kubelet log file, gzipped or not.
