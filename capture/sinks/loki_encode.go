@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"encoding/binary"
 	"slices"
 	"strconv"
 	"strings"
@@ -207,9 +208,9 @@ func (e *lokiEncoder) sortStreamByTime(s *lokiStream) {
 	e.sortIdx, e.sortEntries, e.sortMeta = idx, entries[:0], meta[:0]
 }
 
-// line returns the record's line, truncated to Loki's limit at a UTF-8
+// cutLine returns the record's line, truncated to Loki's limit at a UTF-8
 // boundary and marked; truncated tells whether it was cut.
-func line(r *capture.Record) (l string, truncated bool) {
+func cutLine(r *capture.Record) (l string, truncated bool) {
 	if len(r.Line) <= lokiMaxLine {
 		return r.Line, false
 	}
@@ -218,6 +219,15 @@ func line(r *capture.Record) (l string, truncated bool) {
 		cut--
 	}
 	return r.Line[:cut] + capture.TruncatedMarker, true
+}
+
+// line is cutLine(r), counting a truncation.
+func (e *lokiEncoder) line(r *capture.Record) string {
+	l, cut := cutLine(r)
+	if cut {
+		e.truncated++
+	}
+	return l
 }
 
 // Protobuf field numbers of Loki's logproto push messages.
@@ -270,15 +280,12 @@ func (e *lokiEncoder) encodeProto(batch []*capture.Record) []byte {
 		s.lines, s.sizes = s.lines[:0], s.sizes[:0]
 		size := protowire.SizeTag(fieldStreamLabels) + protowire.SizeBytes(len(s.labels))
 		for i, r := range s.entries {
-			l, cut := line(r)
-			if cut {
-				e.truncated++
-			}
+			l := e.line(r)
 			n := entrySize(r, s.metadata[i], l)
 			s.lines, s.sizes = append(s.lines, l), append(s.sizes, n)
 			size += protowire.SizeTag(fieldStreamEntries) + protowire.SizeBytes(n)
 		}
-		b = slices.Grow(b, size+binaryVarintMax+1)
+		b = slices.Grow(b, size+binary.MaxVarintLen64+1)
 		b = protowire.AppendTag(b, fieldPushStreams, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(size)) //nolint:gosec // sizes are positive
 		b = protowire.AppendTag(b, fieldStreamLabels, protowire.BytesType)
@@ -313,9 +320,6 @@ func (e *lokiEncoder) encodeProto(batch []*capture.Record) []byte {
 	return b
 }
 
-// binaryVarintMax is the longest a varint can be.
-const binaryVarintMax = 10
-
 // encodeJSON returns the batch in Loki's JSON push format.
 func (e *lokiEncoder) encodeJSON(batch []*capture.Record) []byte {
 	e.group(batch)
@@ -342,11 +346,7 @@ func (e *lokiEncoder) encodeJSON(batch []*capture.Record) []byte {
 			b = append(b, `["`...)
 			b = strconv.AppendInt(b, r.Time.UnixNano(), 10)
 			b = append(b, `",`...)
-			l, cut := line(r)
-			if cut {
-				e.truncated++
-			}
-			b = appendJSONString(b, l)
+			b = appendJSONString(b, e.line(r))
 			if meta := s.metadata[j]; len(meta) > 0 {
 				b = append(b, ",{"...)
 				for k, p := range meta {

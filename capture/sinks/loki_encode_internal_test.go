@@ -32,7 +32,7 @@ func TestLokiLineCutsAtACharacterBoundary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, truncated := line(&capture.Record{Line: tt.line})
+			got, truncated := cutLine(&capture.Record{Line: tt.line})
 			if truncated != tt.truncated {
 				t.Fatalf("truncated = %v, want %v", truncated, tt.truncated)
 			}
