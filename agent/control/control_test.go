@@ -12,12 +12,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -81,11 +79,8 @@ var _ = BeforeSuite(func() {
 	for _, n := range []string{"node-a", "node-b", "node-c"} {
 		create(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})
 		p := pod(agentNS, "agent-"+n, n, nil, agentSA)
-		tr, err := cs.CoreV1().ServiceAccounts(agentNS).CreateToken(ctx, agentSA, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-			Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600),
-			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}}}, metav1.CreateOptions{})
+		tokens[n], err = envtestutil.PodToken(ctx, cs, agentNS, agentSA, p, identity.Audience)
 		Expect(err).NotTo(HaveOccurred())
-		tokens[n] = tr.Status.Token
 	}
 	pod("shop", "web-1", "node-a", map[string]string{"app": "web"}, "")
 	pod("shop", "db-1", "node-b", map[string]string{"app": "db"}, "")

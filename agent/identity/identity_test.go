@@ -8,11 +8,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/log-capturer/log-capturer/agent/identity"
@@ -71,14 +69,9 @@ func pod(namespace, name, sa, node string) *corev1.Pod {
 // token asks for a token of the pod's ServiceAccount, bound to the pod
 // unless p is nil.
 func token(namespace, sa string, p *corev1.Pod, audience string) string {
-	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		Audiences: []string{audience}, ExpirationSeconds: ptr.To[int64](600)}}
-	if p != nil {
-		req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}
-	}
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+	tok, err := envtestutil.PodToken(ctx, cs, namespace, sa, p, audience)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	return tr.Status.Token
+	return tok
 }
 
 // countingReviews counts the TokenReviews the Verifier makes.
