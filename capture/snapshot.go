@@ -71,6 +71,10 @@ type Snapshot struct {
 	LastGap *Gap
 	// GapBytes is how many bytes those gaps lost, where it is known.
 	GapBytes int64
+	// Agents is set when node agents run the workers: the numbers above
+	// are then their reports summed over the nodes (the process-wide ones,
+	// ProcessGoroutines and OpenFDs, are the largest agent's).
+	Agents *Agents
 }
 
 // Window is what the sampler measured over a pipeline's health window.
@@ -115,4 +119,24 @@ type Gap struct {
 	// Bytes is how much of the log was lost, where it is known (a file the
 	// kubelet deleted or truncated before it was read to its end).
 	Bytes int64
+}
+
+// Agents is what the operator knows of the node agents that run a
+// pipeline's workers on the nodes of its pods.
+type Agents struct {
+	// Nodes is how many nodes run pods the pipeline selects; Reporting how
+	// many of their agents reported within the staleness bound.
+	Nodes     int
+	Reporting int
+	// Missing are the nodes whose agent never reported; Stale those whose
+	// last report is older than StaleAfter. Both are sorted.
+	Missing []string
+	Stale   []string
+	// StaleAfter is the staleness bound.
+	StaleAfter time.Duration
+	// GoroutineGrowthNode and FDGrowthNode are the nodes whose agents
+	// measured the steepest goroutine and FD growth, which the pipeline's
+	// Window carries.
+	GoroutineGrowthNode string
+	FDGrowthNode        string
 }

@@ -71,6 +71,14 @@ func (b *Book) Apply(key types.NamespacedName, cfg capture.PipelineConfig) {
 	b.notifyLocked()
 }
 
+// Get returns a pipeline's configuration.
+func (b *Book) Get(key types.NamespacedName) (capture.PipelineConfig, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c, ok := b.pipelines[key]
+	return c, ok
+}
+
 // Remove forgets a pipeline; an unknown one is no error.
 func (b *Book) Remove(key types.NamespacedName) {
 	b.mu.Lock()
@@ -149,13 +157,18 @@ type Handler struct {
 	Book     *Book
 	Pods     Pods
 	Verifier Verifier
+	// Fleet takes the agents' reports (POST /v1/report); nil refuses them.
+	Fleet *Fleet
 	// MaxWait bounds ?wait= (1 minute when zero).
 	MaxWait time.Duration
 }
 
 // ServeHTTP answers one agent's request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet || r.URL.Path != "/v1/config" {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/config":
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/report":
+	default:
 		http.NotFound(w, r)
 		return
 	}
@@ -177,6 +190,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusForbidden)
 			return
 		}
+	}
+	if r.Method == http.MethodPost {
+		h.serveReport(w, r, agent)
+		return
 	}
 	wait, err := h.wait(r)
 	if err != nil {

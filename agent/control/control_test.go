@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,8 @@ var (
 	c      client.Client
 	cs     *kubernetes.Clientset
 	book   *control.Book
+	fleet  *control.Fleet
+	podsRd client.Reader
 	srv    *httptest.Server
 	tokens = map[string]string{} // by node
 )
@@ -95,12 +98,14 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(func() { cancel(); <-done })
 	Expect(pods.WaitForCacheSync(cctx)).To(BeTrue())
 
+	podsRd = pods
 	book = control.NewBook()
+	fleet = &control.Fleet{StaleAfter: time.Minute}
 	pipeline("shop", "web", map[string]string{"app": "web"}, "web-secret")
 	pipeline("shop", "db", map[string]string{"app": "db"}, "db-secret")
 	pipeline("bank", "all", nil, "bank-secret")
 	srv = httptest.NewServer(&control.Handler{Book: book, Pods: control.CachePods{Reader: pods},
-		Verifier: identity.NewVerifier(c, agentNS, agentSA, time.Minute), MaxWait: 10 * time.Second})
+		Verifier: identity.NewVerifier(c, agentNS, agentSA, time.Minute), Fleet: fleet, MaxWait: 10 * time.Second})
 	DeferCleanup(srv.Close)
 })
 
@@ -206,5 +211,81 @@ var _ = Describe("the agents' configuration", func() {
 		_, body, _ := get(tokens["node-c"], "", "")
 		Expect(names(body)).To(BeEmpty())
 		Expect(body).NotTo(ContainSubstring("db-secret"))
+	})
+})
+
+// report posts body as token's report; it returns the status code and the
+// count of refused pipelines.
+func report(token string, body []byte) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/report", strings.NewReader(string(body)))
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, resp.Header.Get("X-Refused-Pipelines")
+}
+
+// reportOf is a report of pipelines ("ns/name") each with lines read.
+func reportOf(lines map[string]int64) []byte {
+	r := control.Report{Revision: "r"}
+	for k, n := range lines {
+		ns, name, _ := strings.Cut(k, "/")
+		r.Pipelines = append(r.Pipelines, control.PipelineReport{Namespace: ns, Name: name,
+			Snapshot: capture.Snapshot{Running: true, SelectedContainers: 1, LinesTotal: n}})
+	}
+	b, err := json.Marshal(r)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return b
+}
+
+var _ = Describe("the agents' reports", func() {
+	It("keeps each node's numbers of its own pipelines only, and sums a pipeline's over the nodes of its pods", func() {
+		code, refused := report(tokens["node-a"], reportOf(map[string]int64{"shop/web": 100, "bank/all": 999, "shop/db": 999}))
+		Expect(code).To(Equal(http.StatusNoContent))
+		Expect(refused).To(Equal("2"), "node-a has no pod of bank/all or shop/db")
+		code, refused = report(tokens["node-b"], reportOf(map[string]int64{"bank/all": 7}))
+		Expect(code).To(Equal(http.StatusNoContent))
+		Expect(refused).To(BeEmpty())
+
+		w := &control.Workers{Book: book, Fleet: fleet, Pods: control.CachePods{Reader: podsRd}}
+		s, ok := w.Snapshot(types.NamespacedName{Namespace: "bank", Name: "all"})
+		Expect(ok).To(BeTrue())
+		Expect(s.LinesTotal).To(Equal(int64(7)), "node-a's claim for bank/all was not summed")
+		Expect(*s.Agents).To(Equal(capture.Agents{Nodes: 1, Reporting: 1, StaleAfter: time.Minute}))
+		s, _ = w.Snapshot(types.NamespacedName{Namespace: "shop", Name: "web"})
+		Expect(s.LinesTotal).To(Equal(int64(100)))
+		Expect(s.Running).To(BeTrue())
+
+		By("a node with selected pods and no report is missing")
+		p := pod("bank", "ledger-2", "node-d", map[string]string{"app": "ledger"}, "")
+		DeferCleanup(func() { Expect(c.Delete(ctx, p, client.GracePeriodSeconds(0))).To(Succeed()) })
+		Eventually(func() []string {
+			s, _ := w.Snapshot(types.NamespacedName{Namespace: "bank", Name: "all"})
+			return s.Agents.Missing
+		}, 10*time.Second, 100*time.Millisecond).Should(Equal([]string{"node-d"}))
+
+		By("a deleted pipeline's numbers are forgotten, an unknown one has none")
+		Expect(w.Delete(ctx, types.NamespacedName{Namespace: "bank", Name: "all"})).To(Succeed())
+		_, ok = w.Snapshot(types.NamespacedName{Namespace: "bank", Name: "all"})
+		Expect(ok).To(BeFalse())
+		pipeline("bank", "all", nil, "bank-secret")
+		s, _ = w.Snapshot(types.NamespacedName{Namespace: "bank", Name: "all"})
+		Expect(s.LinesTotal).To(BeZero())
+	})
+
+	It("refuses reports without an agent's token, too large or not JSON", func() {
+		for _, tok := range []string{"", "garbage"} {
+			code, _ := report(tok, reportOf(map[string]int64{"shop/web": 1}))
+			Expect(code).To(Equal(http.StatusUnauthorized))
+		}
+		code, _ := report(tokens["node-a"], []byte("{not json"))
+		Expect(code).To(Equal(http.StatusBadRequest))
+		huge := append([]byte(`{"revision":"`), []byte(strings.Repeat("x", control.MaxReportBytes))...)
+		code, _ = report(tokens["node-a"], append(huge, '"', '}'))
+		Expect(code).To(Equal(http.StatusRequestEntityTooLarge), strconv.Itoa(len(huge)))
 	})
 })

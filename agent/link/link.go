@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,8 +64,9 @@ type Follower struct {
 type Status struct {
 	// Revision is the configuration the workers run.
 	Revision string
-	// Pipelines is how many pipelines it holds.
+	// Pipelines is how many pipelines it holds; Keys names them.
 	Pipelines int
+	Keys      []types.NamespacedName
 	// LastContact is when the operator last answered.
 	LastContact time.Time
 	// LastError is the last failure, empty after a success.
@@ -145,6 +148,9 @@ func (f *Follower) step(ctx context.Context) error {
 	f.revision = nc.Revision
 	f.mu.Lock()
 	f.status.Revision, f.status.Pipelines = nc.Revision, len(f.applied)
+	f.status.Keys = slices.SortedFunc(maps.Keys(f.applied), func(a, b types.NamespacedName) int {
+		return strings.Compare(a.String(), b.String())
+	})
 	f.mu.Unlock()
 	return nil
 }
