@@ -88,7 +88,7 @@ func TestOperatorBinaryLinksNoTestDoubles(t *testing.T) {
 }
 
 func TestLayers(t *testing.T) {
-	engineImporters := []string{module + "/internal/operator"}
+	engineImporters := []string{module + "/internal/operator", module + "/internal/agent"}
 	for _, p := range packages(t) {
 		if p.Name == "runtime" || p.Name == "sort" || p.Name == "errors" || p.Name == "context" {
 			t.Errorf("%s is named like a standard-library package (%s)", p.ImportPath, p.Name)
@@ -111,6 +111,12 @@ func TestLayers(t *testing.T) {
 			for _, banned := range []string{"/capture/workers", "/capture/sinks", "/capture/apisource", "/capture/crifile", "/capture/positionstore", "/internal"} {
 				if hit := ours(module + banned); len(hit) > 0 {
 					t.Errorf("%s imports %v: controllers use only the contract", p.ImportPath, hit)
+				}
+			}
+		case strings.HasPrefix(p.ImportPath, module+"/agent/"):
+			for _, banned := range []string{"/capture/workers", "/capture/sinks", "/capture/apisource", "/capture/crifile", "/capture/positionstore", "/controllers", "/internal"} {
+				if hit := ours(module + banned); len(hit) > 0 {
+					t.Errorf("%s imports %v: the agent link uses only the contract", p.ImportPath, hit)
 				}
 			}
 		case strings.HasPrefix(p.ImportPath, module+"/capture/"):

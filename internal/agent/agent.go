@@ -1,0 +1,198 @@
+// Package agent wires the node agent: the capture engine reading the
+// kubelet's CRI files of one node, a node-scoped pod cache, the node-local
+// positions journal, the product's sinks, and the link that follows the
+// node's configuration from the operator (package agent/link). The agent
+// holds no rights on Secrets, LogPipelines or SinkTargets: everything it
+// runs comes from the operator, which sends each node only its own.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/log-capturer/log-capturer/agent/control"
+	"github.com/log-capturer/log-capturer/agent/link"
+	"github.com/log-capturer/log-capturer/capture/positionstore"
+	"github.com/log-capturer/log-capturer/capture/sinks"
+	"github.com/log-capturer/log-capturer/capture/workers"
+)
+
+// Options configure an agent.
+type Options struct {
+	// RestConfig reaches the API server (the pod cache only).
+	RestConfig *rest.Config
+	// Node is the node the agent runs on (the downward API's spec.nodeName);
+	// it scopes the pod cache. What the agent is sent is decided by the
+	// operator from the agent's token, not from this.
+	Node string
+	// PodsDir is the kubelet's pod log directory, /var/log/pods.
+	PodsDir string
+	// JournalDir holds the positions journal, a hostPath directory that
+	// outlives the agent's pod.
+	JournalDir string
+	// Holder names this agent in the journal's lock file (its pod).
+	Holder string
+	// OperatorURL is the operator's agent endpoint; OperatorCA the PEM of
+	// the authority its certificate is checked against (the system's when
+	// empty).
+	OperatorURL string
+	OperatorCA  []byte
+	// TokenFile is the agent's projected ServiceAccount token.
+	TokenFile string
+	// MemoryBudget bounds the bytes all sinks' queues hold.
+	MemoryBudget int64
+	// Wait is how long one configuration request waits for a change.
+	Wait time.Duration
+	// ReportPeriod is how often the agent reports its numbers to the
+	// operator (link.DefaultReportPeriod when zero).
+	ReportPeriod time.Duration
+	// AllowLoopbackEgress lets sinks reach loopback addresses (tests).
+	AllowLoopbackEgress bool
+	// Log receives the agent's logs.
+	Log logr.Logger
+	// Ready, when set, is called with the link once the workers run; for
+	// tests and the health endpoint.
+	Ready func(*link.Follower)
+}
+
+// Run runs the agent until ctx ends, then stops the workers (draining the
+// sinks, saving positions) and returns once every goroutine it started has.
+func Run(ctx context.Context, o Options) error {
+	if o.Node == "" || o.PodsDir == "" || o.JournalDir == "" || o.OperatorURL == "" || o.TokenFile == "" || o.RestConfig == nil {
+		return errors.New("the agent needs its node, the pods and journal directories, the operator's URL, a token file and the API server")
+	}
+	httpClient, err := operatorClient(o.OperatorCA)
+	if err != nil {
+		return err
+	}
+	// The client's connections to the operator are the agent's: closed
+	// when it stops, not left to the keep-alive timeout.
+	defer httpClient.CloseIdleConnections()
+	scheme := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building the scheme: %w", err)
+	}
+	pods, err := cache.New(o.RestConfig, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", o.Node)},
+	}})
+	if err != nil {
+		return fmt.Errorf("creating the pod cache of node %s: %w", o.Node, err)
+	}
+	journal, err := positionstore.OpenJournal(ctx, o.JournalDir, positionstore.JournalOptions{Holder: o.Holder})
+	if err != nil {
+		return err //nolint:wrapcheck // OpenJournal names the directory
+	}
+	defer journal.Close()
+	budget := o.MemoryBudget
+	if budget <= 0 {
+		budget = 256 << 20
+	}
+	factory := sinks.NewFactory(sinks.Options{AllowLoopbackEgress: o.AllowLoopbackEgress, Budget: sinks.NewBudget(budget)})
+	log := o.Log
+	engine, err := workers.NewManager(workers.Options{
+		Files:          &workers.FileSource{Root: o.PodsDir, Node: o.Node},
+		Pods:           pods,
+		Sinks:          factory.New,
+		ForgetPipeline: factory.ForgetPipeline,
+		Positions:      journal,
+		Log:            log.WithName("workers"),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the capture engine: %w", err)
+	}
+	token := link.TokenFile(o.TokenFile)
+	follower := &link.Follower{URL: o.OperatorURL, Client: httpClient, Token: token, Workers: engine, Wait: o.Wait}
+	reporter := &link.Reporter{URL: o.OperatorURL, Client: httpClient, Token: token, Period: o.ReportPeriod,
+		Report: func() control.Report { return report(follower.Status(), engine) }}
+
+	// Four goroutines, all owned here: the cache, the engine, the link and
+	// the reporter. The link and the reporter stop first (no more
+	// changes), then the engine (draining the sinks, saving positions),
+	// then the cache its informer handlers hang on; deferred calls run in
+	// that order.
+	cacheCtx, stopCache := context.WithCancel(context.WithoutCancel(ctx))
+	var cacheWG sync.WaitGroup
+	defer func() { stopCache(); cacheWG.Wait() }()
+	cacheWG.Go(func() { _ = pods.Start(cacheCtx) })
+	if !pods.WaitForCacheSync(ctx) {
+		return fmt.Errorf("the pod cache of node %s did not sync: %w", o.Node, context.Cause(ctx))
+	}
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	var engineWG sync.WaitGroup
+	var engineErr error
+	defer func() { stopEngine(); engineWG.Wait() }()
+	engineWG.Go(func() { engineErr = engine.Start(engineCtx) })
+	if o.Ready != nil {
+		o.Ready(follower)
+	}
+	log.Info("agent started", "node", o.Node, "podsDir", o.PodsDir, "journal", o.JournalDir, "operator", o.OperatorURL)
+	reportCtx, stopReports := context.WithCancel(ctx)
+	var reportWG sync.WaitGroup
+	reportWG.Go(func() { _ = reporter.Run(logr.NewContext(reportCtx, log.WithName("report"))) })
+	linkErr := follower.Run(logr.NewContext(ctx, log.WithName("link")))
+	stopReports()
+	reportWG.Wait()
+	stopEngine()
+	engineWG.Wait()
+	if engineErr != nil {
+		return fmt.Errorf("running the capture engine: %w", engineErr)
+	}
+	return linkErr
+}
+
+// report is the agent's report: the numbers of every pipeline the link
+// applied, as its workers count them.
+func report(st link.Status, engine *workers.Manager) control.Report {
+	r := control.Report{Revision: st.Revision, Pipelines: make([]control.PipelineReport, 0, len(st.Keys))}
+	for _, k := range st.Keys {
+		s, ok := engine.Snapshot(k)
+		if !ok {
+			continue
+		}
+		r.Pipelines = append(r.Pipelines, control.PipelineReport{Namespace: k.Namespace, Name: k.Name, Snapshot: s})
+	}
+	return r
+}
+
+// operatorClient is the HTTPS client of the operator's agent endpoint.
+func operatorClient(caPEM []byte) (*http.Client, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(caPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, errors.New("the operator's CA holds no PEM certificate")
+		}
+		cfg.RootCAs = pool
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &http.Client{Transport: tr}, nil
+}
+
+// ReadCA reads a PEM file; an empty path is no CA.
+func ReadCA(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path) //nolint:gosec // the operator's CA, from the agent's flags
+	if err != nil {
+		return nil, fmt.Errorf("reading the operator's CA: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,264 @@
+// Package agent_test runs the node agent's wiring (internal/agent) against
+// the envtest API server: the operator's side of the link (agent/control)
+// serves the node's configuration over TLS to the agent's real pod-bound
+// token, the agent reads a pod's CRI files and ships them to a Loki
+// receiver, and a restarted agent resumes from its journal.
+package agent_test
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/log-capturer/log-capturer/agent/control"
+	"github.com/log-capturer/log-capturer/agent/identity"
+	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/internal/agent"
+	"github.com/log-capturer/log-capturer/test/envtestutil"
+	"github.com/log-capturer/log-capturer/test/lokireceiver"
+)
+
+func TestAgent(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Node agent suite")
+}
+
+const (
+	agentNS = "log-capturer-system"
+	agentSA = "log-capturer-agent"
+	node    = "node-a"
+)
+
+var (
+	ctx     context.Context
+	cfg     *rest.Config
+	c       client.Client
+	book    *control.Book
+	fleet   *control.Fleet
+	opPods  client.Reader
+	opSrv   *httptest.Server
+	caPEM   []byte
+	loki    *lokireceiver.Receiver
+	lokiSrv *httptest.Server
+	writes  atomic.Int64 // the agent's API requests other than reads
+)
+
+var _ = BeforeSuite(func() {
+	ctx = context.Background()
+	env, restCfg, cl, err := envtestutil.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(env.Stop)
+	cfg, c = restCfg, cl
+	for _, ns := range []string{agentNS, "shop"} {
+		Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+	}
+	Expect(c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: agentNS, Name: agentSA}})).To(Succeed())
+	for _, n := range []string{node, "node-b"} {
+		Expect(c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}})).To(Succeed())
+	}
+
+	// The operator's side: a pod cache indexed by node, the Book, the
+	// handler behind TLS.
+	pods, err := cache.New(cfg, cache.Options{Scheme: c.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(control.IndexPodsByNode(ctx, pods)).To(Succeed())
+	cctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = pods.Start(cctx) })
+	DeferCleanup(func() { cancel(); wg.Wait() })
+	Expect(pods.WaitForCacheSync(cctx)).To(BeTrue())
+	book, fleet, opPods = control.NewBook(), &control.Fleet{StaleAfter: 3 * time.Second}, pods
+	opSrv = httptest.NewTLSServer(&control.Handler{Book: book, Pods: control.CachePods{Reader: pods},
+		Verifier: identity.NewVerifier(c, agentNS, agentSA, time.Minute), Fleet: fleet, MaxWait: 2 * time.Second})
+	DeferCleanup(opSrv.Close)
+	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: opSrv.Certificate().Raw})
+
+	loki = lokireceiver.New()
+	lokiSrv = httptest.NewServer(loki)
+	DeferCleanup(func() { loki.Close(); lokiSrv.Close() })
+})
+
+// agentToken writes a token of an agent pod on node into a file.
+func agentToken(dir string) string {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: agentNS, GenerateName: "agent-"},
+		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: agentSA, Containers: []corev1.Container{{Name: "agent", Image: "x"}}}}
+	ExpectWithOffset(1, c.Create(ctx, p)).To(Succeed())
+	cs, err := kubernetes.NewForConfig(cfg)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	tr, err := cs.CoreV1().ServiceAccounts(agentNS).CreateToken(ctx, agentSA, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600),
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}}}, metav1.CreateOptions{})
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	path := filepath.Join(dir, "token")
+	ExpectWithOffset(1, os.WriteFile(path, []byte(tr.Status.Token), 0o600)).To(Succeed())
+	return path
+}
+
+// countingConfig is cfg with the agent's non-read requests counted.
+func countingConfig() *rest.Config {
+	rc := rest.CopyConfig(cfg)
+	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			if r.Method != http.MethodGet {
+				writes.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	return rc
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// writeLines appends CRI lines n0..n-1 to a container's log.
+func writeLines(dir string, from, to int) {
+	ExpectWithOffset(1, os.MkdirAll(dir, 0o755)).To(Succeed())
+	f, err := os.OpenFile(filepath.Join(dir, "0.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	defer f.Close()
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&b, "%s stdout F line %06d of the web pod\n", t0.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), i)
+	}
+	_, err = f.WriteString(b.String())
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+}
+
+// runAgent starts the agent and returns a function that stops it and
+// returns Run's error.
+func runAgent(podsDir, journal, token string) func() error {
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(actx, agent.Options{RestConfig: countingConfig(), Node: node, PodsDir: podsDir, JournalDir: journal,
+			Holder: "agent-test", OperatorURL: opSrv.URL, OperatorCA: caPEM, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond,
+			AllowLoopbackEgress: true, Log: logr.Discard()})
+	}()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("the agent did not stop within 30s")
+		}
+	}
+}
+
+// lines returns the sequence numbers Loki received, in arrival order.
+func lines() []int {
+	var out []int
+	for _, e := range loki.Entries() {
+		var n int
+		if _, err := fmt.Sscanf(e.Line, "line %d of the web pod", &n); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+var _ = Describe("the node agent", func() {
+	It("ships its node's pods from their files with the operator's configuration, resumes from its journal, and writes nothing to the API server", func() {
+		tmp := GinkgoT().TempDir()
+		podsDir, journal := filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
+		token := agentToken(tmp)
+		web := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{"app": "web"}},
+			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
+		Expect(c.Create(ctx, web)).To(Succeed())
+		other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-2", Labels: map[string]string{"app": "web"}},
+			Spec: corev1.PodSpec{NodeName: "node-b", Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
+		Expect(c.Create(ctx, other)).To(Succeed())
+		webDir := filepath.Join(podsDir, "shop_web-1_"+string(web.UID), "main")
+		writeLines(webDir, 0, 3000)
+		// A directory of a pod of another node under the same root is
+		// never read: the agent reads its own node's pods.
+		writeLines(filepath.Join(podsDir, "shop_web-2_"+string(other.UID), "main"), 0, 10)
+
+		baseline := runtime.NumGoroutine()
+		book.Apply(types.NamespacedName{Namespace: "shop", Name: "web"}, capture.PipelineConfig{
+			Namespace: "shop", Name: "web", UID: "web-uid", RotationInterval: 2 * time.Second, MaxStreams: 5, StartFromBeginning: true,
+			PositionsInterval: 200 * time.Millisecond,
+			Selector:          &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Sinks: []capture.SinkConfig{{Name: "loki", Kind: capture.SinkLoki, BatchMaxBytes: 64 << 10, BatchMaxWait: 50 * time.Millisecond,
+				BufferMaxBytes: 1 << 20, WhenFull: "Block", MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+				Loki: &capture.LokiConfig{URL: lokiSrv.URL, MetadataLabels: []string{"namespace", "pod", "container"}}}},
+		})
+		stop := runAgent(podsDir, journal, token)
+		Eventually(func() int { return len(lines()) }, 30*time.Second, 100*time.Millisecond).Should(Equal(3000))
+
+		By("the operator sums the agent's report: its node reports, the other node's agent is missing")
+		key := types.NamespacedName{Namespace: "shop", Name: "web"}
+		workers := &control.Workers{Book: book, Fleet: fleet, Pods: control.CachePods{Reader: opPods}}
+		var snap capture.Snapshot
+		Eventually(func() int64 {
+			snap, _ = workers.Snapshot(key)
+			if len(snap.Sinks) == 0 {
+				return 0
+			}
+			return snap.Sinks[0].SentLines
+		}, 10*time.Second, 100*time.Millisecond).Should(Equal(int64(3000)))
+		Expect(snap.LinesTotal).To(Equal(int64(3000)))
+		Expect(snap.FileContainers).To(Equal(1))
+		Expect(snap.Running).To(BeTrue())
+		Expect(*snap.Agents).To(Equal(capture.Agents{Nodes: 2, Reporting: 1, Missing: []string{"node-b"}, StaleAfter: 3 * time.Second}))
+		GinkgoWriter.Printf("agent report: %d lines read, %d sent, %d goroutines, %d FDs on %s; agents %+v\n",
+			snap.LinesTotal, snap.Sinks[0].SentLines, snap.Goroutines, snap.OpenFDs, node, *snap.Agents)
+
+		By("stopping the agent, writing on, starting a new one on the same journal")
+		Expect(stop()).To(Succeed())
+		Eventually(func() []string { s, _ := workers.Snapshot(key); return s.Agents.Stale }, 10*time.Second, 200*time.Millisecond).
+			Should(Equal([]string{node}), "a stopped agent is stale after the bound")
+		writeLines(webDir, 3000, 5000)
+		stop = runAgent(podsDir, journal, token)
+		Eventually(func() int { return len(lines()) }, 30*time.Second, 100*time.Millisecond).Should(Equal(5000))
+		Consistently(func() int { return len(lines()) }, time.Second, 100*time.Millisecond).Should(Equal(5000))
+		got := lines()
+		for i, n := range got {
+			Expect(n).To(Equal(i), "line %d arrived as the %d-th", n, i)
+		}
+		for _, e := range loki.Entries() {
+			Expect(e.Labels).To(HaveKeyWithValue("pod", "web-1"))
+		}
+
+		By("a pipeline removed by the operator stops on the agent")
+		book.Remove(types.NamespacedName{Namespace: "shop", Name: "web"})
+		writeLines(webDir, 5000, 5100)
+		Consistently(func() int { return len(lines()) }, 3*time.Second, 200*time.Millisecond).Should(Equal(5000))
+		Expect(stop()).To(Succeed())
+		Expect(writes.Load()).To(BeZero(), "the agent wrote to the API server")
+		Eventually(runtime.NumGoroutine, 10*time.Second, 100*time.Millisecond).Should(BeNumerically("<=", baseline))
+		GinkgoWriter.Printf("agent: %d lines once and in order across a restart on the journal, 0 API writes, goroutines %d → %d\n",
+			len(got), baseline, runtime.NumGoroutine())
+	})
+
+	It("refuses to start without what it needs", func() {
+		err := agent.Run(ctx, agent.Options{Node: node})
+		Expect(err).To(MatchError(ContainSubstring("the agent needs")))
+	})
+})
