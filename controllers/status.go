@@ -2,8 +2,10 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
@@ -28,6 +30,11 @@ func workerStatus(s capture.Snapshot, window time.Duration, now time.Time) *logs
 		BytesTotal:          s.BytesTotal,
 		LinesPerSecond:      int64(s.Window.LinesPerSecond + 0.5),
 	}
+	w.FileContainers = clamp32(s.FileContainers)
+	if a := s.Agents; a != nil {
+		w.Agents = &logsv1alpha1.AgentsStatus{Nodes: clamp32(a.Nodes), Reporting: clamp32(a.Reporting),
+			MissingNodes: firstNodes(a.Missing), StaleNodes: firstNodes(a.Stale)}
+	}
 	if s.Window.Covered >= window/2 {
 		w.GoroutineGrowthPerMinute = verdict.Decimal(s.Window.GoroutineGrowthPerMinute)
 		w.FDGrowthPer10Minutes = verdict.Decimal(s.Window.FDGrowthPer10Minutes)
@@ -50,6 +57,14 @@ func workerStatus(s capture.Snapshot, window time.Duration, now time.Time) *logs
 		w.LastDeliveryTime = &t
 	}
 	return w
+}
+
+// firstNodes is at most MaxNamedNodes of nodes, nil for none.
+func firstNodes(nodes []string) []string {
+	if len(nodes) == 0 {
+		return nil
+	}
+	return slices.Clone(nodes[:min(len(nodes), logsv1alpha1.MaxNamedNodes)])
 }
 
 func clamp32(n int) int32 {
@@ -87,6 +102,9 @@ func meaningfulChange(old, cur *logsv1alpha1.WorkerStatus) bool {
 		return true
 	}
 	if d := absDiff(int64(old.OpenFileDescriptors), int64(cur.OpenFileDescriptors)); d > 5 && 10*d > int64(max(old.OpenFileDescriptors, cur.OpenFileDescriptors)) {
+		return true
+	}
+	if old.FileContainers != cur.FileContainers || !equality.Semantic.DeepEqual(old.Agents, cur.Agents) {
 		return true
 	}
 	if moved(old.LinesPerSecond, cur.LinesPerSecond) {

@@ -39,6 +39,10 @@ func TestMeaningfulChange(t *testing.T) {
 		{"drops", func(w *logsv1alpha1.WorkerStatus) { w.DroppedLines = 1 }, true},
 		{"queue fills", func(w *logsv1alpha1.WorkerStatus) { w.Sinks[0].QueueFillPercent = 50 }, true},
 		{"first failure", func(w *logsv1alpha1.WorkerStatus) { w.Sinks[0].FailedBatches = 1 }, true},
+		{"an agent went stale", func(w *logsv1alpha1.WorkerStatus) {
+			w.Agents = &logsv1alpha1.AgentsStatus{Nodes: 2, Reporting: 1, StaleNodes: []string{"node-b"}}
+		}, true},
+		{"a container moved to its node's agent", func(w *logsv1alpha1.WorkerStatus) { w.FileContainers = 1 }, true},
 	}
 	for _, tc := range tests {
 		cur := base()

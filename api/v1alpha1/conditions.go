@@ -73,6 +73,10 @@ const (
 	// ReasonWorkersNotRunning means no worker of the pipeline runs, for the
 	// reason the message gives.
 	ReasonWorkersNotRunning = "WorkersNotRunning"
+	// ReasonAgentsMissing means nodes that run pods the pipeline selects
+	// have no node agent reporting (it never did, or its last report is
+	// older than the staleness bound); the message names the nodes.
+	ReasonAgentsMissing = "AgentsMissing"
 	// ReasonEndpointUnreachable means the sink's cheap probe (Loki's /ready,
 	// a File sink's path) failed.
 	ReasonEndpointUnreachable = "EndpointUnreachable"

@@ -272,7 +272,41 @@ type WorkerStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Sinks []SinkWorkerStatus `json:"sinks,omitempty"`
+	// FileContainers is how many of the selected containers are read from
+	// the kubelet's log files by node agents rather than through the API.
+	// +optional
+	FileContainers int32 `json:"fileContainers,omitempty"`
+	// Agents is set when node agents run the pipeline's workers: what the
+	// operator knows of the agents on the nodes of the selected pods.
+	// +optional
+	Agents *AgentsStatus `json:"agents,omitempty"`
 }
+
+// AgentsStatus is what the operator knows of the node agents that run a
+// pipeline's workers.
+type AgentsStatus struct {
+	// Nodes is how many nodes run pods the pipeline selects.
+	// +optional
+	Nodes int32 `json:"nodes"`
+	// Reporting is how many of those nodes' agents reported recently.
+	// +optional
+	Reporting int32 `json:"reporting"`
+	// MissingNodes names nodes whose agent never reported (at most
+	// MaxNamedNodes of them; Nodes minus Reporting counts them all).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=10
+	MissingNodes []string `json:"missingNodes,omitempty"`
+	// StaleNodes names nodes whose agent's last report is older than the
+	// staleness bound (at most MaxNamedNodes of them).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=10
+	StaleNodes []string `json:"staleNodes,omitempty"`
+}
+
+// MaxNamedNodes bounds the nodes a pipeline's status names.
+const MaxNamedNodes = 10
 
 // SinkWorkerStatus is one sink's numbers for this pipeline.
 type SinkWorkerStatus struct {

@@ -80,6 +80,9 @@ func Evaluate(s capture.Snapshot, t Thresholds, now time.Time) Verdict {
 
 func workers(s capture.Snapshot, t Thresholds) Condition {
 	h := s.Window
+	if a := s.Agents; a != nil && len(a.Missing)+len(a.Stale) > 0 {
+		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonAgentsMissing, agentsMissing(a)}
+	}
 	if !s.Running {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonWorkersNotRunning,
 			"No worker runs for this pipeline in this replica (it is not the leader, or the workers stopped)."}
@@ -92,12 +95,14 @@ func workers(s capture.Snapshot, t Thresholds) Condition {
 	if h.GoroutineGrowthPerMinute > t.MaxGoroutineGrowthPerMinute {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonGoroutineLeak,
 			fmt.Sprintf("The workers' goroutines not explained by open streams grow by %s per minute over the last %s (threshold %s); the pipeline owns %d goroutines for %d active streams.",
-				Decimal(h.GoroutineGrowthPerMinute), h.Covered.Round(time.Second), Decimal(t.MaxGoroutineGrowthPerMinute), s.Goroutines, s.ActiveStreams)}
+				Decimal(h.GoroutineGrowthPerMinute), h.Covered.Round(time.Second), Decimal(t.MaxGoroutineGrowthPerMinute), s.Goroutines, s.ActiveStreams) +
+				onNode(s.Agents, func(a *capture.Agents) string { return a.GoroutineGrowthNode })}
 	}
 	if h.FDGrowthPer10Minutes > t.MaxFDGrowthPer10Minutes {
 		return Condition{metav1.ConditionFalse, logsv1alpha1.ReasonFDLeak,
 			fmt.Sprintf("The process's open file descriptors grow by %s per 10 minutes over the last %s (threshold %s); %d are open.",
-				Decimal(h.FDGrowthPer10Minutes), h.Covered.Round(time.Second), Decimal(t.MaxFDGrowthPer10Minutes), s.OpenFDs)}
+				Decimal(h.FDGrowthPer10Minutes), h.Covered.Round(time.Second), Decimal(t.MaxFDGrowthPer10Minutes), s.OpenFDs) +
+				onNode(s.Agents, func(a *capture.Agents) string { return a.FDGrowthNode })}
 	}
 	if h.OpensInWindow > 0 {
 		avg := h.OpenWaitInWindow / time.Duration(h.OpensInWindow)
@@ -215,6 +220,38 @@ func flow(s capture.Snapshot, t Thresholds, now time.Time) Condition {
 	return Condition{metav1.ConditionTrue, logsv1alpha1.ReasonHealthy,
 		fmt.Sprintf("%s lines/s read from %d containers; %d lines read and delivered to %d sinks with no drops (last delivery: %s).",
 			Decimal(h.LinesPerSecond), s.SelectedContainers, s.LinesTotal, len(s.Sinks), since(lastSuccess, now))}
+}
+
+// maxNamedNodes bounds the nodes a message names.
+const maxNamedNodes = 5
+
+// agentsMissing says which nodes' agents do not report.
+func agentsMissing(a *capture.Agents) string {
+	var parts []string
+	if len(a.Missing) > 0 {
+		parts = append(parts, fmt.Sprintf("%d never reported (%s)", len(a.Missing), nodeList(a.Missing)))
+	}
+	if len(a.Stale) > 0 {
+		parts = append(parts, fmt.Sprintf("%d last reported more than %s ago (%s)", len(a.Stale), a.StaleAfter.Round(time.Second), nodeList(a.Stale)))
+	}
+	return fmt.Sprintf("%d of the %d nodes that run selected pods have no node agent reporting: %s; their pods' logs wait in the kubelet's files (which rotate them away in time) until an agent reads them. Check the agent DaemonSet's pods on those nodes.",
+		len(a.Missing)+len(a.Stale), a.Nodes, strings.Join(parts, "; "))
+}
+
+// nodeList names at most maxNamedNodes nodes.
+func nodeList(nodes []string) string {
+	if len(nodes) <= maxNamedNodes {
+		return strings.Join(nodes, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(nodes[:maxNamedNodes], ", "), len(nodes)-maxNamedNodes)
+}
+
+// onNode names the node a number comes from when agents run the workers.
+func onNode(a *capture.Agents, node func(*capture.Agents) string) string {
+	if a == nil || node(a) == "" {
+		return ""
+	}
+	return " The steepest growth is the agent's on node " + node(a) + "."
 }
 
 func stamp(t time.Time) string {

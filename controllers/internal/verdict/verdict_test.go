@@ -100,6 +100,22 @@ func TestEvaluate(t *testing.T) {
 		{"memory share hit long ago", func(s *capture.Snapshot) {
 			s.Sinks[0].MemoryShareLimited, s.Sinks[0].LastMemoryShareLimited = 7, now.Add(-10*time.Minute)
 		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, ""},
+		{"agents reporting from every node", func(s *capture.Snapshot) {
+			s.Agents = &capture.Agents{Nodes: 3, Reporting: 3, StaleAfter: 45 * time.Second}
+		}, logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonHealthy, false, false, ""},
+		{"agents missing and stale, named", func(s *capture.Snapshot) {
+			s.Agents = &capture.Agents{Nodes: 9, Reporting: 2, StaleAfter: 45 * time.Second,
+				Missing: []string{"n1", "n2", "n3", "n4", "n5", "n6"}, Stale: []string{"n9"}}
+		}, logsv1alpha1.ReasonAgentsMissing, logsv1alpha1.ReasonHealthy, false, true,
+			"7 of the 9 nodes that run selected pods have no node agent reporting: 6 never reported (n1, n2, n3, n4, n5 and 1 more); 1 last reported more than 45s ago (n9)"},
+		{"no agent reports at all", func(s *capture.Snapshot) {
+			s.Running = false
+			s.Agents = &capture.Agents{Nodes: 1, StaleAfter: 45 * time.Second, Stale: []string{"n1"}}
+		}, logsv1alpha1.ReasonAgentsMissing, logsv1alpha1.ReasonWorkersNotRunning, true, true, "1 last reported more than 45s ago (n1)"},
+		{"a leaking agent is named", func(s *capture.Snapshot) {
+			s.Window.FDGrowthPer10Minutes = 100
+			s.Agents = &capture.Agents{Nodes: 2, Reporting: 2, FDGrowthNode: "node-b"}
+		}, logsv1alpha1.ReasonFDLeak, logsv1alpha1.ReasonHealthy, false, true, "The steepest growth is the agent's on node node-b."},
 		{"namespace stream limit", func(s *capture.Snapshot) {
 			s.WaitingStreams, s.NamespaceLimited, s.LongestWait = 4, 4, 6*time.Minute
 			s.NamespaceStreams, s.NamespaceStreamLimit = 20, 20
