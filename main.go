@@ -4,6 +4,7 @@
 // Usage:
 //
 //	log-capturer operator [flags]
+//	log-capturer agent [flags]
 //
 // The demo is its own binary (cmd/log-capturer-demo, `make demo`), so that
 // neither the simulated node nor the envtest control plane is linked here.
@@ -17,6 +18,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/log-capturer/log-capturer/internal/agent"
 	"github.com/log-capturer/log-capturer/internal/operator"
 )
 
@@ -37,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "operator":
 		return operator.Command(ctx, args[1:], stderr)
+	case "agent":
+		return agent.Command(ctx, args[1:], stderr)
 	case "demo":
 		return errors.New("the demo is its own binary: run `make demo`, or bin/log-capturer-demo after `make build-demo`")
 	case "help", "-h", "--help":
@@ -53,10 +57,12 @@ func usage(w io.Writer) {
 
 Usage:
   log-capturer operator [flags]   run the controllers and capture workers
+  log-capturer agent [flags]      run the node agent (one per node, a DaemonSet): read the
+                                  kubelet's log files of the node with the operator's configuration
   log-capturer help               show this help
 
 The demo (everything locally on a simulated node) is bin/log-capturer-demo: make demo.
 
-Run "log-capturer operator -h" for the operator's flags.
+Run "log-capturer operator -h" or "log-capturer agent -h" for their flags.
 `)
 }

@@ -161,6 +161,11 @@ type Handler struct {
 	Fleet *Fleet
 	// MaxWait bounds ?wait= (1 minute when zero).
 	MaxWait time.Duration
+	// Ready, when set, is asked before a configuration is served: while it
+	// returns an error (the operator has not yet applied the pipelines it
+	// found at start) agents get 503 and keep running what they have,
+	// rather than an empty configuration that would stop their workers.
+	Ready func() error
 }
 
 // ServeHTTP answers one agent's request.
@@ -194,6 +199,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		h.serveReport(w, r, agent)
 		return
+	}
+	if h.Ready != nil {
+		if err := h.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 	}
 	wait, err := h.wait(r)
 	if err != nil {

@@ -11,22 +11,31 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/fields"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/log-capturer/log-capturer/agent/control"
+	"github.com/log-capturer/log-capturer/agent/identity"
 	"github.com/log-capturer/log-capturer/agent/link"
 	"github.com/log-capturer/log-capturer/capture/positionstore"
 	"github.com/log-capturer/log-capturer/capture/sinks"
@@ -195,4 +204,58 @@ func ReadCA(path string) ([]byte, error) {
 		return nil, fmt.Errorf("reading the operator's CA: %w", err)
 	}
 	return b, nil
+}
+
+// Command parses the agent's flags and runs it until ctx ends or a
+// termination signal arrives.
+func Command(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		o                   Options
+		kubeconfig, caFile  string
+		budget              string
+		zapOpts             zap.Options
+		allowLoopbackEgress bool
+	)
+	fs.StringVar(&o.Node, "node", os.Getenv("NODE_NAME"), "The node the agent runs on ($NODE_NAME, from the downward API's spec.nodeName); it scopes the pod watch. What the agent is sent is decided by the operator from its token.")
+	fs.StringVar(&o.PodsDir, "pods-dir", "/var/log/pods", "The kubelet's pod log directory, mounted read-only.")
+	fs.StringVar(&o.JournalDir, "journal-dir", "/var/lib/log-capturer/agent", "The directory of the positions journal, on the node (a hostPath): it outlives the agent's pod, and one agent holds it at a time.")
+	fs.StringVar(&o.Holder, "holder", os.Getenv("POD_NAME"), "The agent's name in the journal's lock ($POD_NAME).")
+	fs.StringVar(&o.OperatorURL, "operator-url", "", "The operator's agent endpoint, https://log-capturer-agents.<namespace>.svc:9443.")
+	fs.StringVar(&caFile, "operator-ca", "", "PEM file of the authority the operator's certificate is checked against; the system's when empty.")
+	fs.StringVar(&o.TokenFile, "token-file", "/var/run/secrets/log-capturer/token", "The agent's projected ServiceAccount token (audience "+identity.Audience+"), read again at every request.")
+	fs.StringVar(&budget, "memory-budget", "256Mi", "Bytes all sinks' queues of this agent may hold.")
+	fs.DurationVar(&o.Wait, "wait", 30*time.Second, "How long one configuration request waits for a change.")
+	fs.DurationVar(&o.ReportPeriod, "report-period", link.DefaultReportPeriod, "How often the agent reports its numbers to the operator.")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG when empty.")
+	fs.BoolVar(&allowLoopbackEgress, "allow-loopback-egress", false, "Let sinks connect to loopback addresses (tests only).")
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err //nolint:wrapcheck // flag errors are already user-facing
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	q, err := resource.ParseQuantity(budget)
+	if err != nil || q.Sign() <= 0 {
+		return fmt.Errorf("--memory-budget=%q is not a positive quantity such as 256Mi", budget)
+	}
+	o.MemoryBudget, o.AllowLoopbackEgress = q.Value(), allowLoopbackEgress
+	if o.OperatorCA, err = ReadCA(caFile); err != nil {
+		return err
+	}
+	if kubeconfig != "" {
+		o.RestConfig, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		o.RestConfig, err = config.GetConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("loading Kubernetes client configuration: %w", err)
+	}
+	zapOpts.DestWriter = stderr
+	o.Log = zap.New(zap.UseFlagOptions(&zapOpts))
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, o)
 }

@@ -8,6 +8,7 @@ package operator
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -43,6 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/log-capturer/log-capturer/agent/control"
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/capture"
 	"github.com/log-capturer/log-capturer/capture/apisource"
@@ -150,6 +151,22 @@ type Options struct {
 	// addresses (the operator's own ports); for tests and the demo, whose
 	// receivers run beside the operator.
 	AllowLoopbackEgress bool
+	// Capture is where logs are read: CaptureAPI (the default) in the
+	// operator's own workers through pods/log, CaptureAgent by the node
+	// agents from the kubelet's files.
+	Capture string
+	// AgentBindAddress is where the leader serves the node agents (agent
+	// capture), over TLS with the certificate in AgentCertDir (tls.crt and
+	// tls.key, reloaded when they change).
+	AgentBindAddress string
+	AgentCertDir     string
+	// AgentServiceAccount is the agents' ServiceAccount, namespace/name or
+	// a name in the operator's namespace (DefaultAgentServiceAccount when
+	// empty); only its pod-bound tokens are agents'.
+	AgentServiceAccount string
+	// AgentStaleAfter is how old an agent's last report may be before its
+	// node is named stale (control.DefaultStaleAfter when zero).
+	AgentStaleAfter time.Duration
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
 	// WrapSinks, when set, wraps the sink factory: an embedder adds or
@@ -184,6 +201,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AllowRawStdout, "allow-raw-stdout", false, "Let Stdout sinks use format Raw, which writes the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.DurationVar(&o.MinRotationInterval, "min-rotation-interval", time.Second, "Shortest spec.rotation.interval a pipeline may ask for; shorter ones are refused with OutsideOperatorLimits.")
 	fs.IntVar(&o.MaxStreamsPerNamespace, "max-streams-per-namespace", DefaultMaxStreamsPerNamespace, "Log streams open at once over all pipelines of one namespace; more wait for a slot (StreamPoolSaturated says so); negative is unlimited.")
+	fs.StringVar(&o.Capture, "capture", CaptureAPI, "Where logs are read: api (the operator's workers follow pods/log through the API server) or agent (the node agents of the log-capturer-agent DaemonSet read the kubelet's files; the operator serves them their configuration on --agent-bind-address).")
+	fs.StringVar(&o.AgentBindAddress, "agent-bind-address", ":9443", "Address the leader serves the node agents on (HTTPS; --capture=agent).")
+	fs.StringVar(&o.AgentCertDir, "agent-cert-dir", "", "Directory with tls.crt and tls.key of the agent endpoint, reloaded when they change; required with --capture=agent.")
+	fs.DurationVar(&o.AgentStaleAfter, "agent-stale-after", control.DefaultStaleAfter, "How old a node agent's last report may be before the pipelines of its node say AgentsMissing, naming it (agents report every 10s).")
+	fs.StringVar(&o.AgentServiceAccount, "agent-service-account", DefaultAgentServiceAccount, "The node agents' ServiceAccount, a name in the operator's namespace or namespace/name; only its pod-bound tokens get a node's configuration.")
 	o.Zap.BindFlags(fs)
 }
 
@@ -424,6 +446,20 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	switch o.Capture {
+	case "", CaptureAPI:
+		o.Capture = CaptureAPI
+	case CaptureAgent:
+		if o.AgentCertDir == "" {
+			return errors.New("--capture=agent needs --agent-cert-dir: the agents' endpoint is served over TLS only")
+		}
+	default:
+		return fmt.Errorf("--capture=%q: the capture mode is api or agent", o.Capture)
+	}
+	agentNS, agentSA, err := parseServiceAccount(o.AgentServiceAccount, ownNamespace())
+	if err != nil {
+		return err
+	}
 	memLimit := containerMemoryLimit()
 	queueBudget, softLimit := memorySettings(o.MemoryBudget, memLimit, os.Getenv("GOMEMLIMIT"))
 	applyMemoryLimit(softLimit)
@@ -474,16 +510,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
 	}
-	clientset, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("creating clientset: %w", err)
-	}
-	positionsNS := cmp.Or(o.PositionsNamespace, ownNamespace())
-	streams, closeStreams, err := NewStreamClientset(cfg)
-	if err != nil {
-		return err
-	}
-	defer closeStreams() // after the manager (and so the workers) stopped
 	rejects := controllers.NewRejectRecorder(mgr.GetEventRecorder("sink"), mgr.GetClient())
 	if err := mgr.Add(rejects); err != nil {
 		return fmt.Errorf("adding the rejection recorder: %w", err)
@@ -496,6 +522,57 @@ func Run(ctx context.Context, o Options) error {
 	newSink := capture.SinkFactory(factory.New)
 	if o.WrapSinks != nil {
 		newSink = o.WrapSinks(newSink)
+	}
+	var pipelines controllers.Workers
+	var deliveries controllers.Deliveries
+	if o.Capture == CaptureAgent {
+		if pipelines, err = agentWorkers(ctx, mgr, agentNS, agentSA, o); err != nil {
+			return err
+		}
+	} else {
+		engine, closeStreams, err := apiEngine(ctx, mgr, cfg, o, newSink, factory)
+		if err != nil {
+			return err
+		}
+		defer closeStreams() // after the manager (and so the workers) stopped
+		defer ctrlmetrics.Registry.Unregister(engine)
+		pipelines, deliveries = engine, engine
+	}
+	if err := ctrlmetrics.Registry.Register(factory); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	defer ctrlmetrics.Registry.Unregister(factory)
+	if err := controllers.Setup(ctx, mgr, pipelines, controllers.Options{Prober: factory, Deliveries: deliveries,
+		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval, AllowRawStdout: o.AllowRawStdout, WatchSecrets: o.WatchSecrets,
+		AllowInsecureSkipVerify: o.AllowInsecureSkipVerify, Addresses: cluster, DefaultSinkTypes: defaultTypes}); err != nil {
+		return err //nolint:wrapcheck // Setup names the controller
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding readiness check: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).Info("starting operator", "capture", o.Capture, "fileSinkRoot", o.FileSinkRoot, "leaderElection", o.LeaderElect,
+		"memoryLimit", memLimit, "memoryBudget", queueBudget, "goMemLimit", softLimit, "maxStreamsPerNamespace", o.MaxStreamsPerNamespace)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}
+
+// apiEngine is the capture engine of API capture: the operator's workers
+// following pods/log. closeStreams closes the stream clientset's idle
+// connections; call it once the manager stopped.
+func apiEngine(_ context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options, newSink capture.SinkFactory, factory *sinks.Factory) (_ *workers.Manager, closeStreams func(), _ error) {
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating clientset: %w", err)
+	}
+	positionsNS := cmp.Or(o.PositionsNamespace, ownNamespace())
+	streams, closeStreams, err := NewStreamClientset(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	engine, err := workers.NewManager(workers.Options{
 		Source:                 apisource.New(streams),
@@ -511,33 +588,35 @@ func Run(ctx context.Context, o Options) error {
 		SamplePeriod:           o.HealthSamplePeriod,
 	})
 	if err != nil {
-		return fmt.Errorf("creating the capture engine: %w", err)
+		closeStreams()
+		return nil, nil, fmt.Errorf("creating the capture engine: %w", err)
 	}
-	for _, c := range []prometheus.Collector{engine, factory} {
-		if err := ctrlmetrics.Registry.Register(c); err != nil {
-			return fmt.Errorf("registering metrics: %w", err)
-		}
+	if err := ctrlmetrics.Registry.Register(engine); err != nil {
+		closeStreams()
+		return nil, nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	defer ctrlmetrics.Registry.Unregister(engine)
-	defer ctrlmetrics.Registry.Unregister(factory)
 	if err := mgr.Add(engine); err != nil {
-		return fmt.Errorf("adding the capture engine: %w", err)
+		ctrlmetrics.Registry.Unregister(engine)
+		closeStreams()
+		return nil, nil, fmt.Errorf("adding the capture engine: %w", err)
 	}
-	if err := controllers.Setup(ctx, mgr, engine, controllers.Options{Prober: factory, Deliveries: engine,
-		SamplePeriod: o.HealthSamplePeriod, MinRotationInterval: o.MinRotationInterval, AllowRawStdout: o.AllowRawStdout, WatchSecrets: o.WatchSecrets,
-		AllowInsecureSkipVerify: o.AllowInsecureSkipVerify, Addresses: cluster, DefaultSinkTypes: defaultTypes}); err != nil {
-		return err //nolint:wrapcheck // Setup names the controller
+	return engine, closeStreams, nil
+}
+
+// agentWorkers is the controllers' Workers of agent capture: pipelines go
+// into the Book the leader serves the agents from, on the agent endpoint,
+// and their numbers are the agents' reports.
+func agentWorkers(ctx context.Context, mgr ctrl.Manager, ns, sa string, o Options) (controllers.Workers, error) {
+	book, fleet := control.NewBook(), &control.Fleet{StaleAfter: o.AgentStaleAfter}
+	if err := control.IndexPodsByNode(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, fmt.Errorf("indexing pods by node: %w", err)
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("adding health check: %w", err)
+	if err := notifyOnPodChanges(ctx, mgr.GetCache(), book); err != nil {
+		return nil, err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return fmt.Errorf("adding readiness check: %w", err)
+	handler := newAgentHandler(book, fleet, mgr.GetCache(), mgr.GetClient(), ns, sa)
+	if err := mgr.Add(&agentEndpoint{addr: o.AgentBindAddress, certDir: o.AgentCertDir, handler: handler, book: book, reader: mgr.GetCache()}); err != nil {
+		return nil, fmt.Errorf("adding the agent endpoint: %w", err)
 	}
-	ctrl.LoggerFrom(ctx).Info("starting operator", "fileSinkRoot", o.FileSinkRoot, "leaderElection", o.LeaderElect,
-		"memoryLimit", memLimit, "memoryBudget", queueBudget, "goMemLimit", softLimit, "maxStreamsPerNamespace", o.MaxStreamsPerNamespace)
-	if err := mgr.Start(ctx); err != nil {
-		return fmt.Errorf("running manager: %w", err)
-	}
-	return nil
+	return &control.Workers{Book: book, Fleet: fleet, Pods: control.CachePods{Reader: mgr.GetCache()}}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +26,7 @@ import (
 	. "github.com/onsi/gomega"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -35,8 +37,11 @@ import (
 
 	"github.com/log-capturer/log-capturer/agent/control"
 	"github.com/log-capturer/log-capturer/agent/identity"
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/capture"
 	"github.com/log-capturer/log-capturer/internal/agent"
+	"github.com/log-capturer/log-capturer/internal/operator"
+	"github.com/log-capturer/log-capturer/test/builders"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
@@ -137,6 +142,11 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 
 // writeLines appends CRI lines n0..n-1 to a container's log.
 func writeLines(dir string, from, to int) {
+	writePodLines(dir, "web", from, to)
+}
+
+// writePodLines appends CRI lines n0..n-1 of pod to a container's log.
+func writePodLines(dir, pod string, from, to int) {
 	ExpectWithOffset(1, os.MkdirAll(dir, 0o755)).To(Succeed())
 	f, err := os.OpenFile(filepath.Join(dir, "0.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
@@ -144,7 +154,7 @@ func writeLines(dir string, from, to int) {
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	var b strings.Builder
 	for i := from; i < to; i++ {
-		fmt.Fprintf(&b, "%s stdout F line %06d of the web pod\n", t0.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), i)
+		fmt.Fprintf(&b, "%s stdout F line %06d of the %s pod\n", t0.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano), i, pod)
 	}
 	_, err = f.WriteString(b.String())
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
@@ -153,11 +163,17 @@ func writeLines(dir string, from, to int) {
 // runAgent starts the agent and returns a function that stops it and
 // returns Run's error.
 func runAgent(podsDir, journal, token string) func() error {
+	return runAgentOf(opSrv.URL, caPEM, podsDir, journal, token)
+}
+
+// runAgentOf starts an agent of the operator at url, whose certificate ca
+// signed.
+func runAgentOf(url string, ca []byte, podsDir, journal, token string) func() error {
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(actx, agent.Options{RestConfig: countingConfig(), Node: node, PodsDir: podsDir, JournalDir: journal,
-			Holder: "agent-test", OperatorURL: opSrv.URL, OperatorCA: caPEM, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond,
+			Holder: "agent-test", OperatorURL: url, OperatorCA: ca, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond,
 			AllowLoopbackEgress: true, Log: logr.Discard()})
 	}()
 	return func() error {
@@ -247,7 +263,10 @@ var _ = Describe("the node agent", func() {
 		}
 
 		By("a pipeline removed by the operator stops on the agent")
-		book.Remove(types.NamespacedName{Namespace: "shop", Name: "web"})
+		book.Remove(key)
+		// The agent's report leaves the pipeline out once its link applied
+		// the removal; lines written after that are not the pipeline's.
+		Eventually(func() int64 { return fleet.Snapshot(key, []string{node}).LinesTotal }, 10*time.Second, 100*time.Millisecond).Should(BeZero())
 		writeLines(webDir, 5000, 5100)
 		Consistently(func() int { return len(lines()) }, 3*time.Second, 200*time.Millisecond).Should(Equal(5000))
 		Expect(stop()).To(Succeed())
@@ -255,6 +274,69 @@ var _ = Describe("the node agent", func() {
 		Eventually(runtime.NumGoroutine, 10*time.Second, 100*time.Millisecond).Should(BeNumerically("<=", baseline))
 		GinkgoWriter.Printf("agent: %d lines once and in order across a restart on the journal, 0 API writes, goroutines %d → %d\n",
 			len(got), baseline, runtime.NumGoroutine())
+	})
+
+	It("runs under the operator with --capture=agent: a LogPipeline's lines shipped from its node's files, its status from the agent's reports", func() {
+		tmp := GinkgoT().TempDir()
+		certDir, podsDir, journal := filepath.Join(tmp, "cert"), filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
+		Expect(os.MkdirAll(certDir, 0o700)).To(Succeed())
+		ca, err := envtestutil.ServingCert(certDir)
+		Expect(err).NotTo(HaveOccurred())
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		addr := l.Addr().String()
+		Expect(l.Close()).To(Succeed())
+		receiver := lokireceiver.New()
+		rsrv := httptest.NewServer(receiver)
+		DeferCleanup(func() { receiver.Close(); rsrv.Close() })
+
+		opCtx, stopOperator := context.WithCancel(ctx)
+		opDone := make(chan error, 1)
+		go func() {
+			opDone <- operator.Run(opCtx, operator.Options{RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0",
+				FileSinkRoot: filepath.Join(tmp, "files"), AllowLoopbackEgress: true, HealthSamplePeriod: time.Second,
+				Capture: operator.CaptureAgent, AgentBindAddress: addr, AgentCertDir: certDir,
+				AgentServiceAccount: agentNS + "/" + agentSA, AgentStaleAfter: 3 * time.Second})
+		}()
+
+		orders := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-1", Labels: map[string]string{"app": "orders"}},
+			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
+		Expect(c.Create(ctx, orders)).To(Succeed())
+		writePodLines(filepath.Join(podsDir, "shop_orders-1_"+string(orders.UID), "main"), "orders", 0, 2000)
+		Expect(c.Create(ctx, builders.Sink("shop", "orders-loki").Loki(rsrv.URL).Build())).To(Succeed())
+		Expect(c.Create(ctx, builders.Pipeline("shop", "orders", "orders-loki").WithSelector(map[string]string{"app": "orders"}).
+			With(func(p *logsv1alpha1.LogPipeline) { p.Spec.StartAt = logsv1alpha1.StartAtBeginning }).Build())).To(Succeed())
+
+		stop := runAgentOf("https://"+addr, ca, podsDir, journal, agentToken(tmp))
+		Eventually(func() int { return len(receiver.Entries()) }, 60*time.Second, 200*time.Millisecond).Should(Equal(2000))
+		key := client.ObjectKey{Namespace: "shop", Name: "orders"}
+		lp := &logsv1alpha1.LogPipeline{}
+		Eventually(func(g Gomega) {
+			g.Expect(c.Get(ctx, key, lp)).To(Succeed())
+			w := lp.Status.Workers
+			g.Expect(w).NotTo(BeNil())
+			g.Expect(w.Agents).To(Equal(&logsv1alpha1.AgentsStatus{Nodes: 1, Reporting: 1}))
+			g.Expect(w.FileContainers).To(Equal(int32(1)))
+			g.Expect(w.LinesTotal).To(Equal(int64(2000)))
+			g.Expect(meta.IsStatusConditionTrue(lp.Status.Conditions, logsv1alpha1.ConditionReady)).To(BeTrue(), "%v", lp.Status.Conditions)
+		}, 60*time.Second, 500*time.Millisecond).Should(Succeed())
+		GinkgoWriter.Printf("operator in agent mode: %d lines delivered; status.workers: lines %d, fileContainers %d, agents %+v\n",
+			len(receiver.Entries()), lp.Status.Workers.LinesTotal, lp.Status.Workers.FileContainers, *lp.Status.Workers.Agents)
+
+		By("the agent stopped: its node is named stale, WorkersHealthy says AgentsMissing")
+		Expect(stop()).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(c.Get(ctx, key, lp)).To(Succeed())
+			g.Expect(lp.Status.Workers.Agents).To(Equal(&logsv1alpha1.AgentsStatus{Nodes: 1, StaleNodes: []string{node}}))
+			cond := meta.FindStatusCondition(lp.Status.Conditions, logsv1alpha1.ConditionWorkersHealthy)
+			g.Expect(cond).NotTo(BeNil())
+			g.Expect(cond.Reason).To(Equal(logsv1alpha1.ReasonAgentsMissing))
+			g.Expect(cond.Message).To(ContainSubstring("1 last reported more than 3s ago (node-a)"))
+		}, 30*time.Second, 500*time.Millisecond).Should(Succeed())
+
+		Expect(writes.Load()).To(BeZero(), "the agents wrote to the API server")
+		stopOperator()
+		Eventually(opDone, 30*time.Second).Should(Receive(BeNil()))
 	})
 
 	It("refuses to start without what it needs", func() {

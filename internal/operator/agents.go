@@ -1,0 +1,201 @@
+package operator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/log-capturer/log-capturer/agent/control"
+	"github.com/log-capturer/log-capturer/agent/identity"
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+)
+
+// Capture modes of --capture.
+const (
+	// CaptureAPI reads every container through the API server's pods/log
+	// streams, in the operator's own workers.
+	CaptureAPI = "api"
+	// CaptureAgent has the node agents read the kubelet's files; the
+	// operator runs no worker and serves the agents their configuration.
+	CaptureAgent = "agent"
+)
+
+// DefaultAgentServiceAccount is the agents' ServiceAccount in the
+// operator's namespace.
+const DefaultAgentServiceAccount = "log-capturer-agent"
+
+// agentTokenTTL is how long a verified agent token is taken without a new
+// TokenReview.
+const agentTokenTTL = 5 * time.Minute
+
+// agentsReadyTimeout bounds how long agents wait at the operator's start
+// for the pipelines found then to be applied (a pipeline that is refused
+// never is).
+const agentsReadyTimeout = 30 * time.Second
+
+// agentEndpoint is the leader's HTTPS endpoint of the node agents: their
+// configuration and their reports. Only the leader runs it, so that
+// agents follow the replica whose controllers fill the Book.
+type agentEndpoint struct {
+	addr    string
+	certDir string
+	handler *control.Handler
+	// book and reader tell when the pipelines found at start were applied;
+	// started is set once they were, or the timeout passed.
+	book    *control.Book
+	reader  client.Reader
+	started atomic.Bool
+}
+
+// NeedLeaderElection tells the manager to run the endpoint on the leader.
+func (e *agentEndpoint) NeedLeaderElection() bool { return true }
+
+// Start serves until ctx ends; its goroutines (the certificate watcher,
+// the server, the readiness wait) end before it returns.
+func (e *agentEndpoint) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("agents")
+	watcher, err := certwatcher.New(filepath.Join(e.certDir, "tls.crt"), filepath.Join(e.certDir, "tls.key"))
+	if err != nil {
+		return fmt.Errorf("loading the agent endpoint's certificate from %s: %w", e.certDir, err)
+	}
+	ln, err := net.Listen("tcp", e.addr)
+	if err != nil {
+		return fmt.Errorf("listening for agents on %s: %w", e.addr, err)
+	}
+	pending, err := e.pendingAtStart(ctx)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	deadline := time.Now().Add(agentsReadyTimeout)
+	e.handler.Ready = func() error {
+		if e.started.Load() {
+			return nil
+		}
+		var missing []string
+		for _, k := range pending {
+			if _, ok := e.book.Get(k); !ok {
+				missing = append(missing, k.String())
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			e.started.Store(true)
+			return nil
+		}
+		return fmt.Errorf("the operator has applied %d of the %d pipelines it found at start; try again", len(pending)-len(missing), len(pending))
+	}
+	srv := &http.Server{
+		Handler:           e.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
+		// Requests end with the endpoint: a waiting agent's request too.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if err := watcher.Start(ctx); err != nil {
+			log.Error(err, "watching the agent endpoint's certificate")
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	log.Info("serving node agents", "address", ln.Addr().String(), "pipelinesAtStart", len(pending))
+	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving node agents: %w", err)
+	}
+	return nil
+}
+
+// pendingAtStart lists the pipelines that exist and are not suspended when
+// the endpoint starts: agents are served once the controllers applied them.
+func (e *agentEndpoint) pendingAtStart(ctx context.Context) ([]types.NamespacedName, error) {
+	list := &logsv1alpha1.LogPipelineList{}
+	if err := e.reader.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("listing the LogPipelines at start: %w", err)
+	}
+	var out []types.NamespacedName
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.Spec.Suspend || !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		out = append(out, types.NamespacedName{Namespace: p.Namespace, Name: p.Name})
+	}
+	return out, nil
+}
+
+// notifyOnPodChanges wakes the agents waiting for a change when a pod
+// appears, goes, moves to a node, changes labels or finishes: what a
+// node's configuration depends on. Other pod updates (status, probes)
+// wake nobody.
+func notifyOnPodChanges(ctx context.Context, informers cache.Informers, book *control.Book) error {
+	inf, err := informers.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("getting the pod informer: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { book.Notify() },
+		UpdateFunc: func(o, n any) {
+			old, ok1 := o.(*corev1.Pod)
+			cur, ok2 := n.(*corev1.Pod)
+			if !ok1 || !ok2 || podChanged(old, cur) {
+				book.Notify()
+			}
+		},
+		DeleteFunc: func(any) { book.Notify() },
+	})
+	if err != nil {
+		return fmt.Errorf("watching pods for the agents: %w", err)
+	}
+	return nil
+}
+
+// parseServiceAccount reads --agent-service-account, namespace/name or a
+// name in the operator's namespace.
+func parseServiceAccount(v, ownNS string) (ns, name string, err error) {
+	if v == "" {
+		return ownNS, DefaultAgentServiceAccount, nil
+	}
+	ns, name, ok := strings.Cut(v, "/")
+	if !ok {
+		ns, name = ownNS, v
+	}
+	if ns == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("--agent-service-account=%q is not a ServiceAccount name or namespace/name", v)
+	}
+	return ns, name, nil
+}
+
+// podChanged tells whether an update changes what agents are sent.
+func podChanged(old, cur *corev1.Pod) bool {
+	return old.Spec.NodeName != cur.Spec.NodeName || old.Status.Phase != cur.Status.Phase ||
+		!maps.Equal(old.Labels, cur.Labels)
+}
+
+// newAgentHandler is the agent endpoint's handler.
+func newAgentHandler(book *control.Book, fleet *control.Fleet, pods client.Reader, reviews identity.Creator, ns, sa string) *control.Handler {
+	return &control.Handler{Book: book, Fleet: fleet, Pods: control.CachePods{Reader: pods},
+		Verifier: identity.NewVerifier(reviews, ns, sa, agentTokenTTL)}
+}
