@@ -245,7 +245,10 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap ca
 	switch {
 	case v.NotWorking:
 		c := v.Flow
-		if v.Workers.Reason == logsv1alpha1.ReasonWorkersNotRunning {
+		// No worker runs: Ready says why in the workers' words (not the
+		// leader, stopped, or no node agent reporting).
+		if v.Workers.Reason == logsv1alpha1.ReasonWorkersNotRunning ||
+			v.Workers.Reason == logsv1alpha1.ReasonAgentsMissing && v.Flow.Reason == logsv1alpha1.ReasonWorkersNotRunning {
 			c = v.Workers
 		}
 		setVerdict(logsv1alpha1.ConditionReady, verdict.Condition{Status: metav1.ConditionFalse, Reason: c.Reason, Message: c.Message})
