@@ -22,6 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/go-logr/logr"
+
 	"github.com/log-capturer/log-capturer/agent/control"
 	"github.com/log-capturer/log-capturer/agent/identity"
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
@@ -54,8 +56,10 @@ const agentsReadyTimeout = 30 * time.Second
 // configuration and their reports. Only the leader runs it, so that
 // agents follow the replica whose controllers fill the Book.
 type agentEndpoint struct {
-	addr    string
+	addr string
+	// certDir holds tls.crt and tls.key; empty, selfTLS issues them.
 	certDir string
+	selfTLS *agentTLS
 	handler *control.Handler
 	// book and reader tell when the pipelines found at start were applied;
 	// started is set once they were, or the timeout passed.
@@ -71,9 +75,11 @@ func (e *agentEndpoint) NeedLeaderElection() bool { return true }
 // the server, the readiness wait) end before it returns.
 func (e *agentEndpoint) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("agents")
-	watcher, err := certwatcher.New(filepath.Join(e.certDir, "tls.crt"), filepath.Join(e.certDir, "tls.key"))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	getCert, err := e.certificates(ctx, &wg, log)
 	if err != nil {
-		return fmt.Errorf("loading the agent endpoint's certificate from %s: %w", e.certDir, err)
+		return err
 	}
 	ln, err := net.Listen("tcp", e.addr)
 	if err != nil {
@@ -104,17 +110,10 @@ func (e *agentEndpoint) Start(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           e.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate},
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert},
 		// Requests end with the endpoint: a waiting agent's request too.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() {
-		if err := watcher.Start(ctx); err != nil {
-			log.Error(err, "watching the agent endpoint's certificate")
-		}
-	})
 	wg.Go(func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -126,6 +125,48 @@ func (e *agentEndpoint) Start(ctx context.Context) error {
 		return fmt.Errorf("serving node agents: %w", err)
 	}
 	return nil
+}
+
+// certificates returns the endpoint's GetCertificate: the files of
+// certDir, reloaded when they change, or else the self-managed certificate
+// (agentTLS), renewed when due. Their goroutine joins wg.
+func (e *agentEndpoint) certificates(ctx context.Context, wg *sync.WaitGroup, log logr.Logger) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
+	if e.certDir != "" {
+		watcher, err := certwatcher.New(filepath.Join(e.certDir, "tls.crt"), filepath.Join(e.certDir, "tls.key"))
+		if err != nil {
+			return nil, fmt.Errorf("loading the agent endpoint's certificate from %s: %w", e.certDir, err)
+		}
+		wg.Go(func() {
+			if err := watcher.Start(ctx); err != nil {
+				log.Error(err, "watching the agent endpoint's certificate")
+			}
+		})
+		return watcher.GetCertificate, nil
+	}
+	first, err := e.selfTLS.ensure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cur atomic.Pointer[tls.Certificate]
+	cur.Store(first)
+	wg.Go(func() {
+		t := time.NewTicker(agentCertCheckFreq)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			c, err := e.selfTLS.ensure(ctx)
+			if err != nil {
+				log.Error(err, "renewing the agent endpoint's certificate; the current one is served on")
+				continue
+			}
+			cur.Store(c)
+		}
+	})
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cur.Load(), nil }, nil
 }
 
 // pendingAtStart lists the pipelines that exist and are not suspended when
@@ -198,4 +239,26 @@ func podChanged(old, cur *corev1.Pod) bool {
 func newAgentHandler(book *control.Book, fleet *control.Fleet, pods client.Reader, reviews identity.Creator, ns, sa string) *control.Handler {
 	return &control.Handler{Book: book, Fleet: fleet, Pods: control.CachePods{Reader: pods},
 		Verifier: identity.NewVerifier(reviews, ns, sa, agentTokenTTL)}
+}
+
+// listFlag is a comma-separated list of non-empty values.
+type listFlag struct{ v *[]string }
+
+func (f listFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return strings.Join(*f.v, ",")
+}
+
+func (f listFlag) Set(s string) error {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			return fmt.Errorf("%q has an empty item", s)
+		}
+		out = append(out, v)
+	}
+	*f.v = out
+	return nil
 }

@@ -8,7 +8,6 @@ package operator
 import (
 	"cmp"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -160,6 +159,10 @@ type Options struct {
 	// tls.key, reloaded when they change).
 	AgentBindAddress string
 	AgentCertDir     string
+	// AgentCertHosts are the DNS names and IPs of the self-managed
+	// certificate (used when AgentCertDir is empty); the agent Service's
+	// in-cluster names when empty.
+	AgentCertHosts []string
 	// AgentServiceAccount is the agents' ServiceAccount, namespace/name or
 	// a name in the operator's namespace (DefaultAgentServiceAccount when
 	// empty); only its pod-bound tokens are agents'.
@@ -203,7 +206,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.MaxStreamsPerNamespace, "max-streams-per-namespace", DefaultMaxStreamsPerNamespace, "Log streams open at once over all pipelines of one namespace; more wait for a slot (StreamPoolSaturated says so); negative is unlimited.")
 	fs.StringVar(&o.Capture, "capture", CaptureAPI, "Where logs are read: api (the operator's workers follow pods/log through the API server) or agent (the node agents of the log-capturer-agent DaemonSet read the kubelet's files; the operator serves them their configuration on --agent-bind-address).")
 	fs.StringVar(&o.AgentBindAddress, "agent-bind-address", ":9443", "Address the leader serves the node agents on (HTTPS; --capture=agent).")
-	fs.StringVar(&o.AgentCertDir, "agent-cert-dir", "", "Directory with tls.crt and tls.key of the agent endpoint, reloaded when they change; required with --capture=agent.")
+	fs.StringVar(&o.AgentCertDir, "agent-cert-dir", "", "Directory with tls.crt and tls.key of the agent endpoint (from cert-manager, say), reloaded when they change. Empty, the operator issues them from an authority of its own kept in Secret "+AgentTLSSecret+" of its namespace, and publishes the authority in ConfigMap "+AgentCAConfigMap+" of the agents' namespace for them to mount.")
+	fs.Var(listFlag{&o.AgentCertHosts}, "agent-cert-hosts", "Comma-separated DNS names and IPs of the self-managed agent endpoint certificate; default "+DefaultAgentService+".<namespace>.svc and .svc.cluster.local.")
 	fs.DurationVar(&o.AgentStaleAfter, "agent-stale-after", control.DefaultStaleAfter, "How old a node agent's last report may be before the pipelines of its node say AgentsMissing, naming it (agents report every 10s).")
 	fs.StringVar(&o.AgentServiceAccount, "agent-service-account", DefaultAgentServiceAccount, "The node agents' ServiceAccount, a name in the operator's namespace or namespace/name; only its pod-bound tokens get a node's configuration.")
 	o.Zap.BindFlags(fs)
@@ -450,9 +454,6 @@ func Run(ctx context.Context, o Options) error {
 	case "", CaptureAPI:
 		o.Capture = CaptureAPI
 	case CaptureAgent:
-		if o.AgentCertDir == "" {
-			return errors.New("--capture=agent needs --agent-cert-dir: the agents' endpoint is served over TLS only")
-		}
 	default:
 		return fmt.Errorf("--capture=%q: the capture mode is api or agent", o.Capture)
 	}
@@ -615,7 +616,13 @@ func agentWorkers(ctx context.Context, mgr ctrl.Manager, ns, sa string, o Option
 		return nil, err
 	}
 	handler := newAgentHandler(book, fleet, mgr.GetCache(), mgr.GetClient(), ns, sa)
-	if err := mgr.Add(&agentEndpoint{addr: o.AgentBindAddress, certDir: o.AgentCertDir, handler: handler, book: book, reader: mgr.GetCache()}); err != nil {
+	ownNS := ownNamespace()
+	hosts := o.AgentCertHosts
+	if len(hosts) == 0 {
+		hosts = []string{DefaultAgentService + "." + ownNS + ".svc", DefaultAgentService + "." + ownNS + ".svc.cluster.local"}
+	}
+	self := &agentTLS{reader: mgr.GetAPIReader(), writer: mgr.GetClient(), namespace: ownNS, caNamespace: ns, hosts: hosts, now: time.Now}
+	if err := mgr.Add(&agentEndpoint{addr: o.AgentBindAddress, certDir: o.AgentCertDir, selfTLS: self, handler: handler, book: book, reader: mgr.GetCache()}); err != nil {
 		return nil, fmt.Errorf("adding the agent endpoint: %w", err)
 	}
 	return &control.Workers{Book: book, Fleet: fleet, Pods: control.CachePods{Reader: mgr.GetCache()}}, nil

@@ -276,12 +276,9 @@ var _ = Describe("the node agent", func() {
 			len(got), baseline, runtime.NumGoroutine())
 	})
 
-	It("runs under the operator with --capture=agent: a LogPipeline's lines shipped from its node's files, its status from the agent's reports", func() {
+	It("runs under the operator with --capture=agent and its self-managed TLS: a LogPipeline's lines shipped from its node's files, its status from the agent's reports", func() {
 		tmp := GinkgoT().TempDir()
-		certDir, podsDir, journal := filepath.Join(tmp, "cert"), filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
-		Expect(os.MkdirAll(certDir, 0o700)).To(Succeed())
-		ca, err := envtestutil.ServingCert(certDir)
-		Expect(err).NotTo(HaveOccurred())
+		podsDir, journal := filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		Expect(err).NotTo(HaveOccurred())
 		addr := l.Addr().String()
@@ -295,9 +292,17 @@ var _ = Describe("the node agent", func() {
 		go func() {
 			opDone <- operator.Run(opCtx, operator.Options{RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0",
 				FileSinkRoot: filepath.Join(tmp, "files"), AllowLoopbackEgress: true, HealthSamplePeriod: time.Second,
-				Capture: operator.CaptureAgent, AgentBindAddress: addr, AgentCertDir: certDir,
+				Capture: operator.CaptureAgent, AgentBindAddress: addr, AgentCertHosts: []string{"127.0.0.1"},
 				AgentServiceAccount: agentNS + "/" + agentSA, AgentStaleAfter: 3 * time.Second})
 		}()
+		// Without --agent-cert-dir the operator issues its endpoint's
+		// certificate and publishes the authority in the agents' namespace.
+		var ca []byte
+		Eventually(func(g Gomega) {
+			cm := &corev1.ConfigMap{}
+			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: agentNS, Name: operator.AgentCAConfigMap}, cm)).To(Succeed())
+			ca = []byte(cm.Data["ca.crt"])
+		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
 
 		orders := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-1", Labels: map[string]string{"app": "orders"}},
 			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
