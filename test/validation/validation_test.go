@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
+	"github.com/log-capturer/log-capturer/agent/identity"
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
 
@@ -429,6 +430,75 @@ var _ = Describe("dist/install.yaml", func() {
 		for _, v := range volumes {
 			Expect(v).To(HaveKeyWithValue("emptyDir", HaveKey("sizeLimit")), "every emptyDir is bounded: %v", v)
 		}
+	})
+
+	It("with node agents (dist/install-agent.yaml) is accepted too; the agents run with the least they need", func() {
+		root, err := envtestutil.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		path := filepath.Join(root, "dist", "install-agent.yaml")
+		_, err = os.Stat(path)
+		Expect(err).NotTo(HaveOccurred(), "run 'make build-installer' (make test does) to write %s", path)
+		objs := readManifests(path)
+		for _, u := range objs {
+			if u.GetKind() == "Namespace" {
+				Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, u.DeepCopy()))).To(Succeed())
+			}
+		}
+		var ds, dep *unstructured.Unstructured
+		var agentRules []any
+		for _, u := range objs {
+			u.SetManagedFields(nil)
+			Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("install-test"), client.ForceOwnership, client.DryRunAll)).
+				To(Succeed(), "%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+			switch {
+			case u.GetKind() == "DaemonSet":
+				ds = u
+			case u.GetKind() == "Deployment":
+				dep = u
+			case u.GetKind() == "ClusterRole" && u.GetName() == "log-capturer-agent":
+				agentRules, _, _ = unstructured.NestedSlice(u.Object, "rules")
+			case u.GetKind() == "Namespace" && u.GetName() == "log-capturer-system":
+				Expect(u.GetLabels()).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"), "the operator's namespace stays restricted")
+			}
+		}
+		Expect(ds).NotTo(BeNil())
+		Expect(ds.GetNamespace()).To(Equal("log-capturer-agents"))
+		containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+		args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		Expect(args).To(ContainElements("--capture=agent", "--agent-service-account=log-capturer-agents/log-capturer-agent"))
+
+		By("the agents read pods and nothing else: no Secrets, no LogPipelines or SinkTargets")
+		Expect(agentRules).To(HaveLen(1))
+		Expect(agentRules[0]).To(And(HaveKeyWithValue("resources", ConsistOf("pods")), HaveKeyWithValue("verbs", ConsistOf("get", "list", "watch"))))
+
+		By("a surge rollout, every node by default, a pod-bound token for the operator's audience, the kubelet's files read-only")
+		strategy, _, _ := unstructured.NestedMap(ds.Object, "spec", "updateStrategy", "rollingUpdate")
+		Expect(strategy).To(And(HaveKeyWithValue("maxSurge", BeNumerically("==", 1)), HaveKeyWithValue("maxUnavailable", BeNumerically("==", 0))))
+		pod, _, _ := unstructured.NestedMap(ds.Object, "spec", "template", "spec")
+		Expect(pod).To(HaveKeyWithValue("tolerations", ContainElement(HaveKeyWithValue("operator", "Exists"))))
+		Expect(pod).NotTo(HaveKey("hostNetwork"))
+		Expect(pod).NotTo(HaveKey("hostPID"))
+		dsContainers, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "containers")
+		Expect(dsContainers).To(HaveLen(1))
+		c := dsContainers[0].(map[string]any)
+		Expect(c).To(HaveKeyWithValue("securityContext", And(HaveKeyWithValue("readOnlyRootFilesystem", true),
+			HaveKeyWithValue("allowPrivilegeEscalation", false), Not(HaveKey("privileged")),
+			HaveKeyWithValue("capabilities", And(HaveKeyWithValue("drop", ContainElement("ALL")), Not(HaveKey("add")))))))
+		Expect(c).To(HaveKeyWithValue("volumeMounts", ContainElement(And(HaveKeyWithValue("mountPath", "/var/log/pods"), HaveKeyWithValue("readOnly", true)))))
+		volumes, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "volumes")
+		hostPaths := map[string]bool{}
+		for _, v := range volumes {
+			v := v.(map[string]any)
+			if hp, ok := v["hostPath"].(map[string]any); ok {
+				hostPaths[hp["path"].(string)] = true
+			}
+			if ed, ok := v["emptyDir"]; ok {
+				Expect(ed).To(HaveKey("sizeLimit"), "every emptyDir is bounded: %v", v)
+			}
+		}
+		Expect(hostPaths).To(Equal(map[string]bool{"/var/log/pods": true, "/var/lib/log-capturer/agent": true}))
+		Expect(volumes).To(ContainElement(HaveKeyWithValue("projected", HaveKeyWithValue("sources",
+			ContainElement(HaveKeyWithValue("serviceAccountToken", HaveKeyWithValue("audience", identity.Audience)))))))
 	})
 
 	It("aggregates read rights into view, edit and admin, and write rights into edit and admin only", func() {
