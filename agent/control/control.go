@@ -37,7 +37,18 @@ type NodeConfig struct {
 	Revision string `json:"revision"`
 	// Pipelines are sorted by namespace and name.
 	Pipelines []capture.PipelineConfig `json:"pipelines"`
+	// Deleted are the pipelines deleted in the last TombstoneTTL, sorted:
+	// an agent deletes their positions from its journal (once).
+	Deleted []capture.PipelineRef `json:"deleted,omitempty"`
 }
+
+// TombstoneTTL is how long a deleted pipeline is announced to the agents;
+// MaxTombstones bounds how many are, the oldest dropped first. An agent
+// away longer keeps the deleted pipeline's positions in its journal.
+const (
+	TombstoneTTL  = 24 * time.Hour
+	MaxTombstones = 10000
+)
 
 // Pods lists the pods scheduled to a node (a cache with a spec.nodeName
 // index in the operator).
@@ -55,12 +66,21 @@ type Verifier interface {
 type Book struct {
 	mu        sync.Mutex
 	pipelines map[types.NamespacedName]capture.PipelineConfig
+	deleted   map[types.NamespacedName]tombstone
 	changed   chan struct{}
+	// now is the clock (time.Now when nil).
+	now func() time.Time
+}
+
+type tombstone struct {
+	ref capture.PipelineRef
+	at  time.Time
 }
 
 // NewBook returns an empty Book.
 func NewBook() *Book {
-	return &Book{pipelines: map[types.NamespacedName]capture.PipelineConfig{}, changed: make(chan struct{})}
+	return &Book{pipelines: map[types.NamespacedName]capture.PipelineConfig{}, deleted: map[types.NamespacedName]tombstone{},
+		changed: make(chan struct{}), now: time.Now}
 }
 
 // Apply adds or replaces a pipeline.
@@ -68,7 +88,45 @@ func (b *Book) Apply(key types.NamespacedName, cfg capture.PipelineConfig) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.pipelines[key] = cfg
+	// A pipeline made again under a deleted one's name is not deleted.
+	delete(b.deleted, key)
 	b.notifyLocked()
+}
+
+// Delete forgets a deleted pipeline and announces it to the agents for
+// TombstoneTTL, so that they delete its positions.
+func (b *Book) Delete(key types.NamespacedName) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cfg, ok := b.pipelines[key]
+	delete(b.pipelines, key)
+	ref := capture.PipelineRef{Namespace: key.Namespace, Name: key.Name}
+	if ok {
+		ref.UID = cfg.UID
+	}
+	b.deleted[key] = tombstone{ref: ref, at: b.now()}
+	b.pruneLocked()
+	b.notifyLocked()
+}
+
+// pruneLocked drops tombstones past TombstoneTTL and beyond MaxTombstones.
+func (b *Book) pruneLocked() {
+	now := b.now()
+	for k, t := range b.deleted {
+		if now.Sub(t.at) > TombstoneTTL {
+			delete(b.deleted, k)
+		}
+	}
+	for len(b.deleted) > MaxTombstones {
+		var oldest types.NamespacedName
+		first := true
+		for k, t := range b.deleted {
+			if first || t.at.Before(b.deleted[oldest].at) {
+				oldest, first = k, false
+			}
+		}
+		delete(b.deleted, oldest)
+	}
 }
 
 // Get returns a pipeline's configuration.
@@ -104,9 +162,17 @@ func (b *Book) notifyLocked() {
 
 // snapshot returns the pipelines, sorted, and the channel closed at the
 // next change.
-func (b *Book) snapshot() ([]capture.PipelineConfig, <-chan struct{}) {
+func (b *Book) snapshot() ([]capture.PipelineConfig, []capture.PipelineRef, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.pruneLocked()
+	var deleted []capture.PipelineRef
+	for _, t := range b.deleted {
+		deleted = append(deleted, t.ref)
+	}
+	slices.SortFunc(deleted, func(a, b capture.PipelineRef) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
 	out := make([]capture.PipelineConfig, 0, len(b.pipelines))
 	for _, c := range b.pipelines {
 		out = append(out, c)
@@ -114,18 +180,18 @@ func (b *Book) snapshot() ([]capture.PipelineConfig, <-chan struct{}) {
 	slices.SortFunc(out, func(a, b capture.PipelineConfig) int {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
-	return out, b.changed
+	return out, deleted, b.changed
 }
 
 // ForNode returns the configuration of node: every pipeline whose
 // selector matches a pod of its namespace scheduled to the node.
 func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig, <-chan struct{}, error) {
-	all, changed := b.snapshot()
+	all, deleted, changed := b.snapshot()
 	onNode, err := pods.PodsOnNode(ctx, node)
 	if err != nil {
 		return NodeConfig{}, nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
 	}
-	nc := NodeConfig{Node: node, Pipelines: []capture.PipelineConfig{}}
+	nc := NodeConfig{Node: node, Pipelines: []capture.PipelineConfig{}, Deleted: deleted}
 	for _, p := range all {
 		sel, err := selectorOf(p)
 		if err != nil {
@@ -139,7 +205,10 @@ func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig,
 			}
 		}
 	}
-	body, err := json.Marshal(nc.Pipelines)
+	body, err := json.Marshal(struct {
+		P []capture.PipelineConfig
+		D []capture.PipelineRef
+	}{nc.Pipelines, nc.Deleted})
 	if err != nil {
 		return NodeConfig{}, nil, fmt.Errorf("encoding the configuration of node %s: %w", node, err)
 	}

@@ -358,10 +358,11 @@ func (w *Workers) Remove(_ context.Context, key types.NamespacedName) error {
 	return nil
 }
 
-// Delete takes a deleted pipeline from the agents and forgets its numbers.
-// Its positions stay in the agents' journals until they compact them.
+// Delete takes a deleted pipeline from the agents, which delete its
+// positions from their journals (NodeConfig.Deleted), and forgets its
+// numbers.
 func (w *Workers) Delete(_ context.Context, key types.NamespacedName) error {
-	w.Book.Remove(key)
+	w.Book.Delete(key)
 	w.Fleet.Forget(key)
 	return nil
 }

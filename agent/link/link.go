@@ -32,6 +32,12 @@ type Workers interface {
 	Remove(ctx context.Context, key types.NamespacedName) error
 }
 
+// Deleter deletes a deleted pipeline's workers and stored positions (the
+// engine's Manager is one); Workers that are not one keep the positions.
+type Deleter interface {
+	Delete(ctx context.Context, key types.NamespacedName) error
+}
+
 // MaxConfigBytes bounds an answer of the operator.
 const MaxConfigBytes = 16 << 20
 
@@ -55,6 +61,8 @@ type Follower struct {
 
 	revision string
 	applied  map[types.NamespacedName]bool
+	// deleted are the announced deletions done, by pipeline and UID.
+	deleted map[capture.PipelineRef]bool
 
 	mu     sync.Mutex
 	status Status
@@ -215,6 +223,33 @@ func (f *Follower) apply(ctx context.Context, nc control.NodeConfig) error {
 		want[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = p
 	}
 	var errs []error
+	// Deletions first: a pipeline deleted and made again under its name
+	// is in Pipelines, not in Deleted, so nothing applied below is undone.
+	done := make(map[capture.PipelineRef]bool, len(nc.Deleted))
+	for _, ref := range nc.Deleted {
+		key := types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}
+		if _, live := want[key]; live {
+			continue
+		}
+		if f.deleted[ref] {
+			done[ref] = true
+			continue
+		}
+		var err error
+		if d, ok := f.Workers.(Deleter); ok {
+			err = d.Delete(ctx, key)
+		} else {
+			err = f.Workers.Remove(ctx, key)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deleting pipeline %s: %w", key, err))
+			continue
+		}
+		delete(f.applied, key)
+		done[ref] = true
+	}
+	// What is no longer announced needs no memory.
+	f.deleted = done
 	for key, p := range want {
 		if err := f.Workers.Apply(ctx, key, p); err != nil {
 			errs = append(errs, fmt.Errorf("applying pipeline %s: %w", key, err))

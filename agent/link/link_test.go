@@ -241,3 +241,66 @@ func TestFollowerRefusedOrGarbageKeepsTheWorkers(t *testing.T) {
 		<-done
 	})
 }
+
+// deleters are workers that also delete a pipeline's positions.
+type deleters struct {
+	workers
+	deletes []string
+}
+
+func (d *deleters) Delete(ctx context.Context, key types.NamespacedName) error {
+	d.mu.Lock()
+	d.deletes = append(d.deletes, key.String())
+	d.mu.Unlock()
+	return d.Remove(ctx, key)
+}
+
+func (d *deleters) deleted() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.deletes)
+}
+
+// TestFollowerDeletesDeletedPipelinesOnce: a pipeline deleted in the
+// operator is deleted on the agent (its positions with it) once, whether
+// or not it ran there; one made again under the name runs and is not
+// deleted.
+func TestFollowerDeletesDeletedPipelinesOnce(t *testing.T) {
+	book := control.NewBook()
+	web, db := types.NamespacedName{Namespace: "shop", Name: "web"}, types.NamespacedName{Namespace: "shop", Name: "db"}
+	book.Apply(web, cfg("shop", "web"))
+	book.Apply(db, cfg("shop", "db"))
+	h := &control.Handler{Book: book, Pods: pods{pod("shop", "web", "node-a"), pod("shop", "db", "node-b")}, Verifier: tokens{"t": "node-a"}}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	w := &deleters{workers: workers{running: map[types.NamespacedName]capture.PipelineConfig{}}}
+	f := &link.Follower{URL: srv.URL, Client: srv.Client(), Workers: w, Wait: time.Second,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Token: func() (string, error) { return "t", nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	eventually(t, "web applied", func() bool { return slices.Equal(w.names(), []string{"shop/web"}) })
+	book.Delete(web)
+	book.Delete(db) // it never ran on node-a: its positions there, if any, go too
+	sorted := func(s []string) []string { slices.Sort(s); return s }
+	eventually(t, "both deleted on the agent", func() bool { return slices.Equal(sorted(w.deleted()), []string{"shop/db", "shop/web"}) })
+	if got := w.names(); len(got) != 0 {
+		t.Errorf("running %v after the deletions", got)
+	}
+
+	// Another change: the tombstones are still announced, but done once.
+	book.Apply(types.NamespacedName{Namespace: "shop", Name: "api"}, cfg("shop", "api"))
+	book.Apply(web, cfg("shop", "web")) // made again under its name
+	eventually(t, "web made again runs", func() bool { return slices.Equal(w.names(), []string{"shop/web"}) })
+	time.Sleep(100 * time.Millisecond)
+	if got := sorted(w.deleted()); !slices.Equal(got, []string{"shop/db", "shop/web"}) {
+		t.Errorf("deletions %v, want each once and web made again left running", got)
+	}
+}

@@ -328,6 +328,18 @@ var _ = Describe("the node agent", func() {
 		GinkgoWriter.Printf("operator in agent mode: %d lines delivered; status.workers: lines %d, fileContainers %d, agents %+v\n",
 			len(receiver.Entries()), lp.Status.Workers.LinesTotal, lp.Status.Workers.FileContainers, *lp.Status.Workers.Agents)
 
+		By("a second pipeline deleted: the agent deletes its positions from the node's journal")
+		Expect(c.Create(ctx, builders.Pipeline("shop", "orders-copy", "orders-loki").WithSelector(map[string]string{"app": "orders"}).
+			With(func(p *logsv1alpha1.LogPipeline) { p.Spec.StartAt = logsv1alpha1.StartAtBeginning }).Build())).To(Succeed())
+		Eventually(func() int { return len(receiver.Entries()) }, 30*time.Second, 200*time.Millisecond).Should(Equal(4000), "the copy delivers its own 2000 lines")
+		posFiles := func() []string {
+			m, _ := filepath.Glob(filepath.Join(journal, "*.pos"))
+			return m
+		}
+		Eventually(posFiles, 30*time.Second, 200*time.Millisecond).Should(HaveLen(2))
+		Expect(c.Delete(ctx, &logsv1alpha1.LogPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-copy"}})).To(Succeed())
+		Eventually(posFiles, 30*time.Second, 200*time.Millisecond).Should(HaveLen(1))
+
 		By("the agent stopped: its node is named stale, WorkersHealthy says AgentsMissing")
 		Expect(stop()).To(Succeed())
 		Eventually(func(g Gomega) {
