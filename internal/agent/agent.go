@@ -73,6 +73,9 @@ type Options struct {
 	ReportPeriod time.Duration
 	// AllowLoopbackEgress lets sinks reach loopback addresses (tests).
 	AllowLoopbackEgress bool
+	// HealthProbeBindAddress serves /healthz and /readyz (plain HTTP, no
+	// tenant data); empty or "0" serves none.
+	HealthProbeBindAddress string
 	// Log receives the agent's logs.
 	Log logr.Logger
 	// Ready, when set, is called with the link once the workers run; for
@@ -103,6 +106,19 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the pod cache of node %s: %w", o.Node, err)
 	}
+	// The probes answer from the start: while this agent waits for the
+	// journal's lock (the one it replaces still drains) it is alive and
+	// ready, so that a surge rollout deletes the old agent and the lock
+	// passes.
+	health := &healthState{}
+	if o.HealthProbeBindAddress != "" && o.HealthProbeBindAddress != "0" {
+		stopHealth, err := serveHealth(ctx, o.HealthProbeBindAddress, health, o.Log.WithName("probes"))
+		if err != nil {
+			return err
+		}
+		defer stopHealth()
+	}
+	health.set("waiting for the positions journal's lock in " + o.JournalDir)
 	journal, err := positionstore.OpenJournal(ctx, o.JournalDir, positionstore.JournalOptions{Holder: o.Holder})
 	if err != nil {
 		return err //nolint:wrapcheck // OpenJournal names the directory
@@ -150,6 +166,8 @@ func Run(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		o.Ready(follower)
 	}
+	health.follower.Store(follower)
+	health.set("running")
 	log.Info("agent started", "node", o.Node, "podsDir", o.PodsDir, "journal", o.JournalDir, "operator", o.OperatorURL)
 	reportCtx, stopReports := context.WithCancel(ctx)
 	var reportWG sync.WaitGroup
@@ -228,6 +246,7 @@ func Command(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&budget, "memory-budget", "256Mi", "Bytes all sinks' queues of this agent may hold.")
 	fs.DurationVar(&o.Wait, "wait", 30*time.Second, "How long one configuration request waits for a change.")
 	fs.DurationVar(&o.ReportPeriod, "report-period", link.DefaultReportPeriod, "How often the agent reports its numbers to the operator.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address /healthz and /readyz bind to; 0 disables them.")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG when empty.")
 	fs.BoolVar(&allowLoopbackEgress, "allow-loopback-egress", false, "Let sinks connect to loopback addresses (tests only).")
 	zapOpts.BindFlags(fs)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -69,6 +70,8 @@ var (
 	loki    *lokireceiver.Receiver
 	lokiSrv *httptest.Server
 	writes  atomic.Int64 // the agent's API requests other than reads
+	// probes is where the next agent serves its probes ("" for none).
+	probes string
 )
 
 var _ = BeforeSuite(func() {
@@ -171,9 +174,10 @@ func runAgent(podsDir, journal, token string) func() error {
 func runAgentOf(url string, ca []byte, podsDir, journal, token string) func() error {
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	hp := probes
 	go func() {
 		done <- agent.Run(actx, agent.Options{RestConfig: countingConfig(), Node: node, PodsDir: podsDir, JournalDir: journal,
-			Holder: "agent-test", OperatorURL: url, OperatorCA: ca, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond,
+			Holder: "agent-test", OperatorURL: url, OperatorCA: ca, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond, HealthProbeBindAddress: hp,
 			AllowLoopbackEgress: true, Log: logr.Discard()})
 	}()
 	return func() error {
@@ -225,8 +229,21 @@ var _ = Describe("the node agent", func() {
 				BufferMaxBytes: 1 << 20, WhenFull: "Block", MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 				Loki: &capture.LokiConfig{URL: lokiSrv.URL, MetadataLabels: []string{"namespace", "pod", "container"}}}},
 		})
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		probes = l.Addr().String()
+		Expect(l.Close()).To(Succeed())
 		stop := runAgent(podsDir, journal, token)
+		probes = ""
 		Eventually(func() int { return len(lines()) }, 30*time.Second, 100*time.Millisecond).Should(Equal(3000))
+		for path, want := range map[string]string{"/healthz": "ok", "/readyz": `running; 1 pipelines (revision "`} {
+			resp, err := http.Get("http://" + l.Addr().String() + path)
+			Expect(err).NotTo(HaveOccurred())
+			b, _ := io.ReadAll(resp.Body)
+			Expect(resp.Body.Close()).To(Succeed())
+			Expect(resp.StatusCode).To(Equal(http.StatusOK), path)
+			Expect(string(b)).To(HavePrefix(want), path)
+		}
 
 		By("the operator sums the agent's report: its node reports, the other node's agent is missing")
 		key := types.NamespacedName{Namespace: "shop", Name: "web"}

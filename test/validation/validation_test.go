@@ -485,6 +485,7 @@ var _ = Describe("dist/install.yaml", func() {
 			HaveKeyWithValue("allowPrivilegeEscalation", false), Not(HaveKey("privileged")),
 			HaveKeyWithValue("capabilities", And(HaveKeyWithValue("drop", ContainElement("ALL")), Not(HaveKey("add")))))))
 		Expect(c).To(HaveKeyWithValue("volumeMounts", ContainElement(And(HaveKeyWithValue("mountPath", "/var/log/pods"), HaveKeyWithValue("readOnly", true)))))
+		Expect(c).To(And(HaveKey("livenessProbe"), HaveKey("readinessProbe"), HaveKeyWithValue("resources", And(HaveKey("requests"), HaveKey("limits")))))
 		volumes, _, _ := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "volumes")
 		hostPaths := map[string]bool{}
 		for _, v := range volumes {
