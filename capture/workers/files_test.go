@@ -500,6 +500,10 @@ type fileCheckSink struct {
 	mu                         sync.Mutex
 	next                       map[string]int
 	delivered, dup, lost, diff int64
+	// firstDups are the first runs of duplicates: where they began;
+	// lastDup is the last duplicate of each stream.
+	firstDups []string
+	lastDup   map[string]int
 }
 
 func (s *fileCheckSink) Write(_ context.Context, r *capture.Record) error {
@@ -514,6 +518,15 @@ func (s *fileCheckSink) Write(_ context.Context, r *capture.Record) error {
 	case !ok:
 		s.diff++
 	case seq < want:
+		if s.lastDup == nil {
+			s.lastDup = map[string]int{}
+		}
+		if last, ok := s.lastDup[key]; !ok || seq != last+1 {
+			if len(s.firstDups) < 5 {
+				s.firstDups = append(s.firstDups, fmt.Sprintf("%s: seq %d again (next wanted %d) at %s", key, seq, want, time.Now().Format(time.RFC3339Nano)))
+			}
+		}
+		s.lastDup[key] = seq
 		s.dup++
 	case seq > want:
 		s.lost += int64(seq - want)
@@ -599,6 +612,11 @@ var _ = Describe("File soak", Label("soak"), func() {
 			"goroutines=%d..%d slope=%.3f/min fds=%d..%d slope=%.3f/min maxOpenFiles=%d",
 			duration, rate, node.rotations(), generated, delivered, lost, dup, diff, s.Gaps,
 			int(gs[0].Value), int(gs[len(gs)-1].Value), gSlope, int(fds[0].Value), int(fds[len(fds)-1].Value), fdSlope, maxOpen)
+		sink.mu.Lock()
+		if len(sink.firstDups) > 0 {
+			report += " firstDuplicateRuns=[" + strings.Join(sink.firstDups, "; ") + "]"
+		}
+		sink.mu.Unlock()
 		fmt.Fprintln(os.Stdout, report)
 		AddReportEntry("file soak", report)
 		Expect(lost).To(BeZero())
