@@ -192,9 +192,27 @@ func openFollower(dir, base string, pos Position, o Options) (*Follower, Gap, er
 		}
 		return f, gap, nil
 	}
-	ids, sizes, err := f.identifyAll(cands)
-	if err != nil {
-		return nil, Gap{}, err
+	var ids []Identity
+	var sizes []int64
+	// The kubelet renames the live file and the runtime creates a new one
+	// under its name: a listing made just before that identifies the new
+	// file under the old name, and the file of pos seems gone. It is only
+	// gone if a second listing, made after the identification, agrees.
+	for attempt := 0; ; attempt++ {
+		if ids, sizes, err = f.identifyAll(cands); err != nil {
+			return nil, Gap{}, err
+		}
+		if attempt == 1 || matchesAny(pos.File, cands, ids) {
+			break
+		}
+		again, err := candidates(dir, base)
+		if err != nil {
+			return nil, Gap{}, err
+		}
+		if len(again) == 0 {
+			break
+		}
+		cands = again
 	}
 	for i, c := range cands {
 		id, size := ids[i], sizes[i]
@@ -221,12 +239,30 @@ func openFollower(dir, base string, pos Position, o Options) (*Follower, Gap, er
 		return nil, gap, err
 	}
 	if next == nil {
+		if slices.ContainsFunc(ids, func(id Identity) bool { return len(id.Head) == 0 }) {
+			// A file with nothing in it yet (the runtime's new one) is
+			// where the log goes on: not the end of the instance's log,
+			// which would send its reader back to the oldest file. Ask
+			// again (Open lists anew; the slice retries at pos), and count
+			// what went then.
+			return nil, Gap{}, fmt.Errorf("%s in %s: the file read last is not listed and none after it has data yet: %w", base, dir, os.ErrNotExist)
+		}
 		return nil, gap, fmt.Errorf("%s in %s: %w", base, dir, ErrNoLog)
 	}
 	if f.cur, err = openAs(*next, 0, want); err != nil {
 		return nil, gap, err
 	}
 	return f, gap, nil
+}
+
+// matchesAny tells whether one of the listed files is id's.
+func matchesAny(id Identity, cands []candidate, ids []Identity) bool {
+	for i, c := range cands {
+		if id.matches(ids[i], c.gz) {
+			return true
+		}
+	}
+	return false
 }
 
 // after returns the first candidate written after the file of id: the one

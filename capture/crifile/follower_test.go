@@ -453,3 +453,86 @@ func BenchmarkFollower(b *testing.B) {
 	}
 	b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestResumeRacingTheRename: a reader resumes at the end of the live file
+// just as the kubelet renames it and the runtime creates the new one; its
+// listing misses the renamed file, or the file is gone and the new one is
+// still empty. It must neither go back to the oldest file (every record
+// again) nor skip ahead: it asks again, and resumes where it was.
+func TestResumeRacingTheRename(t *testing.T) {
+	k := newKubelet(t, 10)
+	counts := map[string]int{}
+	write := func(n int) {
+		for range n {
+			i := counts["stdout"] + counts["stderr"]
+			s := streamOf(i)
+			k.Write(s, message(s, counts[s]))
+			counts[s]++
+		}
+	}
+	total := func() int { return counts["stdout"] + counts["stderr"] }
+	write(300)
+	k.Rotate()
+	write(300)
+	r := &reader{t: t, next: map[crifile.Stream]int{}}
+	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := r.drain(f, func() bool { return r.next[crifile.Stdout]+r.next[crifile.Stderr] == total() })
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The live file, read to its end, moves out of the listing (mid
+	// rename) and the runtime's new file is there, empty.
+	live, hidden := filepath.Join(k.Dir, "0.log"), filepath.Join(k.Dir, "renaming")
+	if err := os.Rename(live, hidden); err != nil {
+		t.Fatal(err)
+	}
+	k.Reopen()
+	if _, _, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{Grace: time.Millisecond}); err == nil || errors.Is(err, crifile.ErrNoLog) {
+		t.Fatalf("resuming with the file read last unlisted and the new one empty: %v; want an error to try again, not the end of the log", err)
+	}
+
+	// The rename completes: the reader resumes where it was, with nothing
+	// read twice, and goes on into the new file.
+	if err := os.Rename(hidden, filepath.Join(k.Dir, "0.log.20261202-000009")); err != nil {
+		t.Fatal(err)
+	}
+	write(200)
+	f, gap, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gap != (crifile.Gap{}) {
+		t.Errorf("gap %+v, want none", gap)
+	}
+	pos = r.drain(f, func() bool { return r.next[crifile.Stdout]+r.next[crifile.Stderr] == total() })
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Deleted before it was listed again, with the new file empty: again
+	// no going back; once the new file has data, it goes on there.
+	if err := os.Rename(live, hidden); err != nil {
+		t.Fatal(err)
+	}
+	k.Reopen()
+	if err := os.Remove(hidden); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := crifile.Open(k.Dir, "0.log", pos, crifile.Options{Grace: time.Millisecond}); err == nil || errors.Is(err, crifile.ErrNoLog) {
+		t.Fatalf("resuming with the file read last deleted and the new one empty: %v; want an error to try again", err)
+	}
+	write(100)
+	f, _, err = crifile.Open(k.Dir, "0.log", pos, crifile.Options{Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r.drain(f, func() bool { return r.next[crifile.Stdout]+r.next[crifile.Stderr] == total() })
+	if e, _, err := f.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("a record after the last: %+v %v", e, err)
+	}
+}
