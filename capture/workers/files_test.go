@@ -337,7 +337,7 @@ var _ = Describe("Reading the kubelet's files", func() {
 		}
 		// FDs another spec left (its idle connections) may close meanwhile:
 		// back to the base or below it.
-		Eventually(func() []int { g, fd := steadyCounts(); return []int{g, min(fd, baseFD)} }, 10*time.Second, 200*time.Millisecond).
+		Eventually(func() []int { g, fd := steadyCounts(); return []int{g, max(fd, baseFD)} }, 10*time.Second, 200*time.Millisecond).
 			Should(Equal([]int{baseG, baseFD}), "goroutines and FDs back to where they were")
 		GinkgoWriter.Printf("files: containers=20 maxStreams=%d records=%d rotations=%d sliceRotations=%d maxOpenFiles=%d fds=%d..%d (base %d) goroutines back to %d\n",
 			maxStreams, generated, node.rotations(), s.Rotations, maxOpen, baseFD, maxFD, baseFD, baseG)
