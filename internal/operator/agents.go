@@ -77,6 +77,10 @@ func (e *agentEndpoint) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("agents")
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Every return ends the goroutines started here before waiting for
+	// them: the manager learns of a failure only once Start returned.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	getCert, err := e.certificates(ctx, &wg, log)
 	if err != nil {
 		return err
@@ -209,6 +213,27 @@ func notifyOnPodChanges(ctx context.Context, informers cache.Informers, book *co
 	})
 	if err != nil {
 		return fmt.Errorf("watching pods for the agents: %w", err)
+	}
+	return nil
+}
+
+// forgetDeletedNodes drops a deleted node's last report, so that the
+// Fleet holds the nodes that exist, not every node ever seen.
+func forgetDeletedNodes(ctx context.Context, informers cache.Informers, fleet *control.Fleet) error {
+	inf, err := informers.GetInformer(ctx, &corev1.Node{})
+	if err != nil {
+		return fmt.Errorf("getting the node informer: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if n, ok := obj.(*corev1.Node); ok {
+			fleet.ForgetNode(n.Name)
+		}
+	}})
+	if err != nil {
+		return fmt.Errorf("watching nodes for the agents: %w", err)
 	}
 	return nil
 }

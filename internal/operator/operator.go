@@ -615,6 +615,9 @@ func agentWorkers(ctx context.Context, mgr ctrl.Manager, ns, sa string, o Option
 	if err := notifyOnPodChanges(ctx, mgr.GetCache(), book); err != nil {
 		return nil, err
 	}
+	if err := forgetDeletedNodes(ctx, mgr.GetCache(), fleet); err != nil {
+		return nil, err
+	}
 	handler := newAgentHandler(book, fleet, mgr.GetCache(), mgr.GetClient(), ns, sa)
 	ownNS := ownNamespace()
 	hosts := o.AgentCertHosts

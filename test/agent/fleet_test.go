@@ -255,6 +255,11 @@ var _ = Describe("a fleet of 100 agents", Label("fleet"), func() {
 		}
 		Expect(writes).NotTo(BeZero(), "the status writes were counted")
 
+		By("a deleted node's last report is forgotten: its agent is missing, not stale")
+		Expect(c.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "sim-007"}})).To(Succeed())
+		Eventually(func() *logsv1alpha1.AgentsStatus { return lp(7).Status.Workers.Agents }, 20*time.Second, 200*time.Millisecond).
+			Should(Equal(&logsv1alpha1.AgentsStatus{Nodes: 10, Reporting: 9, MissingNodes: []string{"sim-007"}}))
+
 		for i := range runs {
 			stopAgent(i)
 		}
