@@ -53,6 +53,36 @@ type SinkStats struct {
 	WhenFull string
 }
 
+// Plus is a and b of the same sink summed (two pipelines of a namespace,
+// or one pipeline on two nodes): counts and queues add up, the latest
+// rejection, success and memory-share hit win, and the sink fails since
+// the earlier of their failures. The namespace's budget facts and WhenFull
+// stay a's: what they mean summed depends on what is summed.
+func (a SinkStats) Plus(b SinkStats) SinkStats {
+	a.SentLines += b.SentLines
+	a.SentBytes += b.SentBytes
+	a.FailedBatches += b.FailedBatches
+	a.Retries += b.Retries
+	a.DroppedLines += b.DroppedLines
+	a.RejectedLines += b.RejectedLines
+	if b.LastRejected.After(a.LastRejected) {
+		a.LastRejected, a.LastRejection = b.LastRejected, b.LastRejection
+	}
+	a.MemoryShareLimited += b.MemoryShareLimited
+	if b.LastMemoryShareLimited.After(a.LastMemoryShareLimited) {
+		a.LastMemoryShareLimited = b.LastMemoryShareLimited
+	}
+	a.QueueBytes += b.QueueBytes
+	a.QueueMaxBytes += b.QueueMaxBytes
+	if b.LastSuccess.After(a.LastSuccess) {
+		a.LastSuccess = b.LastSuccess
+	}
+	if !b.FailingSince.IsZero() && (a.FailingSince.IsZero() || b.FailingSince.Before(a.FailingSince)) {
+		a.FailingSince, a.LastError = b.FailingSince, b.LastError
+	}
+	return a
+}
+
 // StatsReporter is a Sink that reports SinkStats.
 type StatsReporter interface {
 	Stats() SinkStats

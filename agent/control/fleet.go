@@ -237,30 +237,11 @@ func Merge(parts map[string]capture.Snapshot) capture.Snapshot {
 	return out
 }
 
-// addSink sums one sink's numbers of two nodes. A sink fails while it
-// fails on any node: FailingSince is the earliest of the nodes'.
+// addSink sums one sink's numbers of two nodes (capture.SinkStats.Plus);
+// each node's agent has a budget of its own, so the budget facts add up
+// too, over at most the most namespaces one agent divides it between.
 func addSink(a, b capture.SinkStats) capture.SinkStats {
-	a.SentLines += b.SentLines
-	a.SentBytes += b.SentBytes
-	a.FailedBatches += b.FailedBatches
-	a.Retries += b.Retries
-	a.DroppedLines += b.DroppedLines
-	a.RejectedLines += b.RejectedLines
-	if b.LastRejected.After(a.LastRejected) {
-		a.LastRejected, a.LastRejection = b.LastRejected, b.LastRejection
-	}
-	a.QueueBytes += b.QueueBytes
-	a.QueueMaxBytes += b.QueueMaxBytes
-	if b.LastSuccess.After(a.LastSuccess) {
-		a.LastSuccess = b.LastSuccess
-	}
-	if !b.FailingSince.IsZero() && (a.FailingSince.IsZero() || b.FailingSince.Before(a.FailingSince)) {
-		a.FailingSince, a.LastError = b.FailingSince, b.LastError
-	}
-	a.MemoryShareLimited += b.MemoryShareLimited
-	if b.LastMemoryShareLimited.After(a.LastMemoryShareLimited) {
-		a.LastMemoryShareLimited = b.LastMemoryShareLimited
-	}
+	a = a.Plus(b)
 	a.NamespaceQueuedBytes += b.NamespaceQueuedBytes
 	a.NamespaceShareBytes += b.NamespaceShareBytes
 	a.MemoryBudgetBytes += b.MemoryBudgetBytes

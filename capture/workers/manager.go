@@ -369,30 +369,10 @@ func (m *Manager) SinkStats(namespace, name string) (capture.SinkStats, bool) {
 				continue
 			}
 			found = true
-			out.SentLines += st.SentLines
-			out.SentBytes += st.SentBytes
-			out.FailedBatches += st.FailedBatches
-			out.Retries += st.Retries
-			out.DroppedLines += st.DroppedLines
-			out.RejectedLines += st.RejectedLines
-			if st.LastRejected.After(out.LastRejected) {
-				out.LastRejected, out.LastRejection = st.LastRejected, st.LastRejection
-			}
-			out.MemoryShareLimited += st.MemoryShareLimited
-			if st.LastMemoryShareLimited.After(out.LastMemoryShareLimited) {
-				out.LastMemoryShareLimited = st.LastMemoryShareLimited
-			}
+			out = out.Plus(st)
+			// The namespace's budget is one: the latest word on it.
 			out.NamespaceQueuedBytes, out.NamespaceShareBytes = st.NamespaceQueuedBytes, st.NamespaceShareBytes
 			out.MemoryBudgetBytes, out.BudgetNamespaces, out.WhenFull = st.MemoryBudgetBytes, st.BudgetNamespaces, st.WhenFull
-			out.QueueBytes += st.QueueBytes
-			out.QueueMaxBytes += st.QueueMaxBytes
-			if st.LastSuccess.After(out.LastSuccess) {
-				out.LastSuccess = st.LastSuccess
-			}
-			if !st.FailingSince.IsZero() && (out.FailingSince.IsZero() || st.FailingSince.Before(out.FailingSince)) {
-				out.FailingSince = st.FailingSince
-				out.LastError = st.LastError
-			}
 		}
 	}
 	return out, found
