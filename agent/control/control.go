@@ -187,24 +187,11 @@ func (b *Book) snapshot() ([]capture.PipelineConfig, []capture.PipelineRef, <-ch
 // selector matches a pod of its namespace scheduled to the node.
 func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig, <-chan struct{}, error) {
 	all, deleted, changed := b.snapshot()
-	onNode, err := pods.PodsOnNode(ctx, node)
+	on, err := onNode(ctx, pods, node, all)
 	if err != nil {
-		return NodeConfig{}, nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
+		return NodeConfig{}, nil, err
 	}
-	nc := NodeConfig{Node: node, Pipelines: []capture.PipelineConfig{}, Deleted: deleted}
-	for _, p := range all {
-		sel, err := selectorOf(p)
-		if err != nil {
-			continue // the controller refused it; it has no workers either
-		}
-		for i := range onNode {
-			pod := &onNode[i]
-			if pod.Namespace == p.Namespace && pod.Spec.NodeName == node && sel.Matches(labels.Set(pod.Labels)) {
-				nc.Pipelines = append(nc.Pipelines, p)
-				break
-			}
-		}
-	}
+	nc := NodeConfig{Node: node, Pipelines: on, Deleted: deleted}
 	body, err := json.Marshal(struct {
 		P []capture.PipelineConfig
 		D []capture.PipelineRef
@@ -215,6 +202,37 @@ func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig,
 	sum := sha256.Sum256(body)
 	nc.Revision = hex.EncodeToString(sum[:12])
 	return nc, changed, nil
+}
+
+// OnNode lists the pipelines with pods on node, what ForNode would send
+// it, without encoding them.
+func (b *Book) OnNode(ctx context.Context, pods Pods, node string) ([]capture.PipelineConfig, error) {
+	all, _, _ := b.snapshot()
+	return onNode(ctx, pods, node, all)
+}
+
+// onNode keeps of all the pipelines whose selector matches a pod of their
+// namespace scheduled to node.
+func onNode(ctx context.Context, pods Pods, node string, all []capture.PipelineConfig) ([]capture.PipelineConfig, error) {
+	podsOn, err := pods.PodsOnNode(ctx, node)
+	if err != nil {
+		return nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
+	}
+	out := []capture.PipelineConfig{}
+	for _, p := range all {
+		sel, err := selectorOf(p)
+		if err != nil {
+			continue // the controller refused it; it has no workers either
+		}
+		for i := range podsOn {
+			pod := &podsOn[i]
+			if pod.Namespace == p.Namespace && pod.Spec.NodeName == node && sel.Matches(labels.Set(pod.Labels)) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // Handler serves GET /v1/config to agents: the configuration of the

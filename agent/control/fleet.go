@@ -284,13 +284,13 @@ func (h *Handler) serveReport(w http.ResponseWriter, r *http.Request, agent iden
 		http.Error(w, "decoding the report: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	nc, _, err := h.Book.ForNode(r.Context(), h.Pods, agent.Node)
+	sent, err := h.Book.OnNode(r.Context(), h.Pods, agent.Node)
 	if err != nil {
 		http.Error(w, "the node's configuration could not be computed now; try again", http.StatusServiceUnavailable)
 		return
 	}
-	allowed := make(map[types.NamespacedName]bool, len(nc.Pipelines))
-	for _, p := range nc.Pipelines {
+	allowed := make(map[types.NamespacedName]bool, len(sent))
+	for _, p := range sent {
 		allowed[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] = true
 	}
 	if refused := h.Fleet.Record(agent.Node, rep, allowed); refused > 0 {
