@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"slices"
@@ -98,7 +99,7 @@ func (t *agentTLS) ensure(ctx context.Context) (*tls.Certificate, error) {
 		if err := t.writer.Create(ctx, sec); err != nil {
 			return nil, fmt.Errorf("creating Secret %s/%s: %w", t.namespace, AgentTLSSecret, err)
 		}
-	} else if !equalData(sec.Data, data) {
+	} else if !maps.EqualFunc(sec.Data, data, bytes.Equal) {
 		sec.Data = data
 		if err := t.writer.Update(ctx, sec); err != nil {
 			return nil, fmt.Errorf("updating Secret %s/%s: %w", t.namespace, AgentTLSSecret, err)
@@ -140,18 +141,6 @@ func (t *agentTLS) publish(ctx context.Context, caPEM []byte) error {
 		return fmt.Errorf("updating ConfigMap %s/%s: %w", t.caNamespace, AgentCAConfigMap, err)
 	}
 	return nil
-}
-
-func equalData(a, b map[string][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if !bytes.Equal(b[k], v) {
-			return false
-		}
-	}
-	return true
 }
 
 // covers tells whether the certificate names every host.
