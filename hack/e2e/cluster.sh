@@ -14,6 +14,7 @@ STATE=$(realpath -m "${2:?state dir}")
 BIN=$(realpath -m "${3:-bin/k8s}")
 NODE=${E2E_NODE_NAME:-e2e-node}
 POD_CIDR=10.244.0.0/24
+AGENT_JOURNAL=/var/lib/log-capturer/agent
 SERVICE_CIDR=10.96.0.0/16
 SERVICE_IP=10.96.0.1
 ETCD_PORT=23790
@@ -150,6 +151,9 @@ up() {
 	ip=$(node_ip)
 	mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/etcd"
 	ls -d /var/log/pods/* /var/log/containers/* >"$STATE/logs-before" 2>/dev/null || true
+	# The node agent's journal (a hostPath of dist/install-agent.yaml) is
+	# this cluster's to remove when it was not there before.
+	[ -e "$AGENT_JOURNAL" ] || touch "$STATE/agent-journal-ours"
 	echo "$ip" >"$STATE/node-ip"
 	log "node $NODE at $ip, state in $STATE"
 	pki "$ip"
@@ -252,6 +256,10 @@ down() {
 		[ -e "$d" ] || [ -L "$d" ] || continue
 		grep -qxF "$d" "$STATE/logs-before" 2>/dev/null || rm -rf "$d"
 	done
+	if [ -e "$STATE/agent-journal-ours" ]; then
+		rm -rf "$AGENT_JOURNAL"
+		rmdir "$(dirname "$AGENT_JOURNAL")" 2>/dev/null || true
+	fi
 	rm -rf "$STATE"
 	log "down"
 }

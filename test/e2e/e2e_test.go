@@ -72,10 +72,13 @@ type instance struct {
 }
 
 // received groups Loki's entries of the test namespace by container instance.
-func received() map[string]*instance {
+func received() map[string]*instance { return receivedIn(ns) }
+
+// receivedIn groups Loki's entries of namespace by container instance.
+func receivedIn(namespace string) map[string]*instance {
 	var lines []string
 	for _, e := range loki.Entries() {
-		if e.Labels["namespace"] == ns {
+		if e.Labels["namespace"] == namespace {
 			lines = append(lines, e.Line)
 		}
 	}
@@ -365,16 +368,20 @@ func operatorPod() *corev1.Pod {
 func rotatedFiles() int { return len(rotated.all()) }
 
 // podsDone counts the pods matching selector whose writer said it is done.
-func podsDone(selector map[string]string) func() int {
+func podsDone(selector map[string]string) func() int { return podsDoneIn(ns, selector) }
+
+// podsDoneIn counts the pods of namespace matching selector whose writer
+// said it is done.
+func podsDoneIn(namespace string, selector map[string]string) func() int {
 	return func() int {
 		pods := &corev1.PodList{}
-		Expect(k8sClient.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels(selector))).To(Succeed())
+		Expect(k8sClient.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels(selector))).To(Succeed())
 		names := map[string]bool{}
 		for _, p := range pods.Items {
 			names[p.Name] = true
 		}
 		n := 0
-		for _, in := range received() {
+		for _, in := range receivedIn(namespace) {
 			if names[in.pod] && in.done >= 0 {
 				n++
 			}
@@ -568,4 +575,8 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		after := workers()
 		GinkgoWriter.Printf("before: goroutines=%d fds=%d; after: goroutines=%d fds=%d\n", before.Goroutines, before.OpenFileDescriptors, after.Goroutines, after.OpenFileDescriptors)
 	})
+
+	It("switches to node agents with dist/install-agent.yaml, the agent running as root with no capability", switchToAgents)
+
+	It("delivers every line once from the kubelet's files through the agent, across rotations, a deleted agent pod and a rolling update, with no pods/log request", agentCapture)
 })

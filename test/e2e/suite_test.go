@@ -75,6 +75,8 @@ var _ = AfterEach(func() {
 		{"get", "lp,st", "-A", "-o", "yaml"},
 		{"get", "pods", "-A", "-o", "wide"},
 		{"-n", "log-capturer-system", "logs", "deployment/log-capturer", "--tail=300"},
+		{"-n", "log-capturer-agents", "get", "daemonset,pods", "-o", "wide"},
+		{"-n", "log-capturer-agents", "logs", "daemonset/log-capturer-agent", "--tail=200"},
 	} {
 		c := exec.Command(kubectl, append([]string{"--kubeconfig", kubecfg}, args...)...)
 		out, _ := c.CombinedOutput()
