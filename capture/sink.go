@@ -83,6 +83,16 @@ func (a SinkStats) Plus(b SinkStats) SinkStats {
 	return a
 }
 
+// PlusSameBudget is Plus for two pipelines' numbers of one sink in one
+// process: they share the process's memory budget, so its facts are not
+// summed but b's, the latest word on it.
+func (a SinkStats) PlusSameBudget(b SinkStats) SinkStats {
+	a = a.Plus(b)
+	a.NamespaceQueuedBytes, a.NamespaceShareBytes = b.NamespaceQueuedBytes, b.NamespaceShareBytes
+	a.MemoryBudgetBytes, a.BudgetNamespaces, a.WhenFull = b.MemoryBudgetBytes, b.BudgetNamespaces, b.WhenFull
+	return a
+}
+
 // StatsReporter is a Sink that reports SinkStats.
 type StatsReporter interface {
 	Stats() SinkStats

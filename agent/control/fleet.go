@@ -154,6 +154,43 @@ func (f *Fleet) Snapshot(key types.NamespacedName, nodes []string) capture.Snaps
 	return s
 }
 
+// SinkStats sums what the namespace's pipelines delivered to its
+// SinkTarget name over every node's latest report, stale ones too (the
+// numbers are cumulative and were true when sent). On one node the
+// pipelines share the agent's budget (PlusSameBudget, as in the engine);
+// over nodes the budget facts add up (addSink), each agent having its own.
+func (f *Fleet) SinkStats(namespace, name string) (capture.SinkStats, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := capture.SinkStats{Name: name}
+	found := false
+	for _, node := range slices.Sorted(maps.Keys(f.nodes)) {
+		onNode := capture.SinkStats{Name: name}
+		seen := false
+		for key, s := range f.nodes[node].pipelines {
+			if key.Namespace != namespace {
+				continue
+			}
+			for _, st := range s.Sinks {
+				if st.Name != name {
+					continue
+				}
+				seen = true
+				onNode = onNode.PlusSameBudget(st)
+			}
+		}
+		if !seen {
+			continue
+		}
+		if !found {
+			out, found = onNode, true
+			continue
+		}
+		out = addSink(out, onNode)
+	}
+	return out, found
+}
+
 // Merge sums per-node snapshots of one pipeline. Counts add up; the
 // process-wide numbers and growth slopes are the largest node's (a leak
 // on one node must not be averaged away); the health window covers what
@@ -371,6 +408,12 @@ func (w *Workers) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {
 		nodes = append(nodes, n)
 	}
 	return w.Fleet.Snapshot(key, nodes), true
+}
+
+// SinkStats sums a SinkTarget's delivery numbers over the agents'
+// reports, for its status.
+func (w *Workers) SinkStats(namespace, name string) (capture.SinkStats, bool) {
+	return w.Fleet.SinkStats(namespace, name)
 }
 
 // podDone tells a pod whose containers all ended for good.

@@ -129,3 +129,52 @@ func TestFleet(t *testing.T) {
 		})
 	}
 }
+
+func TestFleetSinkStats(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	a := types.NamespacedName{Namespace: "team-a", Name: "apps"}
+	a2 := types.NamespacedName{Namespace: "team-a", Name: "jobs"}
+	b := types.NamespacedName{Namespace: "team-b", Name: "apps"}
+	all := map[types.NamespacedName]bool{a: true, a2: true, b: true}
+	report := func(p ...control.PipelineReport) control.Report { return control.Report{Pipelines: p} }
+	sink := func(key types.NamespacedName, st ...capture.SinkStats) control.PipelineReport {
+		return control.PipelineReport{Namespace: key.Namespace, Name: key.Name, Snapshot: capture.Snapshot{Sinks: st}}
+	}
+	f := &control.Fleet{Now: func() time.Time { return t0 }}
+	if _, ok := f.SinkStats("team-a", "loki"); ok {
+		t.Fatal("SinkStats found a sink before any report")
+	}
+	budget := func(s capture.SinkStats, queued, share, total int64) capture.SinkStats {
+		s.NamespaceQueuedBytes, s.NamespaceShareBytes, s.MemoryBudgetBytes, s.BudgetNamespaces = queued, share, total, 2
+		return s
+	}
+	f.Record("node-a", report(
+		sink(a, budget(capture.SinkStats{Name: "loki", SentLines: 10, SentBytes: 1000, LastSuccess: t0}, 300, 500, 1000),
+			capture.SinkStats{Name: "file", SentLines: 99}),
+		sink(a2, budget(capture.SinkStats{Name: "loki", SentLines: 5, SentBytes: 500, QueueBytes: 7}, 300, 500, 1000)),
+		// Another tenant's SinkTarget of the same name is not team-a's.
+		sink(b, capture.SinkStats{Name: "loki", SentLines: 1000}),
+	), all)
+	f.Record("node-b", report(
+		sink(a, budget(capture.SinkStats{Name: "loki", SentLines: 3, SentBytes: 300, FailingSince: t0, LastError: "503"}, 100, 400, 800)),
+	), all)
+
+	got, ok := f.SinkStats("team-a", "loki")
+	if !ok {
+		t.Fatal("SinkStats did not find team-a's loki")
+	}
+	want := capture.SinkStats{Name: "loki", SentLines: 18, SentBytes: 1800, QueueBytes: 7, LastSuccess: t0, FailingSince: t0, LastError: "503",
+		// node-a's two pipelines share its budget: its facts once; node-b's add.
+		NamespaceQueuedBytes: 400, NamespaceShareBytes: 900, MemoryBudgetBytes: 1800, BudgetNamespaces: 2}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("SinkStats(team-a, loki) (-want +got):\n%s", d)
+	}
+	if _, ok := f.SinkStats("team-c", "loki"); ok {
+		t.Error("SinkStats found a sink of a namespace no agent reported")
+	}
+	f.ForgetNode("node-b")
+	got, _ = f.SinkStats("team-a", "loki")
+	if got.SentLines != 15 || got.MemoryBudgetBytes != 1000 {
+		t.Errorf("after node-b was forgotten: %d lines, budget %d; want 15 and 1000", got.SentLines, got.MemoryBudgetBytes)
+	}
+}

@@ -369,10 +369,7 @@ func (m *Manager) SinkStats(namespace, name string) (capture.SinkStats, bool) {
 				continue
 			}
 			found = true
-			out = out.Plus(st)
-			// The namespace's budget is one: the latest word on it.
-			out.NamespaceQueuedBytes, out.NamespaceShareBytes = st.NamespaceQueuedBytes, st.NamespaceShareBytes
-			out.MemoryBudgetBytes, out.BudgetNamespaces, out.WhenFull = st.MemoryBudgetBytes, st.BudgetNamespaces, st.WhenFull
+			out = out.PlusSameBudget(st)
 		}
 	}
 	return out, found

@@ -527,9 +527,11 @@ func Run(ctx context.Context, o Options) error {
 	var pipelines controllers.Workers
 	var deliveries controllers.Deliveries
 	if o.Capture == CaptureAgent {
-		if pipelines, err = agentWorkers(ctx, mgr, agentNS, agentSA, o); err != nil {
+		agents, err := agentWorkers(ctx, mgr, agentNS, agentSA, o)
+		if err != nil {
 			return err
 		}
+		pipelines, deliveries = agents, agents
 	} else {
 		engine, closeStreams, err := apiEngine(ctx, mgr, cfg, o, newSink, factory)
 		if err != nil {
@@ -607,7 +609,7 @@ func apiEngine(_ context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options,
 // agentWorkers is the controllers' Workers of agent capture: pipelines go
 // into the Book the leader serves the agents from, on the agent endpoint,
 // and their numbers are the agents' reports.
-func agentWorkers(ctx context.Context, mgr ctrl.Manager, ns, sa string, o Options) (controllers.Workers, error) {
+func agentWorkers(ctx context.Context, mgr ctrl.Manager, ns, sa string, o Options) (*control.Workers, error) {
 	book, fleet := control.NewBook(), &control.Fleet{StaleAfter: o.AgentStaleAfter}
 	if err := control.IndexPodsByNode(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, fmt.Errorf("indexing pods by node: %w", err)

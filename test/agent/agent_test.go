@@ -344,6 +344,12 @@ var _ = Describe("the node agent", func() {
 		}, 60*time.Second, 500*time.Millisecond).Should(Succeed())
 		GinkgoWriter.Printf("operator in agent mode: %d lines delivered; status.workers: lines %d, fileContainers %d, agents %+v\n",
 			len(receiver.Entries()), lp.Status.Workers.LinesTotal, lp.Status.Workers.FileContainers, *lp.Status.Workers.Agents)
+		// The SinkTarget's delivery time is the agents' too (refreshed every 30s).
+		st := &logsv1alpha1.SinkTarget{}
+		Eventually(func(g Gomega) {
+			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "orders-loki"}, st)).To(Succeed())
+			g.Expect(st.Status.LastSuccessfulDelivery).NotTo(BeNil())
+		}, 45*time.Second, 500*time.Millisecond).Should(Succeed())
 
 		By("a second pipeline deleted: the agent deletes its positions from the node's journal")
 		Expect(c.Create(ctx, builders.Pipeline("shop", "orders-copy", "orders-loki").WithSelector(map[string]string{"app": "orders"}).
