@@ -43,6 +43,11 @@ type Snapshot struct {
 	// FileContainers counts the selected containers read from the
 	// kubelet's files rather than through the API.
 	FileContainers int
+	// UnreadBytes is the lag of the containers read from files: the bytes
+	// the kubelet holds of their logs after the positions the sinks
+	// acknowledged (read and queued, or not yet read). Measured on the
+	// sample period; containers with no acknowledged line yet are not in it.
+	UnreadBytes int64
 	// Opens counts streams that waited for their turn to open and OpenWait
 	// how long they waited in all; OpenRateLimit is the process-wide rate
 	// they share (opens per second, 0 for unlimited).
@@ -139,4 +144,12 @@ type Agents struct {
 	// Window carries.
 	GoroutineGrowthNode string
 	FDGrowthNode        string
+	// Lagging are the nodes with the most unread bytes, worst first.
+	Lagging []NodeLag
+}
+
+// NodeLag is a pipeline's unread bytes on one node.
+type NodeLag struct {
+	Node        string
+	UnreadBytes int64
 }

@@ -31,9 +31,13 @@ func workerStatus(s capture.Snapshot, window time.Duration, now time.Time) *logs
 		LinesPerSecond:      int64(s.Window.LinesPerSecond + 0.5),
 	}
 	w.FileContainers = clamp32(s.FileContainers)
+	w.UnreadBytes = s.UnreadBytes
 	if a := s.Agents; a != nil {
 		w.Agents = &logsv1alpha1.AgentsStatus{Nodes: clamp32(a.Nodes), Reporting: clamp32(a.Reporting),
 			MissingNodes: firstNodes(a.Missing), StaleNodes: firstNodes(a.Stale)}
+		for _, l := range a.Lagging[:min(len(a.Lagging), logsv1alpha1.MaxLaggingNodes)] {
+			w.Agents.LaggingNodes = append(w.Agents.LaggingNodes, logsv1alpha1.NodeLag{Node: l.Node, UnreadBytes: l.UnreadBytes})
+		}
 	}
 	if s.Window.Covered >= window/2 {
 		w.GoroutineGrowthPerMinute = verdict.Decimal(s.Window.GoroutineGrowthPerMinute)
@@ -104,7 +108,11 @@ func meaningfulChange(old, cur *logsv1alpha1.WorkerStatus) bool {
 	if d := absDiff(int64(old.OpenFileDescriptors), int64(cur.OpenFileDescriptors)); d > 5 && 10*d > int64(max(old.OpenFileDescriptors, cur.OpenFileDescriptors)) {
 		return true
 	}
-	if old.FileContainers != cur.FileContainers || !equality.Semantic.DeepEqual(old.Agents, cur.Agents) {
+	if old.FileContainers != cur.FileContainers || !equality.Semantic.DeepEqual(agentNames(old.Agents), agentNames(cur.Agents)) {
+		return true
+	}
+	// Lag that starts or ends at once; how much, with the totals.
+	if (old.UnreadBytes >= logsv1alpha1.LagNamedBytes) != (cur.UnreadBytes >= logsv1alpha1.LagNamedBytes) {
 		return true
 	}
 	if moved(old.LinesPerSecond, cur.LinesPerSecond) {
@@ -130,7 +138,22 @@ func meaningfulChange(old, cur *logsv1alpha1.WorkerStatus) bool {
 	due := age >= totalsRefresh
 	return due && (old.LinesTotal != cur.LinesTotal || old.Rotations != cur.Rotations || old.Reconnects != cur.Reconnects || failedBatches(old) != failedBatches(cur) ||
 		old.GoroutineGrowthPerMinute != cur.GoroutineGrowthPerMinute || old.FDGrowthPer10Minutes != cur.FDGrowthPer10Minutes ||
-		old.OpenFileDescriptors != cur.OpenFileDescriptors || old.Goroutines != cur.Goroutines)
+		old.OpenFileDescriptors != cur.OpenFileDescriptors || old.Goroutines != cur.Goroutines ||
+		old.UnreadBytes != cur.UnreadBytes || !equality.Semantic.DeepEqual(old.Agents, cur.Agents))
+}
+
+// agentNames is a, its lagging nodes by name only: which nodes lag is
+// worth a write at once, by how much with the totals.
+func agentNames(a *logsv1alpha1.AgentsStatus) *logsv1alpha1.AgentsStatus {
+	if a == nil {
+		return nil
+	}
+	n := *a
+	n.LaggingNodes = nil
+	for _, l := range a.LaggingNodes {
+		n.LaggingNodes = append(n.LaggingNodes, logsv1alpha1.NodeLag{Node: l.Node})
+	}
+	return &n
 }
 
 // moved is true when b differs from a by more than 10% (and at least 1).

@@ -52,3 +52,36 @@ func TestMeaningfulChange(t *testing.T) {
 		}
 	}
 }
+
+func TestMeaningfulChangeOfLag(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { m := metav1.NewTime(t0.Add(d)); return &m }
+	const mib = logsv1alpha1.LagNamedBytes
+	base := func() *logsv1alpha1.WorkerStatus {
+		return &logsv1alpha1.WorkerStatus{ObservedAt: at(0), UnreadBytes: 2 * mib,
+			Agents: &logsv1alpha1.AgentsStatus{Nodes: 2, Reporting: 2, LaggingNodes: []logsv1alpha1.NodeLag{{Node: "node-a", UnreadBytes: 2 * mib}}}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*logsv1alpha1.WorkerStatus)
+		want   bool
+	}{
+		{"the lag grew, within a minute", func(w *logsv1alpha1.WorkerStatus) {
+			w.ObservedAt, w.UnreadBytes, w.Agents.LaggingNodes[0].UnreadBytes = at(30*time.Second), 5*mib, 5*mib
+		}, false},
+		{"the lag grew, after a minute", func(w *logsv1alpha1.WorkerStatus) {
+			w.ObservedAt, w.UnreadBytes, w.Agents.LaggingNodes[0].UnreadBytes = at(time.Minute), 5*mib, 5*mib
+		}, true},
+		{"another node lags", func(w *logsv1alpha1.WorkerStatus) {
+			w.Agents.LaggingNodes = append(w.Agents.LaggingNodes, logsv1alpha1.NodeLag{Node: "node-b", UnreadBytes: mib})
+		}, true},
+		{"the lag ended", func(w *logsv1alpha1.WorkerStatus) { w.UnreadBytes, w.Agents.LaggingNodes = 1000, nil }, true},
+	}
+	for _, tc := range tests {
+		cur := base()
+		tc.mutate(cur)
+		if got := meaningfulChange(base(), cur); got != tc.want {
+			t.Errorf("%s: meaningfulChange = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

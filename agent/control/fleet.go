@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
 	"github.com/log-capturer/log-capturer/agent/identity"
 	"github.com/log-capturer/log-capturer/capture"
 )
@@ -150,6 +153,7 @@ func (f *Fleet) Snapshot(key types.NamespacedName, nodes []string) capture.Snaps
 	// broken for it. Stale reports say what was, not that anything runs.
 	s.Running = len(nodes) == 0 || agents.Reporting > 0
 	agents.GoroutineGrowthNode, agents.FDGrowthNode = worstGrowth(parts)
+	agents.Lagging = lagging(parts)
 	s.Agents = agents
 	return s
 }
@@ -220,6 +224,7 @@ func Merge(parts map[string]capture.Snapshot) capture.Snapshot {
 		out.TruncatedLines += s.TruncatedLines
 		out.MalformedLines += s.MalformedLines
 		out.FileContainers += s.FileContainers
+		out.UnreadBytes += s.UnreadBytes
 		out.Opens += s.Opens
 		out.OpenWait += s.OpenWait
 		out.OpenRateLimit = max(out.OpenRateLimit, s.OpenRateLimit)
@@ -284,6 +289,24 @@ func addSink(a, b capture.SinkStats) capture.SinkStats {
 	a.MemoryBudgetBytes += b.MemoryBudgetBytes
 	a.BudgetNamespaces = max(a.BudgetNamespaces, b.BudgetNamespaces)
 	return a
+}
+
+// lagging are the MaxLaggingNodes nodes with the most unread bytes, of
+// those with at least LagNamedBytes, worst first (by name on a tie).
+func lagging(parts map[string]capture.Snapshot) []capture.NodeLag {
+	var out []capture.NodeLag
+	for node, s := range parts {
+		if s.UnreadBytes >= logsv1alpha1.LagNamedBytes {
+			out = append(out, capture.NodeLag{Node: node, UnreadBytes: s.UnreadBytes})
+		}
+	}
+	slices.SortFunc(out, func(a, b capture.NodeLag) int {
+		if c := cmp.Compare(b.UnreadBytes, a.UnreadBytes); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Node, b.Node)
+	})
+	return out[:min(len(out), logsv1alpha1.MaxLaggingNodes)]
 }
 
 // worstGrowth names the nodes with the steepest goroutine and FD growth.

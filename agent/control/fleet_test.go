@@ -178,3 +178,26 @@ func TestFleetSinkStats(t *testing.T) {
 		t.Errorf("after node-b was forgotten: %d lines, budget %d; want 15 and 1000", got.SentLines, got.MemoryBudgetBytes)
 	}
 }
+
+func TestFleetLagging(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	key := types.NamespacedName{Namespace: "team-a", Name: "apps"}
+	f := &control.Fleet{Now: func() time.Time { return t0 }}
+	const mib = 1 << 20
+	for node, unread := range map[string]int64{"node-a": 5 * mib, "node-b": mib - 1, "node-c": 9 * mib, "node-d": 5 * mib, "node-e": 2 * mib} {
+		f.Record(node, control.Report{Pipelines: []control.PipelineReport{{Namespace: key.Namespace, Name: key.Name,
+			Snapshot: capture.Snapshot{UnreadBytes: unread}}}}, map[types.NamespacedName]bool{key: true})
+	}
+	s := f.Snapshot(key, []string{"node-a", "node-b", "node-c", "node-d", "node-e"})
+	if want := int64(22*mib - 1); s.UnreadBytes != want {
+		t.Errorf("UnreadBytes = %d, want %d (the sum over nodes)", s.UnreadBytes, want)
+	}
+	// The three worst of those at least a MiB behind, worst first, by name on a tie.
+	want := []capture.NodeLag{{Node: "node-c", UnreadBytes: 9 * mib}, {Node: "node-a", UnreadBytes: 5 * mib}, {Node: "node-d", UnreadBytes: 5 * mib}}
+	if d := cmp.Diff(want, s.Agents.Lagging); d != "" {
+		t.Errorf("Lagging (-want +got):\n%s", d)
+	}
+	if s := f.Snapshot(key, []string{"node-b"}); len(s.Agents.Lagging) != 0 {
+		t.Errorf("a node under a MiB behind is named lagging: %v", s.Agents.Lagging)
+	}
+}

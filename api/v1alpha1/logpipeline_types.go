@@ -276,6 +276,11 @@ type WorkerStatus struct {
 	// the kubelet's log files by node agents rather than through the API.
 	// +optional
 	FileContainers int32 `json:"fileContainers,omitempty"`
+	// UnreadBytes is the lag of the containers read from the kubelet's
+	// files: the bytes of their logs after the positions the sinks
+	// acknowledged, over every node (read and queued, or not yet read).
+	// +optional
+	UnreadBytes int64 `json:"unreadBytes,omitempty"`
 	// Agents is set when node agents run the pipeline's workers: what the
 	// operator knows of the agents on the nodes of the selected pods.
 	// +optional
@@ -303,10 +308,34 @@ type AgentsStatus struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=10
 	StaleNodes []string `json:"staleNodes,omitempty"`
+	// LaggingNodes are the nodes furthest behind: the few with the most
+	// unread bytes of the pipeline's logs, at least LagNamedBytes each,
+	// worst first.
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	// +kubebuilder:validation:MaxItems=3
+	LaggingNodes []NodeLag `json:"laggingNodes,omitempty"`
+}
+
+// NodeLag is how far behind a pipeline's capture is on one node.
+type NodeLag struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// UnreadBytes is the bytes of the pipeline's logs on the node after
+	// the positions the sinks acknowledged.
+	UnreadBytes int64 `json:"unreadBytes"`
 }
 
 // MaxNamedNodes bounds the nodes a pipeline's status names.
 const MaxNamedNodes = 10
+
+// MaxLaggingNodes bounds the lagging nodes a pipeline's status names.
+const MaxLaggingNodes = 3
+
+// LagNamedBytes is the least lag a node is named for: a MiB, more than
+// the few batches in flight of a pipeline that keeps up.
+const LagNamedBytes = 1 << 20
 
 // SinkWorkerStatus is one sink's numbers for this pipeline.
 type SinkWorkerStatus struct {
@@ -360,6 +389,8 @@ type LogPipelineStatus struct {
 // +kubebuilder:printcolumn:name="Goroutines",type=integer,JSONPath=`.status.workers.goroutines`
 // +kubebuilder:printcolumn:name="FDs",type=integer,JSONPath=`.status.workers.openFileDescriptors`
 // +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.policy`,priority=1
+// +kubebuilder:printcolumn:name="Agents",type=integer,JSONPath=`.status.workers.agents.reporting`,priority=1
+// +kubebuilder:printcolumn:name="Unread",type=integer,JSONPath=`.status.workers.unreadBytes`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LogPipeline struct {
 	metav1.TypeMeta   `json:",inline"`

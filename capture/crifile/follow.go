@@ -264,3 +264,45 @@ func headTime(head string) time.Time {
 	t, _ := parseTime([]byte(head[:sp]))
 	return t
 }
+
+// Unread is how many bytes of the log base in dir come after pos, as the
+// kubelet has them now: the rest of the file pos is in and every newer
+// file, a gzipped one by its uncompressed size. It is what a follower at
+// pos has still to read. A position in none of the files left (or no
+// position) counts every file. Newest first, it stats the files until it
+// finds pos's; only a gzipped file is opened, to read its head.
+func Unread(dir, base string, pos Position) (int64, error) {
+	cands, err := candidates(dir, base)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for i := len(cands) - 1; i >= 0; i-- {
+		c := cands[i]
+		var (
+			size  int64
+			found bool
+		)
+		if c.gz {
+			id, n, err := identify(c.path, true)
+			if err != nil {
+				continue // gzipped or deleted meanwhile
+			}
+			size, found = n, !pos.IsZero() && pos.File.matches(id, true)
+		} else {
+			st, err := os.Stat(c.path)
+			if err != nil {
+				continue
+			}
+			size = st.Size()
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && !pos.IsZero() {
+				found = uint64(sys.Dev) == pos.File.Dev && sys.Ino == pos.File.Ino && size >= int64(len(pos.File.Head)) //nolint:unconvert // Dev's type differs by platform
+			}
+		}
+		if found {
+			return total + max(size-pos.Offset, 0), nil
+		}
+		total += size
+	}
+	return total, nil
+}

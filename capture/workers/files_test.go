@@ -98,6 +98,21 @@ func (n *fileNode) write(ns, pod string, count int) {
 	}
 }
 
+// bytes is how many CRI bytes were written to the node's logs.
+func (n *fileNode) bytes() int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var b int64
+	for _, l := range n.logs {
+		for _, sizes := range l.sizes {
+			for _, size := range sizes {
+				b += int64(size)
+			}
+		}
+	}
+	return b
+}
+
 // restart ends the container's instance and starts the next one's log.
 func (n *fileNode) restart(ns, pod string) {
 	n.mu.Lock()
@@ -348,7 +363,7 @@ var _ = Describe("Reading the kubelet's files", func() {
 		node := newFileNode(5)
 		pods := node.createFilePods(ns, 3, false)
 		sink := newGateSink()
-		h := fileHarness(node)
+		h := fileHarness(node, func(o *workers.Options) { o.SamplePeriod = 100 * time.Millisecond })
 		defer h.stop()
 		h.factory = func(string, capture.SinkConfig) capture.Sink { return sink }
 		key := types.NamespacedName{Namespace: ns, Name: "paused"}
@@ -357,6 +372,9 @@ var _ = Describe("Reading the kubelet's files", func() {
 			node.write(ns, p, 100)
 		}
 		Eventually(sink.Len, 20*time.Second).Should(Equal(300))
+		unread := func() int64 { return snapshot(h, key).UnreadBytes }
+		Eventually(unread, 5*time.Second, 50*time.Millisecond).Should(BeZero(), "nothing unread once every line is acknowledged")
+		atShut := node.bytes()
 		sink.shut()
 		for range 3 {
 			for _, p := range pods {
@@ -368,11 +386,17 @@ var _ = Describe("Reading the kubelet's files", func() {
 		gz, _ := filepath.Glob(filepath.Join(node.root, "*", "main", "0.log.*.gz"))
 		Expect(gz).NotTo(BeEmpty())
 		Expect(deletedFilesHeld(node.root)).To(BeEmpty())
+		// The lag is the 900 records written since: every file after the
+		// acknowledged positions, the gzipped ones by their content.
+		written := node.bytes() - atShut
+		Eventually(unread, 5*time.Second, 50*time.Millisecond).Should(Equal(written))
 		sink.release()
 		Eventually(sink.Len, 20*time.Second).Should(Equal(1200))
 		problems, _ := node.check(sink.Records(), false)
 		Expect(problems).To(BeEmpty())
 		Expect(snapshot(h, key).Gaps).To(BeZero())
+		Eventually(unread, 5*time.Second, 50*time.Millisecond).Should(BeZero(), "the lag gone once the sink took it all")
+		GinkgoWriter.Printf("paused sink: %d bytes unread behind it, 0 after\n", written)
 	})
 
 	It("counts exactly the bytes the kubelet deleted before they were read, and pins no deleted file longer than a slice", func() {

@@ -41,16 +41,21 @@ const checkInterval = time.Second
 // server, which allows none with a slash; they are checked anyway, so that
 // no name can point outside the root.
 func (fs *FileSource) containerDir(c *container) (string, error) {
-	for _, part := range []string{c.namespace, c.pod, string(c.key.uid), c.name} {
+	return fs.logDir(c.namespace, c.pod, c.key)
+}
+
+// logDir is containerDir of the container k of pod in namespace.
+func (fs *FileSource) logDir(namespace, pod string, k containerKey) (string, error) {
+	for _, part := range []string{namespace, pod, string(k.uid), k.name} {
 		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, "/\x00") {
-			return "", fmt.Errorf("container %s/%s/%s: %q cannot be part of a log path", c.namespace, c.pod, c.name, part)
+			return "", fmt.Errorf("container %s/%s/%s: %q cannot be part of a log path", namespace, pod, k.name, part)
 		}
 	}
-	podDir := filepath.Join(fs.Root, c.namespace+"_"+c.pod+"_"+string(c.key.uid))
+	podDir := filepath.Join(fs.Root, namespace+"_"+pod+"_"+string(k.uid))
 	if st, err := os.Lstat(podDir); err == nil && st.Mode()&os.ModeSymlink != 0 {
 		return "", fmt.Errorf("%s is a symbolic link, not the kubelet's directory", podDir)
 	}
-	return filepath.Join(podDir, c.name), nil
+	return filepath.Join(podDir, k.name), nil
 }
 
 // fileSlice is one slice's state while it reads a container's files.

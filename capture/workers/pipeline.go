@@ -124,6 +124,7 @@ type pipelineStats struct {
 	truncatedLines                atomic.Int64
 	malformedLines, gapBytes      atomic.Int64
 	fileContainers                atomic.Int64
+	unreadBytes                   atomic.Int64
 	// namespaceLimited counts the waiting containers that had a slot of
 	// the pipeline's pool but not of its namespace's stream limit.
 	namespaceLimited atomic.Int64
@@ -556,6 +557,7 @@ func (p *pipeline) counts() capture.Snapshot {
 		TruncatedLines:     p.stats.truncatedLines.Load(),
 		MalformedLines:     p.stats.malformedLines.Load(),
 		FileContainers:     int(p.stats.fileContainers.Load()),
+		UnreadBytes:        p.stats.unreadBytes.Load(),
 		Opens:              p.stats.opens.Load(),
 		OpenWait:           time.Duration(p.stats.openWaitNanos.Load()),
 		OpenRateLimit:      p.deps.opens.perSecond(),

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/capture/crifile"
 )
 
 // healthSample is one reading of a pipeline's numbers.
@@ -89,6 +90,9 @@ func (p *pipeline) sample(ctx context.Context) {
 	t := time.NewTicker(p.deps.samplePeriod)
 	defer t.Stop()
 	for {
+		if p.deps.files != nil {
+			p.stats.unreadBytes.Store(p.unread())
+		}
 		s := p.counts()
 		p.sampler.add(healthSample{at: time.Now(), goroutines: s.Goroutines, fds: OpenFDs(),
 			active: s.ActiveStreams, lines: s.LinesTotal, gaps: s.Gaps, opens: s.Opens, openWait: s.OpenWait, sinks: s.Sinks})
@@ -98,4 +102,21 @@ func (p *pipeline) sample(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// unread sums, over the selected containers read from the kubelet's files,
+// the bytes of their logs after the positions the sinks acknowledged: a
+// few stats per container, on the sample period.
+func (p *pipeline) unread() int64 {
+	var n int64
+	for _, fp := range p.tracker.filePositions() {
+		dir, err := p.deps.files.logDir(p.cfg.Namespace, fp.pod, fp.key)
+		if err != nil {
+			continue
+		}
+		if u, err := crifile.Unread(dir, fp.pos.Log, fp.pos.File); err == nil {
+			n += u
+		}
+	}
+	return n
 }

@@ -294,3 +294,25 @@ func (t *tracked) Ack() {
 		t.tracker.ack(t.key)
 	}
 }
+
+// filePosition is a selected container's acknowledged position in the
+// kubelet's files.
+type filePosition struct {
+	key containerKey
+	pod string
+	pos Position
+}
+
+// filePositions returns the acknowledged file positions of the selected
+// containers read from files.
+func (ps *tracker) filePositions() []filePosition {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var out []filePosition
+	for k, e := range ps.entries {
+		if e.goneSince.IsZero() && e.committed.Log != "" {
+			out = append(out, filePosition{key: k, pod: e.pod, pos: e.committed})
+		}
+	}
+	return out
+}

@@ -216,8 +216,8 @@ func agentCapture() {
 	for _, in := range receivedIn(agentLogs) {
 		lines += in.done
 	}
-	GinkgoWriter.Printf("agent: instances=%d lines=%d rotatedFiles=%d podsLogRequests=%d; status lines=%d fileContainers=%d goroutines=%d fds=%d\n",
-		len(receivedIn(agentLogs)), lines, agentRotatedFiles(), after-before, ws.LinesTotal, ws.FileContainers, ws.Goroutines, ws.OpenFileDescriptors)
+	GinkgoWriter.Printf("agent: instances=%d lines=%d rotatedFiles=%d podsLogRequests=%d; status lines=%d fileContainers=%d goroutines=%d fds=%d unreadBytes=%d\n",
+		len(receivedIn(agentLogs)), lines, agentRotatedFiles(), after-before, ws.LinesTotal, ws.FileContainers, ws.Goroutines, ws.OpenFileDescriptors, ws.UnreadBytes)
 	GinkgoWriter.Println(run("-n", agentLogs, "get", "lp", "-o", "wide"))
 }
 
