@@ -76,6 +76,13 @@ type Options struct {
 	// HealthProbeBindAddress serves /healthz and /readyz (plain HTTP, no
 	// tenant data); empty or "0" serves none.
 	HealthProbeBindAddress string
+	// MetricsBindAddress serves the agent's metrics, every series labelled
+	// with its node; empty or "0" serves none. They are HTTPS to clients
+	// the API server authorizes for GET /metrics, unless MetricsInsecure;
+	// MetricsCertDir holds tls.crt and tls.key (self-signed when empty).
+	MetricsBindAddress string
+	MetricsInsecure    bool
+	MetricsCertDir     string
 	// Log receives the agent's logs.
 	Log logr.Logger
 	// Ready, when set, is called with the link once the workers run; for
@@ -140,6 +147,17 @@ func Run(ctx context.Context, o Options) error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating the capture engine: %w", err)
+	}
+	if o.MetricsBindAddress != "" && o.MetricsBindAddress != "0" {
+		reg, err := metricsRegistry(o.Node, engine, factory)
+		if err != nil {
+			return err
+		}
+		stopMetrics, err := serveMetrics(ctx, o, reg, log.WithName("metrics"))
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	token := link.TokenFile(o.TokenFile)
 	follower := &link.Follower{URL: o.OperatorURL, Client: httpClient, Token: token, Workers: engine, Wait: o.Wait}
@@ -247,6 +265,9 @@ func Command(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&o.Wait, "wait", 30*time.Second, "How long one configuration request waits for a change.")
 	fs.DurationVar(&o.ReportPeriod, "report-period", link.DefaultReportPeriod, "How often the agent reports its numbers to the operator.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address /healthz and /readyz bind to; 0 disables them.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to, every series labelled with the agent's node; 0 disables it.")
+	fs.BoolVar(&o.MetricsInsecure, "metrics-insecure", false, "Serve metrics over plain HTTP to anyone who can connect. Off, they are served over HTTPS (the certificate in --metrics-cert-dir, or a self-signed one) only to clients whose bearer token the API server authenticates and authorizes for GET /metrics (the log-capturer-metrics-reader ClusterRole grants it).")
+	fs.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the metrics endpoint, reloaded when they change; a self-signed certificate when empty.")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration or $KUBECONFIG when empty.")
 	fs.BoolVar(&allowLoopbackEgress, "allow-loopback-egress", false, "Let sinks connect to loopback addresses (tests only).")
 	zapOpts.BindFlags(fs)

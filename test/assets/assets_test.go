@@ -119,6 +119,8 @@ func TestPrometheusRules(t *testing.T) {
 	if err := yaml.Unmarshal(b, &rule); err != nil {
 		t.Fatal(err)
 	}
+	// Prometheus's own series of each scrape target.
+	known["up"] = true
 	var alerts []string
 	for _, g := range rule.Spec.Groups {
 		for _, r := range g.Rules {
@@ -127,7 +129,8 @@ func TestPrometheusRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"LogCapturerGoroutineLeak", "LogCapturerFDLeak", "LogCapturerNoLogsDelivered",
-		"LogCapturerDataDropped", "LogCapturerSinkUnavailable", "LogCapturerStreamPoolSaturated"} {
+		"LogCapturerDataDropped", "LogCapturerSinkUnavailable", "LogCapturerStreamPoolSaturated",
+		"LogCapturerAgentDown", "LogCapturerCaptureLagging"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s is missing", want)
 		}
@@ -165,7 +168,7 @@ func TestGrafanaDashboard(t *testing.T) {
 			t.Errorf("panel %q lacks a type, position or query", p.Title)
 		}
 		for _, tg := range p.Targets {
-			expr := strings.ReplaceAll(tg.Expr, "$pipeline", ".*")
+			expr := strings.NewReplacer("$pipeline", ".*", "$node", ".*").Replace(tg.Expr)
 			checkExpr(t, p.Title, expr, known)
 			for _, n := range metricNames(t, expr) {
 				seen[n] = true
@@ -176,7 +179,7 @@ func TestGrafanaDashboard(t *testing.T) {
 		"log_capturer_container_stream_rotations_total", "log_capturer_goroutines", "log_capturer_open_fds",
 		"log_capturer_logs_processed_total", "log_capturer_bytes_processed_total", "log_capturer_sink_failed_batches_total",
 		"log_capturer_sink_retries_total", "log_capturer_sink_dropped_lines_total", "log_capturer_sink_queue_bytes",
-		"log_capturer_component_health"} {
+		"log_capturer_component_health", "log_capturer_unread_bytes", "log_capturer_file_containers"} {
 		if !seen[want] {
 			t.Errorf("no panel shows %s", want)
 		}

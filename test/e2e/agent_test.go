@@ -4,7 +4,11 @@ package e2e_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,9 +17,11 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
@@ -219,6 +225,49 @@ func agentCapture() {
 	GinkgoWriter.Printf("agent: instances=%d lines=%d rotatedFiles=%d podsLogRequests=%d; status lines=%d fileContainers=%d goroutines=%d fds=%d unreadBytes=%d\n",
 		len(receivedIn(agentLogs)), lines, agentRotatedFiles(), after-before, ws.LinesTotal, ws.FileContainers, ws.Goroutines, ws.OpenFileDescriptors, ws.UnreadBytes)
 	GinkgoWriter.Println(run("-n", agentLogs, "get", "lp", "-o", "wide"))
+
+	By("scraping the agent's own metrics, labelled with its node, as an authorized client")
+	nodeName := agentPod().Spec.NodeName
+	var want []types.GomegaMatcher
+	for _, series := range []string{
+		`log_capturer_file_containers{node="` + nodeName + `",pipeline="` + agentLogs + `/writers"} 2`,
+		`log_capturer_logs_processed_total{node="` + nodeName + `",pipeline="` + agentLogs + `/writers"}`,
+		// The sampler's next look after the last line was acknowledged.
+		`log_capturer_unread_bytes{node="` + nodeName + `",pipeline="` + agentLogs + `/writers"} 0`,
+		`go_goroutines{node="` + nodeName + `"}`,
+	} {
+		want = append(want, ContainSubstring(series))
+	}
+	Eventually(scrapeAgent, time.Minute, 2*time.Second).Should(And(want...))
+}
+
+// scrapeAgent reads the agent's /metrics over HTTPS from its pod IP, with
+// the admin's token (the agent asks the API server to review it); its
+// certificate is self-signed. It returns why when the scrape failed.
+func scrapeAgent() string {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubecfg)
+	Expect(err).NotTo(HaveOccurred())
+	p := agentPod()
+	if p == nil {
+		return "no agent pod runs"
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the agent's certificate is self-signed
+	}}
+	defer hc.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(p.Status.PodIP, "8443")+"/metrics", nil)
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Authorization", "Bearer "+cfg.BearerToken)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if resp.StatusCode != http.StatusOK {
+		return resp.Status + ": " + string(b)
+	}
+	return string(b)
 }
 
 func podReady(p *corev1.Pod) bool {

@@ -446,6 +446,7 @@ var _ = Describe("dist/install.yaml", func() {
 		}
 		var ds, dep *unstructured.Unstructured
 		var agentRules []any
+		var agentRoles []string
 		for _, u := range objs {
 			u.SetManagedFields(nil)
 			Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("install-test"), client.ForceOwnership, client.DryRunAll)).
@@ -457,6 +458,9 @@ var _ = Describe("dist/install.yaml", func() {
 				dep = u
 			case u.GetKind() == "ClusterRole" && u.GetName() == "log-capturer-agent":
 				agentRules, _, _ = unstructured.NestedSlice(u.Object, "rules")
+			case u.GetKind() == "ClusterRoleBinding" && strings.HasPrefix(u.GetName(), "log-capturer-agent"):
+				role, _, _ := unstructured.NestedString(u.Object, "roleRef", "name")
+				agentRoles = append(agentRoles, role)
 			case u.GetKind() == "Namespace" && u.GetName() == "log-capturer-system":
 				Expect(u.GetLabels()).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"), "the operator's namespace stays restricted")
 			}
@@ -470,6 +474,8 @@ var _ = Describe("dist/install.yaml", func() {
 		By("the agents read pods and nothing else: no Secrets, no LogPipelines or SinkTargets")
 		Expect(agentRules).To(HaveLen(1))
 		Expect(agentRules[0]).To(And(HaveKeyWithValue("resources", ConsistOf("pods")), HaveKeyWithValue("verbs", ConsistOf("get", "list", "watch"))))
+		// and reviews its metrics scrapers' tokens, which stores nothing.
+		Expect(agentRoles).To(ConsistOf("log-capturer-agent", "system:auth-delegator"))
 
 		By("a surge rollout, every node by default, a pod-bound token for the operator's audience, the kubelet's files read-only")
 		strategy, _, _ := unstructured.NestedMap(ds.Object, "spec", "updateStrategy", "rollingUpdate")
