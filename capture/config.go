@@ -40,6 +40,11 @@ type PipelineConfig struct {
 	NamespaceMaxStreams int `json:"namespaceMaxStreams,omitempty"`
 	// StartFromBeginning reads a new container's whole log instead of only new lines.
 	StartFromBeginning bool `json:"startFromBeginning,omitempty"`
+	// Resume are positions handed over by the previous reader of some
+	// containers (the API engine, when their node's agent took them over):
+	// a container resumes from its own stored position or from this one,
+	// whichever is further.
+	Resume []ContainerPosition `json:"resume,omitempty"`
 	// MaxLineBytes is the longest line text kept; longer lines are cut and
 	// marked (1 MiB when zero).
 	MaxLineBytes int `json:"maxLineBytes,omitempty"`

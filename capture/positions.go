@@ -71,3 +71,21 @@ const (
 	// PositionsInMemory means the engine has no store (tests, demo).
 	PositionsInMemory = "InMemory"
 )
+
+// ContainerPosition is where a container's log was delivered up to, in the
+// timestamps both sources share (the kubelet's CRI files carry the values
+// the API returns with timestamps=true): what one reader hands the next
+// when a container moves between the API and a node agent. Since is the
+// second of the last delivered lines and Count how many of that second
+// were delivered; First is the first of them, Last the last delivered
+// line's timestamp and LastRun how many lines in a row carry it.
+type ContainerPosition struct {
+	UID       string    `json:"uid"`
+	Container string    `json:"container"`
+	Pod       string    `json:"pod"`
+	Since     time.Time `json:"since"`
+	Count     int64     `json:"count"`
+	First     time.Time `json:"first"`
+	Last      time.Time `json:"last"`
+	LastRun   int64     `json:"lastRun"`
+}

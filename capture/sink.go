@@ -93,6 +93,19 @@ func (a SinkStats) PlusSameBudget(b SinkStats) SinkStats {
 	return a
 }
 
+// PlusOtherBudget is Plus for one sink's numbers of two processes (two
+// nodes' agents, or the operator and the agents): each has a budget of its
+// own, so the budget facts add up too, over at most the most namespaces one
+// of them divides its budget between.
+func (a SinkStats) PlusOtherBudget(b SinkStats) SinkStats {
+	a = a.Plus(b)
+	a.NamespaceQueuedBytes += b.NamespaceQueuedBytes
+	a.NamespaceShareBytes += b.NamespaceShareBytes
+	a.MemoryBudgetBytes += b.MemoryBudgetBytes
+	a.BudgetNamespaces = max(a.BudgetNamespaces, b.BudgetNamespaces)
+	return a
+}
+
 // StatsReporter is a Sink that reports SinkStats.
 type StatsReporter interface {
 	Stats() SinkStats

@@ -73,6 +73,12 @@ type Options struct {
 	// ForgetPipeline, when set, is called when a pipeline is removed, so that
 	// the sinks can forget what they keep per pipeline.
 	ForgetPipeline func(pipeline string)
+	// ReadElsewhere, when set, names the nodes whose pods another reader
+	// serves (a node agent, in the operator's auto capture mode): their
+	// containers are not read here, and a container whose node turns to it
+	// is released (Handed tells when, and where it was delivered up to).
+	// Call Resync when its answer changes.
+	ReadElsewhere func(node string) bool
 }
 
 // positionForgetter is a PositionStore that keeps something per pipeline in
@@ -149,7 +155,7 @@ func NewManager(opts Options) (*Manager, error) {
 			writes:  newFairLimiter(opts.PositionsWriteRate, int(opts.PositionsWriteRate)),
 			streams: newNamespaceSlots(opts.MaxStreamsPerNamespace),
 			pods:    opts.Pods, store: opts.Positions, drainTimeout: opts.DrainTimeout,
-			samplePeriod: opts.SamplePeriod, log: opts.Log},
+			samplePeriod: opts.SamplePeriod, log: opts.Log, elsewhere: opts.ReadElsewhere},
 		pipelines: map[types.NamespacedName]*pipelineEntry{},
 		kept:      map[types.NamespacedName]*keptState{},
 		retiring:  map[types.NamespacedName]chan struct{}{},
@@ -439,6 +445,69 @@ func (m *Manager) podEvent(obj any) {
 			e.p.notify()
 		}
 	}
+}
+
+// Resync makes every pipeline compare its containers with the pods now, as a
+// pod event does: after ReadElsewhere changed its answer.
+func (m *Manager) Resync() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.pipelines {
+		e.p.notify()
+	}
+}
+
+// Offer hands the pipeline positions from the containers' previous reader
+// (a node agent that went away): each container resumes from it unless its
+// own is further. Offer before the Resync that selects the containers.
+func (m *Manager) Offer(key types.NamespacedName, positions []capture.ContainerPosition) {
+	if len(positions) == 0 {
+		return
+	}
+	m.mu.Lock()
+	k := m.kept[key]
+	m.mu.Unlock()
+	if k == nil {
+		return // not applied here: nothing of it to resume
+	}
+	for _, cp := range positions {
+		k.tracker.offer(cp)
+	}
+}
+
+// Handed tells whether the pipeline's containers on node are released (no
+// stream of theirs open or due, no line of theirs in flight to a sink) and
+// returns where each was delivered up to, for the next reader, once its
+// stored positions are loaded. A pipeline not applied here has nothing to
+// release.
+func (m *Manager) Handed(key types.NamespacedName, node string) ([]capture.ContainerPosition, bool) {
+	m.mu.Lock()
+	e, k, retiring := m.pipelines[key], m.kept[key], m.retiring[key] != nil
+	m.mu.Unlock()
+	if k == nil {
+		return nil, true
+	}
+	if retiring || (e != nil && e.p.containersOn(node) > 0) {
+		return nil, false
+	}
+	if e != nil && !k.tracker.isLoaded() {
+		return nil, false // its stored positions are the ones to hand over
+	}
+	return k.tracker.handed(node)
+}
+
+// Positions returns where each container of the pipeline was delivered up
+// to (after Start returned too: the final ones), for its node agent's
+// reports.
+func (m *Manager) Positions(key types.NamespacedName) []capture.ContainerPosition {
+	m.mu.Lock()
+	k := m.kept[key]
+	m.mu.Unlock()
+	if k == nil {
+		return nil
+	}
+	out, _ := k.tracker.handed("")
+	return out
 }
 
 // NeedLeaderElection makes only the elected leader run workers.

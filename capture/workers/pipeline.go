@@ -146,7 +146,10 @@ type deps struct {
 	store        capture.PositionStore
 	drainTimeout time.Duration
 	samplePeriod time.Duration
-	log          logr.Logger
+	// elsewhere tells the nodes whose pods another reader serves (their
+	// agent); nil for none.
+	elsewhere func(node string) bool
+	log       logr.Logger
 }
 
 // pipeline runs the capture workers of one LogPipeline: a loop that selects
@@ -184,6 +187,10 @@ type pipeline struct {
 
 	stats   *pipelineStats
 	sampler *sampler
+
+	// nodes counts the containers by node, for Manager.Handed.
+	nodesMu sync.Mutex
+	nodes   map[string]int
 }
 
 func newPipeline(d deps, cfg capture.PipelineConfig, sinks []capture.Sink, tr *tracker, stats *pipelineStats) (*pipeline, error) {
@@ -314,6 +321,9 @@ func (p *pipeline) loop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	p.loadPositions(ctx)
+	for _, cp := range p.cfg.Resume {
+		p.tracker.offer(cp)
+	}
 	p.resync(ctx)
 	for {
 		wait := p.schedule(ctx)

@@ -151,7 +151,7 @@ func TestPositionsPruneGoneContainers(t *testing.T) {
 	recent := containerKey{uid: "b", name: "app"}
 	old := containerKey{uid: "c", name: "app"}
 	for _, k := range []containerKey{keep, recent, old} {
-		ps.resumeFrom(k, "pod", Position{})
+		ps.resumeFrom(k, "pod", "node-a", Position{})
 	}
 	ps.retain(map[containerKey]bool{keep: true, recent: true}, now.Add(-2*time.Hour)) // old leaves
 	ps.retain(map[containerKey]bool{keep: true}, now.Add(-30*time.Minute))            // recent leaves
@@ -183,7 +183,7 @@ func TestPositionsPruneGoneContainers(t *testing.T) {
 func TestPositionsCommitOnlyAcknowledgedPrefix(t *testing.T) {
 	ps := newTracker()
 	k := containerKey{uid: "u", name: "app"}
-	ps.resumeFrom(k, "pod", Position{})
+	ps.resumeFrom(k, "pod", "node-a", Position{})
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	var recs []*tracked
 	var pos Position
@@ -233,7 +233,7 @@ func TestPositionsCommitOnlyAcknowledgedPrefix(t *testing.T) {
 func TestPositionsCollapseBehindAStuckRecord(t *testing.T) {
 	ps := newTracker()
 	k := containerKey{uid: "u", name: "app"}
-	ps.resumeFrom(k, "pod", Position{})
+	ps.resumeFrom(k, "pod", "node-a", Position{})
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	var pos Position
 	var stuck *tracked

@@ -31,6 +31,9 @@ func (p *pipeline) resync(ctx context.Context) {
 		if pod.Spec.NodeName == "" {
 			continue
 		}
+		if p.deps.elsewhere != nil && p.deps.elsewhere(pod.Spec.NodeName) {
+			continue // read by its node's agent: released
+		}
 		file := p.deps.files != nil && pod.Spec.NodeName == p.deps.files.Node
 		if !file && p.deps.source == nil {
 			continue // another node's pod, and no API source
@@ -54,7 +57,7 @@ func (p *pipeline) resync(ctx context.Context) {
 			if first && !p.cfg.StartFromBeginning {
 				start = Position{Since: time.Now().Truncate(time.Second)}
 			}
-			c.pos, c.dupUntil, _ = p.tracker.resumeFrom(k, pod.Name, start)
+			c.pos, c.dupUntil, _ = p.tracker.resumeFrom(k, pod.Name, pod.Spec.NodeName, start)
 			p.containers[k] = c
 			p.enqueue(c, time.Time{})
 		}
@@ -88,12 +91,25 @@ func (p *pipeline) resync(ctx context.Context) {
 func (p *pipeline) countSelected() {
 	p.stats.selected.Store(int64(len(p.containers)))
 	files := 0
+	nodes := map[string]int{}
 	for _, c := range p.containers {
 		if c.file {
 			files++
 		}
+		nodes[c.node]++
 	}
 	p.stats.fileContainers.Store(int64(files))
+	p.nodesMu.Lock()
+	p.nodes = nodes
+	p.nodesMu.Unlock()
+}
+
+// containersOn is how many of the pipeline's containers (running or due)
+// are on node.
+func (p *pipeline) containersOn(node string) int {
+	p.nodesMu.Lock()
+	defer p.nodesMu.Unlock()
+	return p.nodes[node]
 }
 
 func (p *pipeline) wants(name string) bool {

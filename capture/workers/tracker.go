@@ -1,9 +1,13 @@
 package workers
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/log-capturer/log-capturer/capture"
 )
@@ -36,7 +40,10 @@ type tracker struct {
 
 // posEntry is one container's positions and its lines in flight.
 type posEntry struct {
-	pod       string
+	pod string
+	// node is where the container was last selected ("" when it was not
+	// since its position was loaded).
+	node      string
 	committed Position
 	sent      Position
 	// resumed is set for entries loaded from the store: their sent position
@@ -68,20 +75,71 @@ func (ps *tracker) entry(k containerKey, pod string) *posEntry {
 // position and, when it was loaded from the store, the sent position up to
 // which re-read lines are possible duplicates. ok is false for a container
 // without a position; start is then recorded as its committed position.
-func (ps *tracker) resumeFrom(k containerKey, pod string, start Position) (pos, dupUntil Position, ok bool) {
+func (ps *tracker) resumeFrom(k containerKey, pod, node string, start Position) (pos, dupUntil Position, ok bool) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if e := ps.entries[k]; e != nil {
-		e.goneSince = time.Time{}
+		e.goneSince, e.node = time.Time{}, node
 		if e.resumed && e.sent.beyond(e.committed) {
 			dupUntil = e.sent
 		}
 		return e.committed, dupUntil, true
 	}
 	e := ps.entry(k, pod)
-	e.committed, e.sent = start, start
+	e.committed, e.sent, e.node = start, start, node
 	ps.dirty = true
 	return start, Position{}, false
+}
+
+// offer takes a position handed over by the container's previous reader
+// when it is further than the container's own: a position in timestamps
+// only, so a file reader finds its file by time and skips what was
+// delivered. A container not selected now keeps it until it is.
+func (ps *tracker) offer(cp capture.ContainerPosition) {
+	k := containerKey{uid: types.UID(cp.UID), name: cp.Container}
+	pos := Position{Since: cp.Since, Count: cp.Count, First: cp.First, Last: cp.Last, LastRun: cp.LastRun}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	e := ps.entries[k]
+	if e != nil && (e.committed.beyond(pos) || e.head < len(e.inflight)) {
+		return // its own is further, or it is being read
+	}
+	if e == nil {
+		e = ps.entry(k, cp.Pod)
+		e.goneSince = time.Now() // kept for the retention period unless selected
+	}
+	e.committed, e.sent, e.resumed = pos, pos, false
+	ps.dirty = true
+}
+
+// handed returns the committed positions of the containers last selected
+// on node (every node when node is empty), and of those loaded from the
+// store and not selected since (their node is not known: the next reader
+// keeps those it selects), as handed to their next reader, and whether
+// every one of them is settled: no line of theirs in flight.
+func (ps *tracker) handed(node string) ([]capture.ContainerPosition, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var out []capture.ContainerPosition
+	settled := true
+	for k, e := range ps.entries {
+		if node != "" && e.node != node && e.node != "" {
+			continue
+		}
+		if e.head < len(e.inflight) {
+			settled = false
+		}
+		c := e.committed
+		if c.Since.IsZero() && c.Count == 0 {
+			continue // nothing delivered yet: the next reader starts as new
+		}
+		out = append(out, capture.ContainerPosition{UID: string(k.uid), Container: k.name, Pod: e.pod,
+			Since: c.Since, Count: c.Count, First: c.First, Last: c.Last, LastRun: c.LastRun})
+	}
+	slices.SortFunc(out, func(a, b capture.ContainerPosition) int {
+		return strings.Compare(a.UID+"/"+a.Container, b.UID+"/"+b.Container)
+	})
+	return out, settled
 }
 
 // track records that r, with the position after it, is handed to n sinks.
@@ -293,6 +351,13 @@ func (t *tracked) Ack() {
 	if t.pending.Add(-1) == 0 && t.tracker != nil {
 		t.tracker.ack(t.key)
 	}
+}
+
+// isLoaded tells whether the positions were loaded from the store.
+func (ps *tracker) isLoaded() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.loaded
 }
 
 // filePosition is a selected container's acknowledged position in the
