@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -40,6 +41,17 @@ type NodeConfig struct {
 	// Deleted are the pipelines deleted in the last TombstoneTTL, sorted:
 	// an agent deletes their positions from its journal (once).
 	Deleted []capture.PipelineRef `json:"deleted,omitempty"`
+	// Pending names the pipelines of the node still read through the API
+	// (auto capture mode): they come once the API engine released the
+	// node's containers, with the positions it reached.
+	Pending []string `json:"pending,omitempty"`
+}
+
+// Handover is the API engine's side of the auto capture mode: whether it
+// released a pipeline's containers on a node, and where it delivered them
+// up to.
+type Handover interface {
+	Handed(key types.NamespacedName, node string) ([]capture.ContainerPosition, bool)
 }
 
 // TombstoneTTL is how long a deleted pipeline is announced to the agents;
@@ -64,10 +76,20 @@ type Verifier interface {
 // Book holds the pipelines the controllers applied and wakes the agents
 // waiting for a change.
 type Book struct {
+	// Serves and Handover are set in auto capture mode: a node's agent is
+	// sent nothing unless Serves says it serves the node, and a pipeline
+	// only once Handover released its containers there, with their
+	// positions.
+	Serves   func(node string) bool
+	Handover Handover
+
 	mu        sync.Mutex
 	pipelines map[types.NamespacedName]capture.PipelineConfig
 	deleted   map[types.NamespacedName]tombstone
 	changed   chan struct{}
+	// handed are the positions the API engine released, by node and
+	// pipeline, kept while the node stays with its agent.
+	handed map[string]map[types.NamespacedName][]capture.ContainerPosition
 	// now is the clock (time.Now when nil).
 	now func() time.Time
 }
@@ -80,7 +102,7 @@ type tombstone struct {
 // NewBook returns an empty Book.
 func NewBook() *Book {
 	return &Book{pipelines: map[types.NamespacedName]capture.PipelineConfig{}, deleted: map[types.NamespacedName]tombstone{},
-		changed: make(chan struct{}), now: time.Now}
+		handed: map[string]map[types.NamespacedName][]capture.ContainerPosition{}, changed: make(chan struct{}), now: time.Now}
 }
 
 // Apply adds or replaces a pipeline.
@@ -105,6 +127,9 @@ func (b *Book) Delete(key types.NamespacedName) {
 		ref.UID = cfg.UID
 	}
 	b.deleted[key] = tombstone{ref: ref, at: b.now()}
+	for _, h := range b.handed {
+		delete(h, key)
+	}
 	b.pruneLocked()
 	b.notifyLocked()
 }
@@ -137,6 +162,13 @@ func (b *Book) Get(key types.NamespacedName) (capture.PipelineConfig, bool) {
 	return c, ok
 }
 
+// Keys returns the pipelines of the Book.
+func (b *Book) Keys() []types.NamespacedName {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Collect(maps.Keys(b.pipelines))
+}
+
 // Remove forgets a pipeline; an unknown one is no error.
 func (b *Book) Remove(key types.NamespacedName) {
 	b.mu.Lock()
@@ -145,6 +177,37 @@ func (b *Book) Remove(key types.NamespacedName) {
 		delete(b.pipelines, key)
 		b.notifyLocked()
 	}
+}
+
+// ForgetNode drops what the API engine handed over on node: the node went
+// back to the API, and a later handover brings newer positions.
+func (b *Book) ForgetNode(node string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.handed, node)
+	b.notifyLocked()
+}
+
+// released returns the API engine's positions of key on node once it
+// released them, remembering them.
+func (b *Book) released(key types.NamespacedName, node string) ([]capture.ContainerPosition, bool) {
+	b.mu.Lock()
+	pos, ok := b.handed[node][key]
+	b.mu.Unlock()
+	if ok {
+		return pos, true
+	}
+	pos, ok = b.Handover.Handed(key, node)
+	if !ok {
+		return nil, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.handed[node] == nil {
+		b.handed[node] = map[types.NamespacedName][]capture.ContainerPosition{}
+	}
+	b.handed[node][key] = pos
+	return pos, true
 }
 
 // Notify wakes the waiting agents to look again, for a change the Book
@@ -192,10 +255,28 @@ func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig,
 		return NodeConfig{}, nil, err
 	}
 	nc := NodeConfig{Node: node, Pipelines: on, Deleted: deleted}
+	if b.Serves != nil && !b.Serves(node) {
+		nc.Pipelines = []capture.PipelineConfig{} // the API reads the node
+	}
+	if b.Handover != nil && len(nc.Pipelines) > 0 {
+		ready := make([]capture.PipelineConfig, 0, len(nc.Pipelines))
+		for _, p := range nc.Pipelines {
+			key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+			pos, ok := b.released(key, node)
+			if !ok {
+				nc.Pending = append(nc.Pending, key.String())
+				continue
+			}
+			p.Resume = pos
+			ready = append(ready, p)
+		}
+		nc.Pipelines = ready
+	}
 	body, err := json.Marshal(struct {
 		P []capture.PipelineConfig
 		D []capture.PipelineRef
-	}{nc.Pipelines, nc.Deleted})
+		W []string
+	}{nc.Pipelines, nc.Deleted, nc.Pending})
 	if err != nil {
 		return NodeConfig{}, nil, fmt.Errorf("encoding the configuration of node %s: %w", node, err)
 	}
@@ -313,8 +394,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_ = json.NewEncoder(w).Encode(nc)
 			return
 		}
+		var poll <-chan time.Time
+		if len(nc.Pending) > 0 {
+			// The API engine's release is not a Book change: look again
+			// soon (an unstopped timer is collected since Go 1.23).
+			poll = time.After(250 * time.Millisecond)
+		}
 		select {
 		case <-changed:
+		case <-poll:
 		case <-deadline.C:
 			w.Header().Set("ETag", `"`+nc.Revision+`"`)
 			w.WriteHeader(http.StatusNotModified)

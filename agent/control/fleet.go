@@ -29,6 +29,9 @@ type Report struct {
 	Revision string `json:"revision"`
 	// Pipelines are the agent's pipelines.
 	Pipelines []PipelineReport `json:"pipelines"`
+	// Final is set on the report an agent sends after its workers stopped
+	// (its pod is going): the positions in it are where it left off.
+	Final bool `json:"final,omitempty"`
 }
 
 // PipelineReport is one pipeline's numbers on one node.
@@ -36,6 +39,10 @@ type PipelineReport struct {
 	Namespace string           `json:"namespace"`
 	Name      string           `json:"name"`
 	Snapshot  capture.Snapshot `json:"snapshot"`
+	// Positions are where each container of the pipeline on the node was
+	// delivered up to (acknowledged by every sink), for the API to resume
+	// from if the node's agent goes away.
+	Positions []capture.ContainerPosition `json:"positions,omitempty"`
 }
 
 // MaxReportBytes bounds one report.
@@ -63,7 +70,9 @@ type Fleet struct {
 type nodeReport struct {
 	at        time.Time
 	revision  string
+	final     bool
 	pipelines map[types.NamespacedName]capture.Snapshot
+	positions map[types.NamespacedName][]capture.ContainerPosition
 }
 
 func (f *Fleet) now() time.Time {
@@ -85,7 +94,9 @@ func (f *Fleet) staleAfter() time.Duration {
 // agent cannot speak for another node's pipelines. It returns how many
 // pipelines of the report were not allowed.
 func (f *Fleet) Record(node string, r Report, allowed map[types.NamespacedName]bool) int {
-	nr := nodeReport{at: f.now(), revision: r.Revision, pipelines: make(map[types.NamespacedName]capture.Snapshot, len(r.Pipelines))}
+	nr := nodeReport{at: f.now(), revision: r.Revision, final: r.Final,
+		pipelines: make(map[types.NamespacedName]capture.Snapshot, len(r.Pipelines)),
+		positions: make(map[types.NamespacedName][]capture.ContainerPosition, len(r.Pipelines))}
 	refused := 0
 	for _, p := range r.Pipelines {
 		key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
@@ -94,6 +105,9 @@ func (f *Fleet) Record(node string, r Report, allowed map[types.NamespacedName]b
 			continue
 		}
 		nr.pipelines[key] = p.Snapshot
+		if len(p.Positions) > 0 {
+			nr.positions[key] = p.Positions
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -104,12 +118,27 @@ func (f *Fleet) Record(node string, r Report, allowed map[types.NamespacedName]b
 	return refused
 }
 
+// Positions returns where node's agent last said the pipeline's containers
+// were delivered up to, and whether that was its final report (sent after
+// its workers stopped: exact; otherwise lines delivered after the report
+// may be sent again).
+func (f *Fleet) Positions(node string, key types.NamespacedName) ([]capture.ContainerPosition, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	nr, ok := f.nodes[node]
+	if !ok {
+		return nil, false
+	}
+	return nr.positions[key], nr.final
+}
+
 // Forget drops a pipeline from every node's report (it was deleted).
 func (f *Fleet) Forget(key types.NamespacedName) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, nr := range f.nodes {
 		delete(nr.pipelines, key)
+		delete(nr.positions, key)
 	}
 }
 
@@ -162,7 +191,7 @@ func (f *Fleet) Snapshot(key types.NamespacedName, nodes []string) capture.Snaps
 // SinkTarget name over every node's latest report, stale ones too (the
 // numbers are cumulative and were true when sent). On one node the
 // pipelines share the agent's budget (PlusSameBudget, as in the engine);
-// over nodes the budget facts add up (addSink), each agent having its own.
+// over nodes the budget facts add up (PlusOtherBudget), each agent having its own.
 func (f *Fleet) SinkStats(namespace, name string) (capture.SinkStats, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -190,7 +219,7 @@ func (f *Fleet) SinkStats(namespace, name string) (capture.SinkStats, bool) {
 			out, found = onNode, true
 			continue
 		}
-		out = addSink(out, onNode)
+		out = out.PlusOtherBudget(onNode)
 	}
 	return out, found
 }
@@ -248,7 +277,7 @@ func Merge(parts map[string]capture.Snapshot) capture.Snapshot {
 				out.Sinks = append(out.Sinks, sk)
 				continue
 			}
-			out.Sinks[i] = addSink(out.Sinks[i], sk)
+			out.Sinks[i] = out.Sinks[i].PlusOtherBudget(sk)
 		}
 		w := s.Window
 		if first {
@@ -277,18 +306,6 @@ func Merge(parts map[string]capture.Snapshot) capture.Snapshot {
 		}
 	}
 	return out
-}
-
-// addSink sums one sink's numbers of two nodes (capture.SinkStats.Plus);
-// each node's agent has a budget of its own, so the budget facts add up
-// too, over at most the most namespaces one agent divides it between.
-func addSink(a, b capture.SinkStats) capture.SinkStats {
-	a = a.Plus(b)
-	a.NamespaceQueuedBytes += b.NamespaceQueuedBytes
-	a.NamespaceShareBytes += b.NamespaceShareBytes
-	a.MemoryBudgetBytes += b.MemoryBudgetBytes
-	a.BudgetNamespaces = max(a.BudgetNamespaces, b.BudgetNamespaces)
-	return a
 }
 
 // lagging are the MaxLaggingNodes nodes with the most unread bytes, of
@@ -385,6 +402,9 @@ type Workers struct {
 	Book  *Book
 	Fleet *Fleet
 	Pods  SelectedPods
+	// Serves, in auto capture mode, names the nodes agents serve: only
+	// theirs count; nil counts every node.
+	Serves func(node string) bool
 }
 
 // Apply records the pipeline for the agents of its nodes.
@@ -424,7 +444,7 @@ func (w *Workers) Snapshot(key types.NamespacedName) (capture.Snapshot, bool) {
 	var nodes []string
 	for i := range pods {
 		n := pods[i].Spec.NodeName
-		if n == "" || seen[n] || podDone(&pods[i]) {
+		if n == "" || seen[n] || podDone(&pods[i]) || (w.Serves != nil && !w.Serves(n)) {
 			continue
 		}
 		seen[n] = true

@@ -257,8 +257,17 @@ func (f *Follower) apply(ctx context.Context, nc control.NodeConfig) error {
 		}
 		f.applied[key] = true
 	}
+	// A pending pipeline (the operator has not yet settled the node's
+	// handover, as after its restart) keeps running as it is.
+	pending := make(map[string]bool, len(nc.Pending))
+	for _, k := range nc.Pending {
+		pending[k] = true
+	}
+	if len(nc.Pending) > 0 {
+		logr.FromContextOrDiscard(ctx).Info("pipelines wait for the operator to release this node's containers", "pending", nc.Pending)
+	}
 	for key := range f.applied {
-		if _, ok := want[key]; ok {
+		if _, ok := want[key]; ok || pending[key.String()] {
 			continue
 		}
 		if err := f.Workers.Remove(ctx, key); err != nil {

@@ -304,3 +304,43 @@ func TestFollowerDeletesDeletedPipelinesOnce(t *testing.T) {
 		t.Errorf("deletions %v, want each once and web made again left running", got)
 	}
 }
+
+// released is a Handover that releases a pipeline once open is set.
+type released struct{ open atomic.Bool }
+
+func (r *released) Handed(types.NamespacedName, string) ([]capture.ContainerPosition, bool) {
+	return nil, r.open.Load()
+}
+
+func TestFollowerKeepsAPendingPipelineRunning(t *testing.T) {
+	book := control.NewBook()
+	rel := &released{}
+	rel.open.Store(true)
+	book.Serves, book.Handover = func(string) bool { return true }, rel
+	book.Apply(types.NamespacedName{Namespace: "shop", Name: "web"}, cfg("shop", "web"))
+	h := &control.Handler{Book: book, Pods: pods{pod("shop", "web", "node-a")}, Verifier: tokens{"t": "node-a"}}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	w := &workers{running: map[types.NamespacedName]capture.PipelineConfig{}}
+	f := &link.Follower{URL: srv.URL, Client: srv.Client(), Workers: w, Wait: time.Second,
+		MinBackoff: 20 * time.Millisecond, Token: func() (string, error) { return "t", nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	eventually(t, "the released pipeline applied", func() bool { return slices.Equal(w.names(), []string{"shop/web"}) })
+	first := f.Status().Revision
+
+	// The operator restarted: until its engine has loaded its positions the
+	// pipeline is pending, and the agent keeps running it.
+	rel.open.Store(false)
+	book.ForgetNode("node-a")
+	eventually(t, "the pending configuration seen", func() bool { return f.Status().Revision != first })
+	time.Sleep(100 * time.Millisecond)
+	if got := w.names(); !slices.Equal(got, []string{"shop/web"}) || f.Status().Pipelines != 1 {
+		t.Errorf("with the pipeline pending the workers run %v (status %d), want it kept", got, f.Status().Pipelines)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -80,13 +80,27 @@ func (r *Reporter) Run(ctx context.Context) error {
 	}
 }
 
+// Final sends one last report, after the agent's workers stopped and saved
+// their positions: with it the operator can hand the node's containers to
+// the API at once, from exactly where the agent left them. Bounded by
+// timeout; an error is the caller's to log.
+func (r *Reporter) Final(ctx context.Context, timeout time.Duration, rep control.Report) error {
+	rep.Final = true
+	return r.post(ctx, timeout, rep)
+}
+
 // send makes one report.
 func (r *Reporter) send(ctx context.Context, timeout time.Duration) error {
+	return r.post(ctx, timeout, r.Report())
+}
+
+// post sends rep.
+func (r *Reporter) post(ctx context.Context, timeout time.Duration, rep control.Report) error {
 	token, err := r.Token()
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(r.Report())
+	body, err := json.Marshal(rep)
 	if err != nil {
 		return fmt.Errorf("encoding the report: %w", err)
 	}

@@ -198,6 +198,12 @@ func Run(ctx context.Context, o Options) error {
 	if engineErr != nil {
 		return fmt.Errorf("running the capture engine: %w", engineErr)
 	}
+	// The workers drained and saved their positions: the last report has
+	// them, so that an operator in auto mode hands the node to the API
+	// from where the agent left off.
+	if err := reporter.Final(context.WithoutCancel(ctx), 5*time.Second, report(follower.Status(), engine)); err != nil {
+		log.Info("the final report did not reach the operator; it resumes the node from the last report", "error", err.Error())
+	}
 	return linkErr
 }
 
@@ -206,11 +212,14 @@ func Run(ctx context.Context, o Options) error {
 func report(st link.Status, engine *workers.Manager) control.Report {
 	r := control.Report{Revision: st.Revision, Pipelines: make([]control.PipelineReport, 0, len(st.Keys))}
 	for _, k := range st.Keys {
+		// After the engine stopped (the final report) a pipeline has no
+		// numbers but its last positions.
 		s, ok := engine.Snapshot(k)
-		if !ok {
+		pos := engine.Positions(k)
+		if !ok && len(pos) == 0 {
 			continue
 		}
-		r.Pipelines = append(r.Pipelines, control.PipelineReport{Namespace: k.Namespace, Name: k.Name, Snapshot: s})
+		r.Pipelines = append(r.Pipelines, control.PipelineReport{Namespace: k.Namespace, Name: k.Name, Snapshot: s, Positions: pos})
 	}
 	return r
 }
