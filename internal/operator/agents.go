@@ -37,6 +37,10 @@ const (
 	// CaptureAgent has the node agents read the kubelet's files; the
 	// operator runs no worker and serves the agents their configuration.
 	CaptureAgent = "agent"
+	// CaptureAuto has the node agents read the nodes they run on and the
+	// operator's workers the others, through the API, handing containers
+	// over at their positions as agents come and go.
+	CaptureAuto = "auto"
 )
 
 // DefaultAgentServiceAccount is the agents' ServiceAccount in the
@@ -213,6 +217,28 @@ func notifyOnPodChanges(ctx context.Context, informers cache.Informers, book *co
 	})
 	if err != nil {
 		return fmt.Errorf("watching pods for the agents: %w", err)
+	}
+	return nil
+}
+
+// kickOnAgentPods has modes look at once when a pod of the agents'
+// namespace changes, rather than at its next second.
+func kickOnAgentPods(ctx context.Context, informers cache.Informers, modes *control.Modes, ns string) error {
+	inf, err := informers.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("getting the pod informer: %w", err)
+	}
+	kick := func(obj any) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if p, ok := obj.(*corev1.Pod); ok && p.Namespace == ns {
+			modes.Kick()
+		}
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, n any) { kick(n) }, DeleteFunc: kick})
+	if err != nil {
+		return fmt.Errorf("watching the agents' pods: %w", err)
 	}
 	return nil
 }

@@ -170,6 +170,10 @@ type Options struct {
 	// AgentStaleAfter is how old an agent's last report may be before its
 	// node is named stale (control.DefaultStaleAfter when zero).
 	AgentStaleAfter time.Duration
+	// AgentHandBackAfter is how long, in auto capture mode, a node stays
+	// with its agent after its last agent pod went, before the API reads it
+	// (control.DefaultHandBackAfter when zero).
+	AgentHandBackAfter time.Duration
 	// RestConfig, when set, is used instead of --kubeconfig.
 	RestConfig *rest.Config
 	// WrapSinks, when set, wraps the sink factory: an embedder adds or
@@ -204,10 +208,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.AllowRawStdout, "allow-raw-stdout", false, "Let Stdout sinks use format Raw, which writes the containers' bytes unescaped (terminal escapes, forged log lines) into the operator's own log; off, such a SinkTarget is refused with OutsideOperatorLimits.")
 	fs.DurationVar(&o.MinRotationInterval, "min-rotation-interval", time.Second, "Shortest spec.rotation.interval a pipeline may ask for; shorter ones are refused with OutsideOperatorLimits.")
 	fs.IntVar(&o.MaxStreamsPerNamespace, "max-streams-per-namespace", DefaultMaxStreamsPerNamespace, "Log streams open at once over all pipelines of one namespace; more wait for a slot (StreamPoolSaturated says so); negative is unlimited.")
-	fs.StringVar(&o.Capture, "capture", CaptureAPI, "Where logs are read: api (the operator's workers follow pods/log through the API server) or agent (the node agents of the log-capturer-agent DaemonSet read the kubelet's files; the operator serves them their configuration on --agent-bind-address).")
+	fs.StringVar(&o.Capture, "capture", CaptureAPI, "Where logs are read: api (the operator's workers follow pods/log through the API server), agent (the node agents of the log-capturer-agent DaemonSet read the kubelet's files; the operator serves them their configuration on --agent-bind-address) or auto (nodes with an agent pod are read by it, the others through the API; containers are handed over, at their positions, as agents come and go).")
 	fs.StringVar(&o.AgentBindAddress, "agent-bind-address", ":9443", "Address the leader serves the node agents on (HTTPS; --capture=agent).")
 	fs.StringVar(&o.AgentCertDir, "agent-cert-dir", "", "Directory with tls.crt and tls.key of the agent endpoint (from cert-manager, say), reloaded when they change. Empty, the operator issues them from an authority of its own kept in Secret "+AgentTLSSecret+" of its namespace, and publishes the authority in ConfigMap "+AgentCAConfigMap+" of the agents' namespace for them to mount.")
 	fs.Var(listFlag{&o.AgentCertHosts}, "agent-cert-hosts", "Comma-separated DNS names and IPs of the self-managed agent endpoint certificate; default "+DefaultAgentService+".<namespace>.svc and .svc.cluster.local.")
+	fs.DurationVar(&o.AgentHandBackAfter, "agent-handback-after", control.DefaultHandBackAfter, "With --capture=auto, how long a node stays with its agent after its last agent pod went (longer than the DaemonSet takes to recreate one) before the operator reads its pods through the API, from the agent's last positions.")
 	fs.DurationVar(&o.AgentStaleAfter, "agent-stale-after", control.DefaultStaleAfter, "How old a node agent's last report may be before the pipelines of its node say AgentsMissing, naming it (agents report every 10s).")
 	fs.StringVar(&o.AgentServiceAccount, "agent-service-account", DefaultAgentServiceAccount, "The node agents' ServiceAccount, a name in the operator's namespace or namespace/name; only its pod-bound tokens get a node's configuration.")
 	o.Zap.BindFlags(fs)
@@ -453,9 +458,9 @@ func Run(ctx context.Context, o Options) error {
 	switch o.Capture {
 	case "", CaptureAPI:
 		o.Capture = CaptureAPI
-	case CaptureAgent:
+	case CaptureAgent, CaptureAuto:
 	default:
-		return fmt.Errorf("--capture=%q: the capture mode is api or agent", o.Capture)
+		return fmt.Errorf("--capture=%q: the capture mode is api, agent or auto", o.Capture)
 	}
 	agentNS, agentSA, err := parseServiceAccount(o.AgentServiceAccount, ownNamespace())
 	if err != nil {
@@ -526,14 +531,39 @@ func Run(ctx context.Context, o Options) error {
 	}
 	var pipelines controllers.Workers
 	var deliveries controllers.Deliveries
-	if o.Capture == CaptureAgent {
+	switch o.Capture {
+	case CaptureAgent:
 		agents, err := agentWorkers(ctx, mgr, agentNS, agentSA, o)
 		if err != nil {
 			return err
 		}
 		pipelines, deliveries = agents, agents
-	} else {
-		engine, closeStreams, err := apiEngine(ctx, mgr, cfg, o, newSink, factory)
+	case CaptureAuto:
+		// Nodes with an agent pod are the agents'; the API engine reads the
+		// others' pods and hands containers over as nodes turn.
+		modes := &control.Modes{Pods: mgr.GetCache(), Namespace: agentNS, ServiceAccount: agentSA, HandBackAfter: o.AgentHandBackAfter}
+		engine, closeStreams, err := apiEngine(ctx, mgr, cfg, o, newSink, factory, modes.Serves)
+		if err != nil {
+			return err
+		}
+		defer closeStreams()
+		defer ctrlmetrics.Registry.Unregister(engine)
+		agents, err := agentWorkers(ctx, mgr, agentNS, agentSA, o)
+		if err != nil {
+			return err
+		}
+		agents.Book.Serves, agents.Book.Handover, agents.Serves = modes.Serves, engine, modes.Serves
+		modes.OnChange = handOver(engine, agents.Book, agents.Fleet)
+		if err := kickOnAgentPods(ctx, mgr.GetCache(), modes, agentNS); err != nil {
+			return err
+		}
+		if err := mgr.Add(modes); err != nil {
+			return fmt.Errorf("adding the capture modes: %w", err)
+		}
+		auto := &autoWorkers{engine: engine, agents: agents}
+		pipelines, deliveries = auto, auto
+	default:
+		engine, closeStreams, err := apiEngine(ctx, mgr, cfg, o, newSink, factory, nil)
 		if err != nil {
 			return err
 		}
@@ -567,7 +597,8 @@ func Run(ctx context.Context, o Options) error {
 // apiEngine is the capture engine of API capture: the operator's workers
 // following pods/log. closeStreams closes the stream clientset's idle
 // connections; call it once the manager stopped.
-func apiEngine(_ context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options, newSink capture.SinkFactory, factory *sinks.Factory) (_ *workers.Manager, closeStreams func(), _ error) {
+func apiEngine(_ context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options, newSink capture.SinkFactory, factory *sinks.Factory,
+	readElsewhere func(node string) bool) (_ *workers.Manager, closeStreams func(), _ error) {
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating clientset: %w", err)
@@ -589,6 +620,7 @@ func apiEngine(_ context.Context, mgr ctrl.Manager, cfg *rest.Config, o Options,
 		ForgetPipeline:         factory.ForgetPipeline,
 		Positions:              &positionstore.ConfigMapStore{Client: clientset, Namespace: positionsNS, OwnerKind: "LogPipeline"},
 		SamplePeriod:           o.HealthSamplePeriod,
+		ReadElsewhere:          readElsewhere,
 	})
 	if err != nil {
 		closeStreams()

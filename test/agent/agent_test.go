@@ -112,8 +112,15 @@ var _ = BeforeSuite(func() {
 
 // agentToken writes a token of an agent pod on node into a file.
 func agentToken(dir string) string {
+	path, _ := agentTokenOn(dir, node)
+	return path
+}
+
+// agentTokenOn writes a token of an agent pod on node n into a file and
+// returns the pod too.
+func agentTokenOn(dir, n string) (string, *corev1.Pod) {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: agentNS, GenerateName: "agent-"},
-		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: agentSA, Containers: []corev1.Container{{Name: "agent", Image: "x"}}}}
+		Spec: corev1.PodSpec{NodeName: n, ServiceAccountName: agentSA, Containers: []corev1.Container{{Name: "agent", Image: "x"}}}}
 	ExpectWithOffset(1, c.Create(ctx, p)).To(Succeed())
 	cs, err := kubernetes.NewForConfig(cfg)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
@@ -123,7 +130,7 @@ func agentToken(dir string) string {
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	path := filepath.Join(dir, "token")
 	ExpectWithOffset(1, os.WriteFile(path, []byte(tr.Status.Token), 0o600)).To(Succeed())
-	return path
+	return path, p
 }
 
 // countingConfig is cfg with the agent's non-read requests counted. The
@@ -176,11 +183,16 @@ func runAgent(podsDir, journal, token string) func() error {
 // runAgentOf starts an agent of the operator at url, whose certificate ca
 // signed.
 func runAgentOf(url string, ca []byte, podsDir, journal, token string) func() error {
+	return runAgentOn(node, url, ca, podsDir, journal, token)
+}
+
+// runAgentOn is runAgentOf for an agent on node n.
+func runAgentOn(n, url string, ca []byte, podsDir, journal, token string) func() error {
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	hp, ma := probes, metricsAt
 	go func() {
-		done <- agent.Run(actx, agent.Options{RestConfig: countingConfig(), Node: node, PodsDir: podsDir, JournalDir: journal,
+		done <- agent.Run(actx, agent.Options{RestConfig: countingConfig(), Node: n, PodsDir: podsDir, JournalDir: journal,
 			Holder: "agent-test", OperatorURL: url, OperatorCA: ca, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond, HealthProbeBindAddress: hp,
 			MetricsBindAddress:  ma,
 			AllowLoopbackEgress: true, Log: logr.Discard()})

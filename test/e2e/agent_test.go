@@ -98,14 +98,11 @@ func podsLog() (completed, inFlight int) {
 }
 
 // switchToAgents applies dist/install-agent.yaml over the running install:
-// the operator restarts in agent mode and the DaemonSet puts an agent on
-// the node. The API-mode pipeline and its writers go first: moving a
-// running pipeline between the modes is not handed over (no auto mode).
+// the operator restarts in auto capture mode and the DaemonSet puts an
+// agent on the node, which takes the running pipeline's containers over at
+// the positions the API engine stored: nothing of them is sent again.
 func switchToAgents() {
-	Expect(k8sClient.DeleteAllOf(ctx, &logsv1alpha1.LogPipeline{}, client.InNamespace(ns))).To(Succeed())
-	run("-n", ns, "delete", "deployments", "--all", "--wait=false")
-	Eventually(func() int { return len(pipelinesIn(ns)) }, time.Minute, time.Second).Should(BeZero())
-
+	before := len(receivedLines(ns))
 	run("apply", "--server-side", "-f", os.Getenv("E2E_INSTALL_AGENT"))
 	// This node has no cluster DNS: the agents resolve the operator
 	// Service's name through hostAliases, so that the URL and the name in
@@ -133,12 +130,28 @@ func switchToAgents() {
 			Expect(m.ReadOnly).To(BeTrue(), "the kubelet's files are mounted read-only")
 		}
 	}
+
+	By("the running pipeline's containers handed to the agent at their stored positions")
+	Eventually(func() bool {
+		w := workers()
+		return w.SelectedContainers > 0 && w.FileContainers == w.SelectedContainers
+	},
+		2*time.Minute, time.Second).Should(BeTrue(), "every container of the pipeline read by the agent")
+	Consistently(func() int { return len(receivedLines(ns)) }, 15*time.Second, time.Second).Should(Equal(before),
+		"the agent sent nothing of what the API engine had delivered")
+	GinkgoWriter.Printf("switched to the agent: %d containers of %s/writers read from files, %d lines before and after\n",
+		workers().FileContainers, ns, before)
 }
 
-func pipelinesIn(namespace string) []logsv1alpha1.LogPipeline {
-	l := &logsv1alpha1.LogPipelineList{}
-	ExpectWithOffset(1, k8sClient.List(ctx, l, client.InNamespace(namespace))).To(Succeed())
-	return l.Items
+// receivedLines is what Loki received of namespace.
+func receivedLines(namespace string) []string {
+	var out []string
+	for _, e := range loki.Entries() {
+		if e.Labels["namespace"] == namespace {
+			out = append(out, e.Line)
+		}
+	}
+	return out
 }
 
 // agentRotatedFiles counts the kubelet's rotated logs of the agent's writers.
@@ -277,4 +290,59 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// agentRemoved deletes the agents' DaemonSet while a writer writes: the
+// operator (auto capture) reads the node through the API from the agent's
+// final positions, and every line arrives once.
+func agentRemoved() {
+	// Slow and short enough that the kubelet does not rotate its log while
+	// the API follows it (the kubelet's own follow can lose the last lines
+	// of a rotated file: see kubeletLost).
+	w := writer("fallback", 1, 6000, 100)
+	w.Namespace = agentLogs
+	for i, e := range w.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "PAD" {
+			w.Spec.Template.Spec.Containers[0].Env[i].Value = "40"
+		}
+	}
+	Expect(k8sClient.Create(ctx, w)).To(Succeed())
+	fallbackLines := func() int {
+		n := 0
+		for _, in := range receivedIn(agentLogs) {
+			if strings.HasPrefix(in.pod, "fallback") {
+				for _, seqs := range in.streams {
+					n += len(seqs)
+				}
+			}
+		}
+		return n
+	}
+	Eventually(fallbackLines, 90*time.Second, time.Second).Should(BeNumerically(">=", 500), "the agent reads the new writer")
+	_, inFlight := podsLog()
+	Expect(inFlight).To(BeZero())
+
+	By("deleting the agents' DaemonSet while the writer writes")
+	atRemoval := fallbackLines()
+	run("-n", agentNS, "delete", "daemonset/log-capturer-agent", "--cascade=foreground", "--timeout=120s")
+	Eventually(func() int { return podsIn(agentNS, map[string]string{"app.kubernetes.io/component": "agent"}) }, 2*time.Minute, time.Second).
+		Should(BeZero())
+	Eventually(func() int { _, n := podsLog(); return n }, 90*time.Second, time.Second).Should(BeNumerically(">=", 1),
+		"the operator follows the node's pods through the API")
+	Eventually(func(g Gomega) {
+		ws := agentPipeline().Status.Workers
+		g.Expect(ws).NotTo(BeNil())
+		g.Expect(ws.FileContainers).To(BeZero())
+		g.Expect(ws.ActiveStreams).To(BeNumerically(">=", 1))
+	}, time.Minute, time.Second).Should(Succeed())
+	atAPI := fallbackLines()
+
+	By("waiting for the writer to finish: every line once, none excused")
+	Eventually(podsDoneIn(agentLogs, map[string]string{"writer": "fallback"}), 3*time.Minute, 2*time.Second).Should(Equal(1))
+	check := func() []string { return problems(receivedIn(agentLogs), 1000, nil) }
+	Eventually(check, 60*time.Second, 2*time.Second).Should(BeEmpty())
+	Consistently(check, 5*time.Second, time.Second).Should(BeEmpty())
+	Expect(atAPI).To(BeNumerically("<", 6000), "the API took over while the writer wrote")
+	GinkgoWriter.Printf("agents removed: 6000 lines once; the agent had delivered %d when its DaemonSet was deleted, %d when the API took over\n",
+		atRemoval, atAPI)
 }

@@ -579,4 +579,6 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 	It("switches to node agents with dist/install-agent.yaml, the agent running as root with no capability", switchToAgents)
 
 	It("delivers every line once from the kubelet's files through the agent, across rotations, a deleted agent pod and a rolling update, with no pods/log request", agentCapture)
+
+	It("reads the node through the API from the agent's last positions once the agents are removed (auto capture)", agentRemoved)
 })

@@ -469,7 +469,7 @@ var _ = Describe("dist/install.yaml", func() {
 		Expect(ds.GetNamespace()).To(Equal("log-capturer-agents"))
 		containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 		args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
-		Expect(args).To(ContainElements("--capture=agent", "--agent-service-account=log-capturer-agents/log-capturer-agent"))
+		Expect(args).To(ContainElements("--capture=auto", "--agent-service-account=log-capturer-agents/log-capturer-agent"))
 
 		By("the agents read pods and nothing else: no Secrets, no LogPipelines or SinkTargets")
 		Expect(agentRules).To(HaveLen(1))
