@@ -149,13 +149,13 @@ demo: build-demo envtest ## Run the operator end to end on a local control plane
 	$(LOCALBIN)/log-capturer-demo --assets $(ENVTEST_DIR) $(DEMO_FLAGS)
 
 .PHONY: build-installer
-build-installer: manifests kustomize ## Write dist/install.yaml (CRDs, RBAC, the operator Deployment) and dist/install-agent.yaml (the same with --capture=agent and the node agent DaemonSet), with image $(IMG).
+build-installer: manifests kustomize ## Write dist/install.yaml (CRDs, RBAC, the operator with --capture=auto and the node agent DaemonSet) and dist/install-api.yaml (the operator alone, reading through the API), with image $(IMG).
 	mkdir -p dist
 	rm -rf dist/.kustomize && mkdir -p dist/.kustomize && cp -r config dist/.kustomize/
 	cd dist/.kustomize/config/manager && $(KUSTOMIZE) edit set image log-capturer=$(IMG)
 	cd dist/.kustomize/config/agent && $(KUSTOMIZE) edit set image log-capturer=$(IMG)
-	$(KUSTOMIZE) build dist/.kustomize/config/default > dist/install.yaml
-	$(KUSTOMIZE) build dist/.kustomize/config/agent > dist/install-agent.yaml
+	$(KUSTOMIZE) build dist/.kustomize/config/default > dist/install-api.yaml
+	$(KUSTOMIZE) build dist/.kustomize/config/agent > dist/install.yaml
 	rm -rf dist/.kustomize
 
 .PHONY: image

@@ -151,7 +151,7 @@ up() {
 	ip=$(node_ip)
 	mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/etcd"
 	ls -d /var/log/pods/* /var/log/containers/* >"$STATE/logs-before" 2>/dev/null || true
-	# The node agent's journal (a hostPath of dist/install-agent.yaml) is
+	# The node agent's journal (a hostPath of dist/install.yaml) is
 	# this cluster's to remove when it was not there before.
 	[ -e "$AGENT_JOURNAL" ] || touch "$STATE/agent-journal-ours"
 	echo "$ip" >"$STATE/node-ip"

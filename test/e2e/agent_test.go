@@ -29,7 +29,7 @@ import (
 )
 
 const (
-	// agentNS is the node agents' namespace of dist/install-agent.yaml.
+	// agentNS is the node agents' namespace of dist/install.yaml.
 	agentNS = "log-capturer-agents"
 	// agentLogs is the namespace of the writers the agent reads.
 	agentLogs = "e2e-agent"
@@ -97,7 +97,7 @@ func podsLog() (completed, inFlight int) {
 	return completed, inFlight
 }
 
-// switchToAgents applies dist/install-agent.yaml over the running install:
+// switchToAgents applies dist/install.yaml over the running install:
 // the operator restarts in auto capture mode and the DaemonSet puts an
 // agent on the node, which takes the running pipeline's containers over at
 // the positions the API engine stored: nothing of them is sent again.

@@ -391,7 +391,7 @@ func podsDoneIn(namespace string, selector map[string]string) func() int {
 }
 
 var _ = Describe("log-capturer on a real node", Ordered, func() {
-	It("installs from dist/install.yaml and runs with its restricted security context", func() {
+	It("installs from dist/install-api.yaml and runs with its restricted security context", func() {
 		run("apply", "--server-side", "-f", os.Getenv("E2E_INSTALL"))
 		run("-n", operatorNS, "rollout", "status", "deployment/log-capturer", "--timeout=120s")
 		p := operatorPod()
@@ -576,7 +576,7 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		GinkgoWriter.Printf("before: goroutines=%d fds=%d; after: goroutines=%d fds=%d\n", before.Goroutines, before.OpenFileDescriptors, after.Goroutines, after.OpenFileDescriptors)
 	})
 
-	It("switches to node agents with dist/install-agent.yaml, the agent running as root with no capability", switchToAgents)
+	It("switches to node agents with dist/install.yaml, the agent running as root with no capability", switchToAgents)
 
 	It("delivers every line once from the kubelet's files through the agent, across rotations, a deleted agent pod and a rolling update, with no pods/log request", agentCapture)
 

@@ -2,7 +2,7 @@
 
 // Package e2e_test proves the product on a real single-node cluster that
 // `make e2e` builds from source and brings up (hack/e2e): the operator is
-// installed from dist/install.yaml, workloads write numbered lines through a
+// installed from dist/install-api.yaml, workloads write numbered lines through a
 // real kubelet and containerd, and a Loki receiver in this process counts
 // every line.
 package e2e_test

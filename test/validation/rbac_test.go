@@ -64,11 +64,11 @@ func expectAccess(user string, groups []string, table []access) {
 }
 
 // installRBAC creates, for real, the ServiceAccount, roles and bindings of
-// dist/install.yaml, so that the authorizer answers with them.
+// dist/install-api.yaml, so that the authorizer answers with them.
 func installRBAC() {
 	root, err := envtestutil.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
-	for _, u := range readManifests(filepath.Join(root, "dist", "install.yaml")) {
+	for _, u := range readManifests(filepath.Join(root, "dist", "install-api.yaml")) {
 		switch u.GetKind() {
 		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
 		default:

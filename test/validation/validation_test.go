@@ -381,11 +381,11 @@ func readManifests(path string) []*unstructured.Unstructured {
 	}
 }
 
-var _ = Describe("dist/install.yaml", func() {
+var _ = Describe("dist/install-api.yaml", func() {
 	It("is accepted object by object by the API server (server-side apply, dry run)", func() {
 		root, err := envtestutil.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
-		path := filepath.Join(root, "dist", "install.yaml")
+		path := filepath.Join(root, "dist", "install-api.yaml")
 		_, err = os.Stat(path)
 		Expect(err).NotTo(HaveOccurred(), "run 'make build-installer' (make test does) to write %s", path)
 		objs := readManifests(path)
@@ -432,10 +432,10 @@ var _ = Describe("dist/install.yaml", func() {
 		}
 	})
 
-	It("with node agents (dist/install-agent.yaml) is accepted too; the agents run with the least they need", func() {
+	It("with node agents (dist/install.yaml) is accepted too; the agents run with the least they need", func() {
 		root, err := envtestutil.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
-		path := filepath.Join(root, "dist", "install-agent.yaml")
+		path := filepath.Join(root, "dist", "install.yaml")
 		_, err = os.Stat(path)
 		Expect(err).NotTo(HaveOccurred(), "run 'make build-installer' (make test does) to write %s", path)
 		objs := readManifests(path)
@@ -512,7 +512,7 @@ var _ = Describe("dist/install.yaml", func() {
 		root, err := envtestutil.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
 		rules := map[string][]string{} // aggregate-to-* label -> verbs on logpipelines
-		for _, u := range readManifests(filepath.Join(root, "dist", "install.yaml")) {
+		for _, u := range readManifests(filepath.Join(root, "dist", "install-api.yaml")) {
 			if u.GetKind() != "ClusterRole" {
 				continue
 			}
@@ -540,7 +540,7 @@ var _ = Describe("dist/install.yaml", func() {
 	It("gives the operator no list or watch on Secrets, and no write on ConfigMaps beyond its namespace", func() {
 		root, err := envtestutil.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
-		for _, u := range readManifests(filepath.Join(root, "dist", "install.yaml")) {
+		for _, u := range readManifests(filepath.Join(root, "dist", "install-api.yaml")) {
 			if u.GetKind() != "ClusterRole" {
 				continue
 			}
