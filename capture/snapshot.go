@@ -46,7 +46,8 @@ type Snapshot struct {
 	// UnreadBytes is the lag of the containers read from files: the bytes
 	// the kubelet holds of their logs after the positions the sinks
 	// acknowledged (read and queued, or not yet read). Measured on the
-	// sample period; containers with no acknowledged line yet are not in it.
+	// sample period; a container with no line acknowledged yet counts from
+	// its first line in flight, one with nothing read yet not at all.
 	UnreadBytes int64
 	// Opens counts streams that waited for their turn to open and OpenWait
 	// how long they waited in all; OpenRateLimit is the process-wide rate

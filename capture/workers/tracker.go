@@ -369,14 +369,24 @@ type filePosition struct {
 }
 
 // filePositions returns the acknowledged file positions of the selected
-// containers read from files.
+// containers read from files (for one with no line acknowledged yet, the
+// position after its first line in flight).
 func (ps *tracker) filePositions() []filePosition {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	var out []filePosition
 	for k, e := range ps.entries {
-		if e.goneSince.IsZero() && e.committed.Log != "" {
-			out = append(out, filePosition{key: k, pod: e.pod, pos: e.committed})
+		if !e.goneSince.IsZero() {
+			continue
+		}
+		pos := e.committed
+		if pos.Log == "" && e.head < len(e.inflight) {
+			// Nothing acknowledged in the files yet (a sink dead from the
+			// start): from the first line in flight, one line short.
+			pos = e.inflight[e.head].pos
+		}
+		if pos.Log != "" {
+			out = append(out, filePosition{key: k, pod: e.pod, pos: pos})
 		}
 	}
 	return out
