@@ -69,6 +69,7 @@ soak: envtest ## Soak the capture workers through the API and from the kubelet's
 bench: envtest ## Run the benchmarks and print their numbers.
 	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" go test -count=1 -run '^$$' -bench . -benchmem ./...
 	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" LOG_CAPTURER_BENCH=1 go test -count=1 -timeout 15m ./test/operator/ -run TestOperator -v -args -ginkgo.label-filter=bench -ginkgo.v | grep -E '^bench|Passed|FAIL|ok '
+	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" LOG_CAPTURER_BENCH=1 go test -count=1 -timeout 15m ./test/agent/ -run TestAgent -v -args -ginkgo.label-filter=bench -ginkgo.v | grep -E '^bench|Passed|FAIL|ok '
 	$(MAKE) bench-peer
 
 # The OpenTelemetry Collector the CRI file follower is measured against,

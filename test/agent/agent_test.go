@@ -35,6 +35,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/log-capturer/log-capturer/agent/control"
 	"github.com/log-capturer/log-capturer/agent/identity"
@@ -70,6 +71,7 @@ var (
 	loki    *lokireceiver.Receiver
 	lokiSrv *httptest.Server
 	writes  atomic.Int64 // the agent's API requests other than reads
+	testEnv *envtest.Environment
 	// probes is where the next agent serves its probes ("" for none),
 	// metricsAt its metrics.
 	probes, metricsAt string
@@ -80,6 +82,7 @@ var _ = BeforeSuite(func() {
 	env, restCfg, cl, err := envtestutil.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(env.Stop)
+	testEnv = env
 	cfg, c = restCfg, cl
 	for _, ns := range []string{agentNS, "shop"} {
 		Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
