@@ -211,6 +211,56 @@ func runAgentOn(n, url string, ca []byte, podsDir, journal, token string) func()
 	}
 }
 
+// freeAddr is a loopback address nothing listens on now.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// runOperator runs the operator in this process in capture mode mode, its
+// agent endpoint on a free address with its self-managed TLS for the
+// suite's agent identity (more adjusts the options). It returns the
+// endpoint's URL, the authority the operator published in the agents'
+// namespace, and a function that stops it and returns Run's error, called
+// when the spec ends too.
+func runOperator(tmp, mode string, more func(*operator.Options)) (url string, ca []byte, stop func() error) {
+	addr := freeAddr()
+	o := operator.Options{RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0",
+		FileSinkRoot: filepath.Join(tmp, "files"), AllowLoopbackEgress: true, HealthSamplePeriod: time.Second,
+		Capture: mode, AgentBindAddress: addr, AgentCertHosts: []string{"127.0.0.1"},
+		AgentServiceAccount: agentNS + "/" + agentSA, AgentStaleAfter: 3 * time.Second}
+	if more != nil {
+		more(&o)
+	}
+	opCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- operator.Run(opCtx, o) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				err = fmt.Errorf("the operator did not stop within 30s")
+			}
+		})
+		return err
+	}
+	DeferCleanup(func() { Expect(stop()).To(Succeed()) })
+	// Without --agent-cert-dir the operator issues its endpoint's
+	// certificate and publishes the authority in the agents' namespace.
+	EventuallyWithOffset(1, func(g Gomega) {
+		cm := &corev1.ConfigMap{}
+		g.Expect(c.Get(ctx, client.ObjectKey{Namespace: agentNS, Name: operator.AgentCAConfigMap}, cm)).To(Succeed())
+		ca = []byte(cm.Data["ca.crt"])
+	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+	return "https://" + addr, ca, stop
+}
+
 // lines returns the sequence numbers Loki received, in arrival order.
 func lines() []int {
 	var out []int
@@ -316,30 +366,10 @@ var _ = Describe("the node agent", func() {
 	It("runs under the operator with --capture=agent and its self-managed TLS: a LogPipeline's lines shipped from its node's files, its status from the agent's reports", func() {
 		tmp := GinkgoT().TempDir()
 		podsDir, journal := filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		addr := l.Addr().String()
-		Expect(l.Close()).To(Succeed())
 		receiver := lokireceiver.New()
 		rsrv := httptest.NewServer(receiver)
 		DeferCleanup(func() { receiver.Close(); rsrv.Close() })
-
-		opCtx, stopOperator := context.WithCancel(ctx)
-		opDone := make(chan error, 1)
-		go func() {
-			opDone <- operator.Run(opCtx, operator.Options{RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0",
-				FileSinkRoot: filepath.Join(tmp, "files"), AllowLoopbackEgress: true, HealthSamplePeriod: time.Second,
-				Capture: operator.CaptureAgent, AgentBindAddress: addr, AgentCertHosts: []string{"127.0.0.1"},
-				AgentServiceAccount: agentNS + "/" + agentSA, AgentStaleAfter: 3 * time.Second})
-		}()
-		// Without --agent-cert-dir the operator issues its endpoint's
-		// certificate and publishes the authority in the agents' namespace.
-		var ca []byte
-		Eventually(func(g Gomega) {
-			cm := &corev1.ConfigMap{}
-			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: agentNS, Name: operator.AgentCAConfigMap}, cm)).To(Succeed())
-			ca = []byte(cm.Data["ca.crt"])
-		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+		url, ca, stopOperator := runOperator(tmp, operator.CaptureAgent, nil)
 
 		orders := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-1", Labels: map[string]string{"app": "orders"}},
 			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
@@ -349,7 +379,7 @@ var _ = Describe("the node agent", func() {
 		Expect(c.Create(ctx, builders.Pipeline("shop", "orders", "orders-loki").WithSelector(map[string]string{"app": "orders"}).
 			With(func(p *logsv1alpha1.LogPipeline) { p.Spec.StartAt = logsv1alpha1.StartAtBeginning }).Build())).To(Succeed())
 
-		stop := runAgentOf("https://"+addr, ca, podsDir, journal, agentToken(tmp))
+		stop := runAgentOf(url, ca, podsDir, journal, agentToken(tmp))
 		Eventually(func() int { return len(receiver.Entries()) }, 60*time.Second, 200*time.Millisecond).Should(Equal(2000))
 		key := client.ObjectKey{Namespace: "shop", Name: "orders"}
 		lp := &logsv1alpha1.LogPipeline{}
@@ -395,8 +425,7 @@ var _ = Describe("the node agent", func() {
 		}, 30*time.Second, 500*time.Millisecond).Should(Succeed())
 
 		Expect(writes.Load()).To(BeZero(), "the agents wrote to the API server")
-		stopOperator()
-		Eventually(opDone, 30*time.Second).Should(Receive(BeNil()))
+		Expect(stopOperator()).To(Succeed())
 	})
 
 	It("refuses to start without what it needs", func() {

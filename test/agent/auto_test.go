@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -72,33 +71,12 @@ var _ = Describe("the operator with --capture=auto", func() {
 
 		tmp := GinkgoT().TempDir()
 		podsDir, journal := filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		addr := l.Addr().String()
-		Expect(l.Close()).To(Succeed())
 		receiver := lokireceiver.New()
 		rsrv := httptest.NewServer(receiver)
 		DeferCleanup(func() { receiver.Close(); rsrv.Close() })
-
-		opCtx, stopOperator := context.WithCancel(ctx)
-		opDone := make(chan error, 1)
-		go func() {
-			opDone <- operator.Run(opCtx, operator.Options{RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0",
-				FileSinkRoot: filepath.Join(tmp, "files"), AllowLoopbackEgress: true, HealthSamplePeriod: time.Second,
-				Capture: operator.CaptureAuto, AgentBindAddress: addr, AgentCertHosts: []string{"127.0.0.1"},
-				AgentServiceAccount: agentNS + "/" + agentSA, AgentStaleAfter: 3 * time.Second, AgentHandBackAfter: 2 * time.Second,
-				PositionsNamespace: "shop"})
-		}()
-		DeferCleanup(func() {
-			stopOperator()
-			Eventually(opDone, 30*time.Second).Should(Receive(BeNil()))
+		url, ca, _ := runOperator(tmp, operator.CaptureAuto, func(o *operator.Options) {
+			o.AgentHandBackAfter, o.PositionsNamespace = 2*time.Second, "shop"
 		})
-		var ca []byte
-		Eventually(func(g Gomega) {
-			cm := &corev1.ConfigMap{}
-			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: agentNS, Name: operator.AgentCAConfigMap}, cm)).To(Succeed())
-			ca = []byte(cm.Data["ca.crt"])
-		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
 
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "auto-1", Labels: map[string]string{"app": "auto"}},
 			Spec: corev1.PodSpec{NodeName: autoNode, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
@@ -157,7 +135,7 @@ var _ = Describe("the operator with --capture=auto", func() {
 
 		By("an agent pod comes to the node while lines are written: the API releases the container and the agent reads on from its position")
 		token, agentPod := agentTokenOn(tmp, autoNode)
-		stop := runAgentOn(autoNode, "https://"+addr, ca, podsDir, journal, token)
+		stop := runAgentOn(autoNode, url, ca, podsDir, journal, token)
 		Eventually(func(g Gomega) {
 			ws := workersOf(g)
 			g.Expect(ws.FileContainers).To(Equal(int32(1)))

@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -18,7 +17,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	logsv1alpha1 "github.com/log-capturer/log-capturer/api/v1alpha1"
@@ -249,25 +247,9 @@ var _ = Describe("Agent bench", Label("bench"), func() {
 		tmp := filepath.Join(dir, "agent")
 		podsDir, journal := filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
 		Expect(os.MkdirAll(tmp, 0o755)).To(Succeed())
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		addr := l.Addr().String()
-		Expect(l.Close()).To(Succeed())
-		opCtx, stopOperator := context.WithCancel(ctx)
-		opDone := make(chan error, 1)
-		go func() {
-			opDone <- operator.Run(opCtx, operator.Options{RestConfig: cfg, MetricsBindAddress: "0", HealthProbeBindAddr: "0",
-				FileSinkRoot: filepath.Join(tmp, "files"), AllowLoopbackEgress: true,
-				Capture: operator.CaptureAgent, AgentBindAddress: addr, AgentCertHosts: []string{"127.0.0.1"},
-				AgentServiceAccount: agentNS + "/" + agentSA})
-		}()
-		DeferCleanup(func() { stopOperator(); Eventually(opDone, 30*time.Second).Should(Receive()) })
+		url, ca, _ := runOperator(tmp, operator.CaptureAgent, nil)
 		caFile := filepath.Join(tmp, "ca.crt")
-		Eventually(func(g Gomega) {
-			cm := &corev1.ConfigMap{}
-			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: agentNS, Name: operator.AgentCAConfigMap}, cm)).To(Succeed())
-			g.Expect(os.WriteFile(caFile, []byte(cm.Data["ca.crt"]), 0o600)).To(Succeed())
-		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+		Expect(os.WriteFile(caFile, ca, 0o600)).To(Succeed())
 		pipelineIn("bench-agent")
 		pods := podsOn("bench-agent", node)
 		files := make([]string, len(pods))
@@ -306,7 +288,7 @@ var _ = Describe("Agent bench", Label("bench"), func() {
 		})
 		token, _ := agentTokenOn(tmp, node)
 		ag := startBinary(binary, []string{"GOMEMLIMIT=230MiB"}, "agent", "--kubeconfig", kubeconfig, "--node", node,
-			"--pods-dir", podsDir, "--journal-dir", journal, "--operator-url", "https://"+addr, "--operator-ca", caFile,
+			"--pods-dir", podsDir, "--journal-dir", journal, "--operator-url", url, "--operator-ca", caFile,
 			"--token-file", token, "--memory-budget=96Mi", "--health-probe-bind-address=0", "--metrics-bind-address=0", "--allow-loopback-egress")
 		agent := measure(ag.Process.Pid, delivered("bench-agent"))
 		stopFileWriter()
