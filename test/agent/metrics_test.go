@@ -1,8 +1,6 @@
 package agent_test
 
 import (
-	"crypto/tls"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,15 +10,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/log-capturer/log-capturer/capture"
+	"github.com/log-capturer/log-capturer/test/envtestutil"
 	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
 
@@ -56,50 +52,17 @@ var _ = Describe("the node agent's metrics", func() {
 		stop := runAgent(podsDir, journal, agentToken(tmp))
 		metricsAt = ""
 
-		scraper := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the agent's certificate is self-signed without --metrics-cert-dir
-		}}
-		defer scraper.CloseIdleConnections()
-		get := func(token string) (int, string) {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/metrics", nil)
-			Expect(err).NotTo(HaveOccurred())
-			if token != "" {
-				req.Header.Set("Authorization", "Bearer "+token)
-			}
-			resp, err := scraper.Do(req)
-			if err != nil {
-				return 0, err.Error()
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-			return resp.StatusCode, string(b)
-		}
+		scraper := envtestutil.NewMetricsScraper(addr) // the agent's certificate is self-signed without --metrics-cert-dir
+		defer scraper.Close()
+		get := func(token string) (int, string) { return scraper.Get(ctx, token) }
 		Eventually(func() int { code, _ := get(""); return code }, 30*time.Second, 200*time.Millisecond).Should(Equal(http.StatusUnauthorized))
-
 		cs, err := kubernetes.NewForConfig(cfg)
 		Expect(err).NotTo(HaveOccurred())
-		tokenOf := func(name string) string {
-			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}}
-			Expect(c.Create(ctx, sa)).To(Succeed())
-			DeferCleanup(func() { _ = c.Delete(ctx, sa) })
-			tr, err := cs.CoreV1().ServiceAccounts("default").CreateToken(ctx, name, &authenticationv1.TokenRequest{
-				Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
-			Expect(err).NotTo(HaveOccurred())
-			return tr.Status.Token
-		}
-		code, _ := get(tokenOf("agent-scraper-without-role"))
+		token, denied, cleanup, err := envtestutil.MetricsTokens(ctx, c, cs, "default", "agent")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(cleanup)
+		code, _ := get(denied)
 		Expect(code).To(Equal(http.StatusForbidden), "a token without a role for GET /metrics")
-
-		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "agent-metrics-reader-test"},
-			Rules: []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}}
-		Expect(c.Create(ctx, role)).To(Succeed())
-		DeferCleanup(func() { _ = c.Delete(ctx, role) })
-		binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "agent-metrics-reader-test"},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "default", Name: "agent-scraper"}}}
-		Expect(c.Create(ctx, binding)).To(Succeed())
-		DeferCleanup(func() { _ = c.Delete(ctx, binding) })
-		token := tokenOf("agent-scraper")
 		var body string
 		Eventually(func(g Gomega) {
 			code, body = get(token)
