@@ -259,6 +259,16 @@ func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig,
 		nc.Pipelines = []capture.PipelineConfig{} // the API reads the node
 	}
 	if b.Handover != nil && len(nc.Pipelines) > 0 {
+		// The positions of the node's own containers only: not a word of
+		// another node's pods to this agent.
+		podsOn, err := pods.PodsOnNode(ctx, node)
+		if err != nil {
+			return NodeConfig{}, nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
+		}
+		own := make(map[string]bool, len(podsOn))
+		for i := range podsOn {
+			own[string(podsOn[i].UID)] = true
+		}
 		ready := make([]capture.PipelineConfig, 0, len(nc.Pipelines))
 		for _, p := range nc.Pipelines {
 			key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
@@ -267,7 +277,11 @@ func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig,
 				nc.Pending = append(nc.Pending, key.String())
 				continue
 			}
-			p.Resume = pos
+			for _, cp := range pos {
+				if own[cp.UID] {
+					p.Resume = append(p.Resume, cp)
+				}
+			}
 			ready = append(ready, p)
 		}
 		nc.Pipelines = ready

@@ -85,7 +85,7 @@ func TestBookInAutoMode(t *testing.T) {
 	key := types.NamespacedName{Namespace: "shop", Name: "web"}
 	pods := podsOn{}
 	for _, n := range []string{"node-a", "node-b"} {
-		pods[n] = []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-" + n, Labels: map[string]string{"app": "web"}},
+		pods[n] = []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-" + n, UID: types.UID("uid-" + n), Labels: map[string]string{"app": "web"}},
 			Spec: corev1.PodSpec{NodeName: n}}}
 	}
 	h := handover{}
@@ -111,12 +111,15 @@ func TestBookInAutoMode(t *testing.T) {
 	}
 	pending := nc.Revision
 	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	h["node-a/shop/web"] = []capture.ContainerPosition{{UID: "u1", Container: "main", Pod: "web-node-a", Since: at, Count: 7}}
+	mine := capture.ContainerPosition{UID: "uid-node-a", Container: "main", Pod: "web-node-a", Since: at, Count: 7}
+	// The engine's positions loaded from its store name no node: another
+	// node's container is among them, and is not this agent's to hear of.
+	h["node-a/shop/web"] = []capture.ContainerPosition{mine, {UID: "uid-node-b", Container: "main", Pod: "web-node-b", Since: at, Count: 9}}
 	nc = forNode("node-a")
 	if len(nc.Pipelines) != 1 || len(nc.Pending) != 0 || nc.Revision == pending {
 		t.Fatalf("after the release: %d pipelines, pending %v, revision %s (was %s)", len(nc.Pipelines), nc.Pending, nc.Revision, pending)
 	}
-	if d := cmp.Diff(h["node-a/shop/web"], nc.Pipelines[0].Resume); d != "" {
+	if d := cmp.Diff([]capture.ContainerPosition{mine}, nc.Pipelines[0].Resume); d != "" {
 		t.Errorf("the pipeline's Resume (-want +got):\n%s", d)
 	}
 	// The Book keeps what was released: the engine's later answers (it

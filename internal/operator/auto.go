@@ -75,7 +75,9 @@ func (w *autoWorkers) SinkStats(namespace, name string) (capture.SinkStats, bool
 // their positions. Back to the API: the engine takes the positions of the
 // agent's last report (its final one when it stopped in order: exact) and
 // reads the node's containers from there.
-func handOver(engine *workers.Manager, book *control.Book, fleet *control.Fleet) func(ctx context.Context, node string, agent bool) {
+// Only positions of containers whose pods are on the node are taken: an
+// agent speaks for its own node's containers, never another's.
+func handOver(engine *workers.Manager, book *control.Book, fleet *control.Fleet, pods control.Pods) func(ctx context.Context, node string, agent bool) {
 	return func(ctx context.Context, node string, agent bool) {
 		log := ctrl.LoggerFrom(ctx).WithName("handover")
 		if agent {
@@ -84,11 +86,19 @@ func handOver(engine *workers.Manager, book *control.Book, fleet *control.Fleet)
 			book.Notify()
 			return
 		}
+		onNode := map[string]bool{}
+		podsOn, err := pods.PodsOnNode(ctx, node)
+		if err != nil {
+			log.Error(err, "listing the node's pods failed; its containers resume from the API engine's own positions", "node", node)
+		}
+		for i := range podsOn {
+			onNode[string(podsOn[i].UID)] = true
+		}
 		final := true
 		for _, key := range book.Keys() {
 			pos, fin := fleet.Positions(node, key)
 			final = final && (fin || len(pos) == 0)
-			engine.Offer(key, pos)
+			engine.Offer(key, ownPositions(pos, onNode))
 		}
 		log.Info("no node agent serves the node any more: its containers move to the API, from the agent's last positions",
 			"node", node, "finalReport", final)
@@ -96,4 +106,16 @@ func handOver(engine *workers.Manager, book *control.Book, fleet *control.Fleet)
 		book.ForgetNode(node)
 		engine.Resync()
 	}
+}
+
+// ownPositions keeps the positions of the containers of the pods in onNode
+// (by UID): those the reporting agent read.
+func ownPositions(pos []capture.ContainerPosition, onNode map[string]bool) []capture.ContainerPosition {
+	var own []capture.ContainerPosition
+	for _, cp := range pos {
+		if onNode[cp.UID] {
+			own = append(own, cp)
+		}
+	}
+	return own
 }

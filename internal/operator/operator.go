@@ -553,7 +553,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		agents.Book.Serves, agents.Book.Handover, agents.Serves = modes.Serves, engine, modes.Serves
-		modes.OnChange = handOver(engine, agents.Book, agents.Fleet)
+		modes.OnChange = handOver(engine, agents.Book, agents.Fleet, control.CachePods{Reader: mgr.GetCache()})
 		if err := kickOnAgentPods(ctx, mgr.GetCache(), modes, agentNS); err != nil {
 			return err
 		}
