@@ -83,6 +83,9 @@ type Options struct {
 	MetricsBindAddress string
 	MetricsInsecure    bool
 	MetricsCertDir     string
+	// SamplePeriod is how often the workers' numbers (health, lag) are
+	// sampled; the engine's 15s when zero.
+	SamplePeriod time.Duration
 	// Log receives the agent's logs.
 	Log logr.Logger
 	// Ready, when set, is called with the link once the workers run; for
@@ -143,6 +146,7 @@ func Run(ctx context.Context, o Options) error {
 		Sinks:          factory.New,
 		ForgetPipeline: factory.ForgetPipeline,
 		Positions:      journal,
+		SamplePeriod:   o.SamplePeriod,
 		Log:            log.WithName("workers"),
 	})
 	if err != nil {

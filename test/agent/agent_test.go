@@ -197,7 +197,7 @@ func runAgentOn(n, url string, ca []byte, podsDir, journal, token string) func()
 	go func() {
 		done <- agent.Run(actx, agent.Options{RestConfig: countingConfig(), Node: n, PodsDir: podsDir, JournalDir: journal,
 			Holder: "agent-test", OperatorURL: url, OperatorCA: ca, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond, HealthProbeBindAddress: hp,
-			MetricsBindAddress:  ma,
+			MetricsBindAddress: ma, SamplePeriod: time.Second,
 			AllowLoopbackEgress: true, Log: logr.Discard()})
 	}()
 	return func() error {
