@@ -262,9 +262,15 @@ func (r *LogPipelineReconciler) summarize(obj *logsv1alpha1.LogPipeline, snap ca
 		setVerdict(logsv1alpha1.ConditionReady, verdict.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonDegraded,
 			Message: "The pipeline delivers but is degraded. " + strings.Join(parts, " ")})
 	default:
-		setVerdict(logsv1alpha1.ConditionReady, verdict.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonWorkersRunning,
-			Message: fmt.Sprintf("Workers run with %s; %d of %d selected containers are streaming, %d waiting for a slot.",
-				plural(len(sinks), "sink", "sinks"), snap.ActiveStreams, snap.SelectedContainers, snap.WaitingStreams)})
+		msg := fmt.Sprintf("Workers run with %s; %d of %d selected containers are streaming, %d waiting for a slot.",
+			plural(len(sinks), "sink", "sinks"), snap.ActiveStreams, snap.SelectedContainers, snap.WaitingStreams)
+		if snap.Agents != nil {
+			// Which reader serves how many: the node agents (files) or the
+			// operator (the API).
+			msg += fmt.Sprintf(" Node agents read %d of them from the kubelet's files, the operator %d through the API.",
+				snap.FileContainers, max(snap.SelectedContainers-snap.FileContainers, 0))
+		}
+		setVerdict(logsv1alpha1.ConditionReady, verdict.Condition{Status: metav1.ConditionTrue, Reason: logsv1alpha1.ReasonWorkersRunning, Message: msg})
 	}
 }
 

@@ -389,6 +389,7 @@ type LogPipelineStatus struct {
 // +kubebuilder:printcolumn:name="Goroutines",type=integer,JSONPath=`.status.workers.goroutines`
 // +kubebuilder:printcolumn:name="FDs",type=integer,JSONPath=`.status.workers.openFileDescriptors`
 // +kubebuilder:printcolumn:name="Policy",type=string,JSONPath=`.status.policy`,priority=1
+// +kubebuilder:printcolumn:name="Files",type=integer,JSONPath=`.status.workers.fileContainers`,priority=1
 // +kubebuilder:printcolumn:name="Agents",type=integer,JSONPath=`.status.workers.agents.reporting`,priority=1
 // +kubebuilder:printcolumn:name="Unread",type=integer,JSONPath=`.status.workers.unreadBytes`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -142,6 +143,8 @@ var _ = Describe("the operator with --capture=auto", func() {
 			g.Expect(ws.Agents).To(HaveValue(HaveField("Reporting", int32(1))))
 		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
 		Eventually(kubelet.ActiveStreams, 10*time.Second, 100*time.Millisecond).Should(BeZero(), "the API engine released the container")
+		Eventually(func() string { return readyMessage(key) }, 30*time.Second, 200*time.Millisecond).
+			Should(ContainSubstring("Node agents read 1 of them from the kubelet's files, the operator 0 through the API."))
 		atAgent := linesNow()
 		Eventually(linesNow, 10*time.Second, 100*time.Millisecond).Should(BeNumerically(">", atAgent+200), "the agent delivers")
 		Expect(kubelet.ActiveStreams()).To(BeZero(), "the API engine reads nothing of the agent's node")
@@ -154,6 +157,8 @@ var _ = Describe("the operator with --capture=auto", func() {
 			g.Expect(ws.FileContainers).To(BeZero())
 			g.Expect(ws.ActiveStreams).To(Equal(int32(1)))
 		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
+		Eventually(func() string { return readyMessage(key) }, 30*time.Second, 200*time.Millisecond).
+			Should(ContainSubstring("Node agents read 0 of them from the kubelet's files, the operator 1 through the API."))
 		atAPI := linesNow()
 		Eventually(linesNow, 10*time.Second, 100*time.Millisecond).Should(BeNumerically(">", atAPI+200), "the API engine delivers again")
 		stopWriting()
@@ -170,3 +175,15 @@ var _ = Describe("the operator with --capture=auto", func() {
 			total, atAgent, atAPI)
 	})
 })
+
+// readyMessage is the pipeline's Ready condition's message.
+func readyMessage(key client.ObjectKey) string {
+	lp := &logsv1alpha1.LogPipeline{}
+	if err := c.Get(ctx, key, lp); err != nil {
+		return err.Error()
+	}
+	if cond := meta.FindStatusCondition(lp.Status.Conditions, logsv1alpha1.ConditionReady); cond != nil {
+		return cond.Message
+	}
+	return ""
+}
