@@ -250,21 +250,17 @@ func (b *Book) snapshot() ([]capture.PipelineConfig, []capture.PipelineRef, <-ch
 // selector matches a pod of its namespace scheduled to the node.
 func (b *Book) ForNode(ctx context.Context, pods Pods, node string) (NodeConfig, <-chan struct{}, error) {
 	all, deleted, changed := b.snapshot()
-	on, err := onNode(ctx, pods, node, all)
+	podsOn, err := pods.PodsOnNode(ctx, node)
 	if err != nil {
-		return NodeConfig{}, nil, err
+		return NodeConfig{}, nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
 	}
-	nc := NodeConfig{Node: node, Pipelines: on, Deleted: deleted}
+	nc := NodeConfig{Node: node, Pipelines: matching(podsOn, node, all), Deleted: deleted}
 	if b.Serves != nil && !b.Serves(node) {
 		nc.Pipelines = []capture.PipelineConfig{} // the API reads the node
 	}
 	if b.Handover != nil && len(nc.Pipelines) > 0 {
 		// The positions of the node's own containers only: not a word of
 		// another node's pods to this agent.
-		podsOn, err := pods.PodsOnNode(ctx, node)
-		if err != nil {
-			return NodeConfig{}, nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
-		}
 		own := make(map[string]bool, len(podsOn))
 		for i := range podsOn {
 			own[string(podsOn[i].UID)] = true
@@ -313,6 +309,12 @@ func onNode(ctx context.Context, pods Pods, node string, all []capture.PipelineC
 	if err != nil {
 		return nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
 	}
+	return matching(podsOn, node, all), nil
+}
+
+// matching keeps of all the pipelines whose selector matches one of podsOn
+// of their namespace scheduled to node.
+func matching(podsOn []corev1.Pod, node string, all []capture.PipelineConfig) []capture.PipelineConfig {
 	out := []capture.PipelineConfig{}
 	for _, p := range all {
 		sel, err := selectorOf(p)
@@ -327,7 +329,7 @@ func onNode(ctx context.Context, pods Pods, node string, all []capture.PipelineC
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Handler serves GET /v1/config to agents: the configuration of the
