@@ -61,17 +61,26 @@ func serveHealth(ctx context.Context, addr string, h *healthState, log logr.Logg
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	var wg sync.WaitGroup
+	sctx, cancel := context.WithCancel(ctx)
+	serveOn(sctx, &wg, srv, ln, 2*time.Second, func(err error) {
+		log.Error(err, "serving the probes stopped; the kubelet's liveness probe restarts the agent")
+	})
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+// serveOn serves srv on ln (which it closes) in two goroutines of wg: one
+// serving, one shutting the server down within grace once ctx ends. A
+// server that stops by itself tells failed.
+func serveOn(ctx context.Context, wg *sync.WaitGroup, srv *http.Server, ln net.Listener, grace time.Duration, failed func(error)) {
 	wg.Go(func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error(err, "serving the probes stopped; the kubelet's liveness probe restarts the agent")
+			failed(err)
 		}
 	})
-	sctx, cancel := context.WithCancel(ctx)
 	wg.Go(func() {
-		<-sctx.Done()
-		shut, done := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		<-ctx.Done()
+		shut, done := context.WithTimeout(context.WithoutCancel(ctx), grace)
 		defer done()
 		_ = srv.Shutdown(shut)
 	})
-	return func() { cancel(); wg.Wait() }, nil
 }

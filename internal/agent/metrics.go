@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -99,16 +98,6 @@ func serveMetrics(ctx context.Context, o Options, reg *prometheus.Registry, log 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", handler)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	wg.Go(func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error(err, "serving metrics stopped")
-		}
-	})
-	wg.Go(func() {
-		<-sctx.Done()
-		shut, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer done()
-		_ = srv.Shutdown(shut)
-	})
+	serveOn(sctx, &wg, srv, ln, 5*time.Second, func(err error) { log.Error(err, "serving metrics stopped") })
 	return func() { cancel(); wg.Wait() }, nil
 }
