@@ -211,6 +211,16 @@ func runAgentOn(n, url string, ca []byte, podsDir, journal, token string) func()
 	}
 }
 
+// podOnNode creates pod name of ns with labels on the suite's node, one
+// container "main", deleted when the spec ends.
+func podOnNode(ns, name string, labels map[string]string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
+	ExpectWithOffset(1, c.Create(ctx, p)).To(Succeed())
+	DeferCleanup(func() { _ = c.Delete(ctx, p) })
+	return p
+}
+
 // freeAddr is a loopback address nothing listens on now.
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -299,15 +309,13 @@ var _ = Describe("the node agent", func() {
 				BufferMaxBytes: 1 << 20, WhenFull: "Block", MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 				Loki: &capture.LokiConfig{URL: lokiSrv.URL, MetadataLabels: []string{"namespace", "pod", "container"}}}},
 		})
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		probes = l.Addr().String()
-		Expect(l.Close()).To(Succeed())
+		probes = freeAddr()
+		probesAt := probes
 		stop := runAgent(podsDir, journal, token)
 		probes = ""
 		Eventually(func() int { return len(lines()) }, 30*time.Second, 100*time.Millisecond).Should(Equal(3000))
 		for path, want := range map[string]string{"/healthz": "ok", "/readyz": `running; 1 pipelines (revision "`} {
-			resp, err := http.Get("http://" + l.Addr().String() + path)
+			resp, err := http.Get("http://" + probesAt + path)
 			Expect(err).NotTo(HaveOccurred())
 			b, _ := io.ReadAll(resp.Body)
 			Expect(resp.Body.Close()).To(Succeed())

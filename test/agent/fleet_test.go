@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -101,10 +100,7 @@ var _ = Describe("a fleet of 100 agents", Label("fleet"), func() {
 		Expect(os.MkdirAll(certDir, 0o700)).To(Succeed())
 		ca, err := envtestutil.ServingCert(certDir)
 		Expect(err).NotTo(HaveOccurred())
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		addr := l.Addr().String()
-		Expect(l.Close()).To(Succeed())
+		addr := freeAddr()
 		Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		cs, err := kubernetes.NewForConfig(cfg)
 		Expect(err).NotTo(HaveOccurred())

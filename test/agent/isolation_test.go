@@ -40,10 +40,7 @@ var _ = Describe("two tenants on one agent", func() {
 
 		keys := map[string]types.NamespacedName{}
 		for ns, url := range map[string]string{"tenant-dead": dead.URL, "tenant-live": live.URL} {
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-1", Labels: map[string]string{"app": "app"}},
-				Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
-			Expect(c.Create(ctx, pod)).To(Succeed())
-			DeferCleanup(func() { _ = c.Delete(ctx, pod) })
+			pod := podOnNode(ns, "app-1", map[string]string{"app": "app"})
 			writePodLines(filepath.Join(podsDir, ns+"_app-1_"+string(pod.UID), "main"), ns, 0, 3000)
 			key := types.NamespacedName{Namespace: ns, Name: "apps"}
 			keys[ns] = key

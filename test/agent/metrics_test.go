@@ -10,7 +10,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -24,10 +23,7 @@ var _ = Describe("the node agent's metrics", func() {
 	It("are served with its node's label, over HTTPS, to scrapers the API server authorizes only", func() {
 		tmp := GinkgoT().TempDir()
 		podsDir, journal := filepath.Join(tmp, "pods"), filepath.Join(tmp, "journal")
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "metered-1", Labels: map[string]string{"app": "metered"}},
-			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "main", Image: "x"}}}}
-		Expect(c.Create(ctx, pod)).To(Succeed())
-		DeferCleanup(func() { _ = c.Delete(ctx, pod) })
+		pod := podOnNode("shop", "metered-1", map[string]string{"app": "metered"})
 		writePodLines(filepath.Join(podsDir, "shop_metered-1_"+string(pod.UID), "main"), "metered", 0, 250)
 		receiver := lokireceiver.New()
 		rsrv := httptest.NewServer(receiver)
@@ -43,10 +39,7 @@ var _ = Describe("the node agent's metrics", func() {
 		DeferCleanup(func() { book.Delete(key) })
 
 		baseline := runtime.NumGoroutine()
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		addr := l.Addr().String()
-		Expect(l.Close()).To(Succeed())
+		addr := freeAddr()
 		metricsAt = addr
 		writesBefore := writes.Load()
 		stop := runAgent(podsDir, journal, agentToken(tmp))
