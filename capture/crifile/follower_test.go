@@ -67,6 +67,31 @@ func streamOf(n int) string {
 	return "stdout"
 }
 
+// numbered writes numbered records to a simulated log, every fifth to
+// stderr, and counts them per stream (what reader.check expects).
+type numbered struct {
+	k      *crifiletest.Kubelet
+	counts map[string]int
+}
+
+func newNumbered(k *crifiletest.Kubelet) *numbered {
+	return &numbered{k: k, counts: map[string]int{}}
+}
+
+// write writes n records and returns their CRI bytes.
+func (w *numbered) write(n int) int {
+	b := 0
+	for range n {
+		s := streamOf(w.total())
+		b += w.k.Write(s, message(s, w.counts[s]))
+		w.counts[s]++
+	}
+	return b
+}
+
+// total is how many records were written.
+func (w *numbered) total() int { return w.counts["stdout"] + w.counts["stderr"] }
+
 // TestFollowsAcrossRotations: a reader following the log while it is
 // written and rotated every 300 records gets every record once, in order,
 // byte for byte (P/F merges across 16 KiB chunks, whitespace, invalid
@@ -119,15 +144,8 @@ func TestFollowsAcrossRotations(t *testing.T) {
 // into the newer files: nothing lost, nothing twice.
 func TestResumesInsideGzippedFiles(t *testing.T) {
 	k := newKubelet(t, 10)
-	counts := map[string]int{}
-	write := func(n int) {
-		for range n {
-			i := counts["stdout"] + counts["stderr"]
-			s := streamOf(i)
-			k.Write(s, message(s, counts[s]))
-			counts[s]++
-		}
-	}
+	w := newNumbered(k)
+	write := func(n int) { w.write(n) }
 	write(500)
 	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
 	if err != nil {
@@ -161,7 +179,7 @@ func TestResumesInsideGzippedFiles(t *testing.T) {
 	if gap.Bytes != 0 {
 		t.Fatalf("gap of %d bytes, want none", gap.Bytes)
 	}
-	total := counts["stdout"] + counts["stderr"]
+	total := w.total()
 	r.drain(f, func() bool { return r.next[crifile.Stdout]+r.next[crifile.Stderr] == total })
 	if e, _, err := f.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("a record after the last: %+v %v", e, err)
@@ -175,17 +193,8 @@ func TestResumesInsideGzippedFiles(t *testing.T) {
 func TestCountsWhatTheKubeletDeleted(t *testing.T) {
 	k := newKubelet(t, 2) // the live file and one rotated one
 	written := 0
-	counts := map[string]int{}
-	write := func(n int) int {
-		b := 0
-		for range n {
-			i := counts["stdout"] + counts["stderr"]
-			s := streamOf(i)
-			b += k.Write(s, message(s, counts[s]))
-			counts[s]++
-		}
-		return b
-	}
+	w := newNumbered(k)
+	write := w.write
 	written += write(40) // well under one read buffer (the reader sees all of it)
 	f, _, err := crifile.Open(k.Dir, "0.log", crifile.Position{}, crifile.Options{Grace: time.Millisecond})
 	if err != nil {
@@ -461,16 +470,9 @@ func BenchmarkFollower(b *testing.B) {
 // again) nor skip ahead: it asks again, and resumes where it was.
 func TestResumeRacingTheRename(t *testing.T) {
 	k := newKubelet(t, 10)
-	counts := map[string]int{}
-	write := func(n int) {
-		for range n {
-			i := counts["stdout"] + counts["stderr"]
-			s := streamOf(i)
-			k.Write(s, message(s, counts[s]))
-			counts[s]++
-		}
-	}
-	total := func() int { return counts["stdout"] + counts["stderr"] }
+	w := newNumbered(k)
+	write := func(n int) { w.write(n) }
+	total := w.total
 	write(300)
 	k.Rotate()
 	write(300)
