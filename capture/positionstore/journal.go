@@ -144,18 +144,15 @@ func OpenJournal(ctx context.Context, dir string, o JournalOptions) (*Journal, e
 		return nil, fmt.Errorf("opening the positions journal directory: %w", err)
 	}
 	lockPath := filepath.Join(dir, LockFileName)
-	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	lock, err := lockFile(ctx, lockPath)
 	if err != nil {
-		_ = dirf.Close()
-		return nil, fmt.Errorf("opening the positions journal's lock file: %w", err)
-	}
-	fail := func(err error) (*Journal, error) {
-		_ = lock.Close() // drops the lock if it was taken
 		_ = dirf.Close()
 		return nil, err
 	}
-	if err := waitForLock(ctx, lock); err != nil {
-		return fail(err)
+	fail := func(err error) (*Journal, error) {
+		_ = lock.Close() // drops the lock
+		_ = dirf.Close()
+		return nil, err
 	}
 	if err := writeHolder(lock, o.Holder); err != nil {
 		return fail(fmt.Errorf("writing the holder into %s: %w", lockPath, err))
@@ -171,6 +168,37 @@ func OpenJournal(ctx context.Context, dir string, o JournalOptions) (*Journal, e
 		maxBytes = DefaultJournalMaxBytes
 	}
 	return &Journal{dir: dir, maxBytes: maxBytes, lock: lock, dirf: dirf}, nil
+}
+
+// lockFile opens path and waits for its exclusive flock. A holder that
+// removes the file while another opener waits (an agent removing its
+// journal as it is uninstalled) leaves that opener with the lock of a file
+// no one else can open: the lock counts only while path is still the
+// locked file, so lockFile opens it again until it is.
+func lockFile(ctx context.Context, path string) (*os.File, error) {
+	for {
+		lock, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("opening the positions journal's lock file: %w", err)
+		}
+		if err := waitForLock(ctx, lock); err != nil {
+			_ = lock.Close()
+			return nil, err
+		}
+		var held, named unix.Stat_t
+		if err := unix.Fstat(int(lock.Fd()), &held); err != nil {
+			_ = lock.Close()
+			return nil, fmt.Errorf("checking the lock file %s: %w", path, err)
+		}
+		err = unix.Lstat(path, &named)
+		if err == nil && held.Dev == named.Dev && held.Ino == named.Ino {
+			return lock, nil
+		}
+		_ = lock.Close()
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("checking the lock file %s: %w", path, err)
+		}
+	}
 }
 
 // waitForLock takes the exclusive flock of lock, trying again every

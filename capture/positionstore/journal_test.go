@@ -591,6 +591,48 @@ func TestJournalSecondOpenerWaits(t *testing.T) {
 	}
 }
 
+// TestJournalLockFileRemovedWhileWaiting: the holder removes LOCK (an agent
+// removing its journal at an uninstall) while a second opener waits for it.
+// The waiter must end up holding the LOCK that is at the path, so that a
+// third opener waits for it instead of opening the journal beside it.
+func TestJournalLockFileRemovedWhileWaiting(t *testing.T) {
+	dir := t.TempDir()
+	first := openTestJournal(t, dir, JournalOptions{Holder: "agent-old"})
+	done := make(chan *Journal, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		j, err := OpenJournal(ctx, dir, JournalOptions{Holder: "agent-second"})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- j
+	}()
+	time.Sleep(300 * time.Millisecond) // the second opener waits on the old LOCK
+	if err := os.Remove(filepath.Join(dir, LockFileName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := <-done
+	if second == nil {
+		t.FailNow()
+	}
+	defer func() { _ = second.Close() }()
+	if lock, err := os.ReadFile(filepath.Join(dir, LockFileName)); err != nil || !bytes.Contains(lock, []byte(`holder="agent-second"`)) {
+		t.Fatalf("LOCK at the path holds %q (%v), want the second opener", lock, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if third, err := OpenJournal(ctx, dir, JournalOptions{Holder: "agent-third"}); err == nil {
+		_ = third.Close()
+		t.Fatal("a third opener got the journal while the second held it")
+	} else if !errors.Is(err, ErrJournalLocked) {
+		t.Fatalf("third opener: %v, want ErrJournalLocked", err)
+	}
+}
+
 func TestJournalLockReleasedOnKill(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0])
