@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/fields"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -57,6 +60,13 @@ type Options struct {
 	JournalDir string
 	// Holder names this agent in the journal's lock file (its pod).
 	Holder string
+	// Pod is the agent's own pod. When its namespace and name are set, the
+	// agent decides as it stops whether it is decommissioned (its
+	// DaemonSet is gone, being deleted or another one, or its
+	// ServiceAccount is no longer accepted) and then removes its journal's
+	// files from JournalDir; unset (an agent run by hand, tests) it always
+	// keeps them.
+	Pod types.NamespacedName
 	// OperatorURL is the operator's agent endpoint; OperatorCA the PEM of
 	// the authority its certificate is checked against (the system's when
 	// empty).
@@ -115,6 +125,16 @@ func Run(ctx context.Context, o Options) error {
 	}})
 	if err != nil {
 		return fmt.Errorf("creating the pod cache of node %s: %w", o.Node, err)
+	}
+	// The agent's own pod and DaemonSet, read as it stops: whether it is
+	// decommissioned.
+	var owners ownerChecker
+	if o.Pod.Namespace != "" && o.Pod.Name != "" {
+		cs, err := kubernetes.NewForConfig(o.RestConfig)
+		if err != nil {
+			return fmt.Errorf("creating the client that reads the agent's pod and DaemonSet: %w", err)
+		}
+		owners = apiOwners{cs: cs, pod: o.Pod}
 	}
 	// The probes answer from the start: while this agent waits for the
 	// journal's lock (the one it replaces still drains) it is alive and
@@ -208,6 +228,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := reporter.Final(context.WithoutCancel(ctx), 5*time.Second, report(follower.Status(), engine)); err != nil {
 		log.Info("the final report did not reach the operator; it resumes the node from the last report", "error", err.Error())
 	}
+	// Positions saved and reported: an agent whose DaemonSet is being
+	// removed leaves no journal on the node; any other keeps it for the
+	// next agent.
+	if owners != nil {
+		cleanUpIfDecommissioned(ctx, owners, journal, log.WithName("decommission"))
+	}
 	return linkErr
 }
 
@@ -255,6 +281,23 @@ func ReadCA(path string) ([]byte, error) {
 	return b, nil
 }
 
+// serviceAccountNamespace is where a pod finds its ServiceAccount's
+// namespace, its own.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// podNamespace is $POD_NAMESPACE, or in a pod its ServiceAccount's
+// namespace, or "".
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile(serviceAccountNamespace)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // Command parses the agent's flags and runs it until ctx ends or a
 // termination signal arrives.
 func Command(ctx context.Context, args []string, stderr io.Writer) error {
@@ -271,6 +314,8 @@ func Command(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.PodsDir, "pods-dir", "/var/log/pods", "The kubelet's pod log directory, mounted read-only.")
 	fs.StringVar(&o.JournalDir, "journal-dir", "/var/lib/log-capturer/agent", "The directory of the positions journal, on the node (a hostPath): it outlives the agent's pod, and one agent holds it at a time.")
 	fs.StringVar(&o.Holder, "holder", os.Getenv("POD_NAME"), "The agent's name in the journal's lock ($POD_NAME).")
+	fs.StringVar(&o.Pod.Name, "pod-name", os.Getenv("POD_NAME"), "The agent's pod ($POD_NAME). As it stops, the agent reads it and the DaemonSet that owns it, and removes its journal's files when that DaemonSet is gone (an uninstall); empty, it always keeps them.")
+	fs.StringVar(&o.Pod.Namespace, "pod-namespace", podNamespace(), "The namespace of the agent's pod ($POD_NAMESPACE, or its ServiceAccount's namespace in a cluster).")
 	fs.StringVar(&o.OperatorURL, "operator-url", "", "The operator's agent endpoint, https://log-capturer-agents.<namespace>.svc:9443.")
 	fs.StringVar(&caFile, "operator-ca", "", "PEM file of the authority the operator's certificate is checked against; the system's when empty.")
 	fs.StringVar(&o.TokenFile, "token-file", "/var/run/secrets/log-capturer/token", "The agent's projected ServiceAccount token (audience "+identity.Audience+"), read again at every request.")

@@ -75,6 +75,9 @@ var (
 	// probes is where the next agent serves its probes ("" for none),
 	// metricsAt its metrics.
 	probes, metricsAt string
+	// agentPod is the next agent's own pod (none: it never looks for its
+	// DaemonSet as it stops).
+	agentPod types.NamespacedName
 )
 
 var _ = BeforeSuite(func() {
@@ -193,10 +196,10 @@ func runAgentOf(url string, ca []byte, podsDir, journal, token string) func() er
 func runAgentOn(n, url string, ca []byte, podsDir, journal, token string) func() error {
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	hp, ma := probes, metricsAt
+	hp, ma, pod := probes, metricsAt, agentPod
 	go func() {
 		done <- agent.Run(actx, agent.Options{RestConfig: countingConfig(), Node: n, PodsDir: podsDir, JournalDir: journal,
-			Holder: "agent-test", OperatorURL: url, OperatorCA: ca, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond, HealthProbeBindAddress: hp,
+			Holder: "agent-test", Pod: pod, OperatorURL: url, OperatorCA: ca, TokenFile: token, Wait: time.Second, ReportPeriod: 200 * time.Millisecond, HealthProbeBindAddress: hp,
 			MetricsBindAddress: ma, SamplePeriod: time.Second,
 			AllowLoopbackEgress: true, Log: logr.Discard()})
 	}()
