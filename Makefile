@@ -10,10 +10,12 @@ ENVTEST_DIR ?= $(LOCALBIN)/k8s
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
 GOLANGCI_LINT_VERSION ?= v2.15.0
+HELM_VERSION ?= v4.3.2
 
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 IMG ?= log-capturer:dev
 
 # Go test flags for `make test`; TEST_PKGS narrows the packages.
@@ -43,9 +45,20 @@ generate: controller-gen ## Generate the DeepCopy methods.
 api-docs: manifests ## Regenerate docs/api.md from the CRDs.
 	go run ./hack/apidocs config/crd/bases docs/api.md
 
+.PHONY: chart
+chart: manifests kustomize ## Generate the Helm chart's templates (charts/log-capturer) from the kustomize output of config/, the source of dist/install.yaml too.
+	rm -rf dist/.chart && mkdir -p dist/.chart
+	$(KUSTOMIZE) build config/agent > dist/.chart/auto.yaml
+	$(KUSTOMIZE) build config/default > dist/.chart/api.yaml
+	$(KUSTOMIZE) build config/prometheus > dist/.chart/prometheus.yaml
+	go run ./hack/chartgen -auto dist/.chart/auto.yaml -api dist/.chart/api.yaml -prometheus dist/.chart/prometheus.yaml \
+		-dashboard config/grafana/log-capturer-dashboard.json -out charts/log-capturer
+	rm -rf dist/.chart
+
 .PHONY: verify
-verify: manifests generate api-docs ## Fail when generated files (CRDs, RBAC, DeepCopy, docs/api.md) are not committed.
-	@git diff --exit-code -- config api docs/api.md || { echo "generated files differ: run 'make manifests generate api-docs' and commit"; exit 1; }
+verify: manifests generate api-docs chart ## Fail when generated files (CRDs, RBAC, DeepCopy, docs/api.md, the chart's templates) are not committed.
+	@git diff --exit-code -- config api docs/api.md charts || { echo "generated files differ: run 'make manifests generate api-docs chart' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- charts)" || { echo "the chart has files not committed: run 'make chart' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.
@@ -56,8 +69,8 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: envtest build-installer ## Run every test against the source-built envtest control plane.
-	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" go test $(TEST_FLAGS) $(TEST_PKGS)
+test: envtest build-installer helm prometheus-crds ## Run every test against the source-built envtest control plane.
+	KUBEBUILDER_ASSETS="$(ENVTEST_DIR)" HELM="$(HELM)" PROMETHEUS_CRDS="$(PROMETHEUS_CRDS)" go test $(TEST_FLAGS) $(TEST_PKGS)
 
 SOAK_DURATION ?= 10m
 
@@ -184,9 +197,26 @@ e2e-images: image ## Build the e2e node's images (pause, the log writer, the ope
 	go run ./hack/image --binary $(E2E_STATE)-images/logger --entrypoint /logger --tag e2e.local/logger:dev --out $(E2E_STATE)-images/logger.tar
 	cp dist/log-capturer.tar $(E2E_STATE)-images/log-capturer.tar
 
+# The release an upgrade starts from: dist/install.yaml and the image as of
+# the commit before the Helm chart. make e2e installs it, then upgrades to
+# this tree's chart under load.
+E2E_PREVIOUS ?= 8fe0d0e
+
+.PHONY: e2e-previous
+e2e-previous: kustomize ## Build the image and dist/install.yaml of E2E_PREVIOUS (git archive) into $(E2E_STATE)-previous.
+	@git cat-file -e $(E2E_PREVIOUS)^{commit} 2>/dev/null || { echo "e2e: commit $(E2E_PREVIOUS) is not in this clone (a shallow clone?): fetch it or set E2E_PREVIOUS"; exit 1; }
+	rm -rf $(E2E_STATE)-previous && mkdir -p $(E2E_STATE)-previous/src $(E2E_STATE)-images
+	git archive $(E2E_PREVIOUS) | tar -x -C $(E2E_STATE)-previous/src
+	cd $(E2E_STATE)-previous/src && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o ../log-capturer . && \
+		go run ./hack/image --binary ../log-capturer --tag log-capturer:previous --out $(E2E_STATE)-images/log-capturer-previous.tar
+	cd $(E2E_STATE)-previous/src/config/manager && $(KUSTOMIZE) edit set image log-capturer=log-capturer:previous
+	cd $(E2E_STATE)-previous/src/config/agent && $(KUSTOMIZE) edit set image log-capturer=log-capturer:previous
+	$(KUSTOMIZE) build $(E2E_STATE)-previous/src/config/agent > $(E2E_STATE)-previous/install.yaml
+	rm -rf $(E2E_STATE)-previous/src
+
 .PHONY: e2e
-e2e: e2e-binaries e2e-images build-installer ## Run the product on a real single-node cluster built from source (root; tears it down after).
-	E2E_STATE=$(E2E_STATE) E2E_BIN=$(ENVTEST_DIR) hack/e2e/run.sh
+e2e: e2e-binaries e2e-images e2e-previous build-installer helm ## Run the product on a real single-node cluster built from source (root; tears it down after).
+	E2E_STATE=$(E2E_STATE) E2E_BIN=$(ENVTEST_DIR) E2E_HELM=$(HELM) E2E_PREVIOUS_INSTALL=$(E2E_STATE)-previous/install.yaml hack/e2e/run.sh
 
 ##@ Tools
 
@@ -237,6 +267,26 @@ $(KUSTOMIZE):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $@
+
+.PHONY: helm
+helm: $(HELM) ## Build Helm into bin/ (cached).
+$(HELM):
+	mkdir -p $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/helm $@
+
+# The Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, generated
+# from its API types (hack/promcrds) for the chart's server-side dry run.
+PROMCRDS_MOD := hack/promcrds
+PROMETHEUS_CRDS ?= $(LOCALBIN)/prometheus-crds
+PROMCRDS_STAMP := $(PROMETHEUS_CRDS)/.built-$(shell cat $(PROMCRDS_MOD)/go.mod $(PROMCRDS_MOD)/go.sum | sha256sum | cut -c1-16)
+
+.PHONY: prometheus-crds
+prometheus-crds: $(PROMCRDS_STAMP) ## Generate the Prometheus Operator's CRDs into bin/prometheus-crds (cached).
+$(PROMCRDS_STAMP): $(CONTROLLER_GEN)
+	rm -rf $(PROMETHEUS_CRDS) && mkdir -p $(PROMETHEUS_CRDS)
+	cd $(PROMCRDS_MOD) && $(CONTROLLER_GEN) crd:maxDescLen=0 paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 output:crd:artifacts:config=$(PROMETHEUS_CRDS)
+	touch $@
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT)
