@@ -41,7 +41,8 @@ failures="$STATE-failures.txt"
 rm -f "$failures"
 rc=0
 E2E_KUBECONFIG="$STATE/admin.kubeconfig" E2E_NODE_IP="$(cat "$STATE/node-ip")" E2E_KUBECTL="$BIN/kubectl" \
-	E2E_INSTALL="$PWD/dist/install-api.yaml" E2E_INSTALL_AGENT="$PWD/dist/install.yaml" E2E_STATE="$STATE" E2E_FAILURES="$failures" \
+	E2E_INSTALL="$PWD/dist/install-api.yaml" E2E_INSTALL_AGENT="$PWD/dist/install.yaml" E2E_STATE="$STATE" \
+	E2E_CHART="$PWD/charts/log-capturer" E2E_HELM="${E2E_HELM:?}" E2E_PREVIOUS_INSTALL="${E2E_PREVIOUS_INSTALL:?}" E2E_FAILURES="$failures" \
 	go test -count=1 -tags e2e -timeout 25m ./test/e2e/ -v -args -ginkgo.v || rc=$?
 trap - EXIT
 hack/e2e/cluster.sh down "$STATE" "$BIN"

@@ -184,14 +184,7 @@ func TestRemoveJournal(t *testing.T) {
 	if !slices.Equal(removed, want) {
 		t.Errorf("removed %q, want %q", removed, want)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	for _, e := range entries {
-		left = append(left, e.Name())
-	}
+	left := dirEntries(t, dir)
 	wantLeft := []string{".tmp-dir", "LOCK.bak", "copy.pos", "notes.txt", "shop.old.pos", "tmp-1"}
 	if !slices.Equal(left, wantLeft) {
 		t.Errorf("the directory holds %q, want %q", left, wantLeft)
@@ -248,17 +241,24 @@ func TestCleanUpIfDecommissioned(t *testing.T) {
 					t.Errorf("the line does not say %q", want)
 				}
 			}
-			entries, err := os.ReadDir(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var left []string
-			for _, e := range entries {
-				left = append(left, e.Name())
-			}
+			left := dirEntries(t, dir)
 			if !slices.Equal(left, tc.wantLeft) {
 				t.Errorf("the directory holds %q, want %q", left, tc.wantLeft)
 			}
 		})
 	}
+}
+
+// dirEntries lists the names in dir, sorted.
+func dirEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
 }

@@ -127,16 +127,22 @@ func agentToken(dir string) string {
 func agentTokenOn(dir, n string) (string, *corev1.Pod) {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: agentNS, GenerateName: "agent-"},
 		Spec: corev1.PodSpec{NodeName: n, ServiceAccountName: agentSA, Containers: []corev1.Container{{Name: "agent", Image: "x"}}}}
-	ExpectWithOffset(1, c.Create(ctx, p)).To(Succeed())
+	return podToken(dir, p), p
+}
+
+// podToken creates the agent pod p and writes a token bound to it, for the
+// agents' audience, into a file in dir; it returns the file's path.
+func podToken(dir string, p *corev1.Pod) string {
+	ExpectWithOffset(2, c.Create(ctx, p)).To(Succeed())
 	cs, err := kubernetes.NewForConfig(cfg)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(2, err).NotTo(HaveOccurred())
 	tr, err := cs.CoreV1().ServiceAccounts(agentNS).CreateToken(ctx, agentSA, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
 		Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600),
 		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}}}, metav1.CreateOptions{})
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	ExpectWithOffset(2, err).NotTo(HaveOccurred())
 	path := filepath.Join(dir, "token")
-	ExpectWithOffset(1, os.WriteFile(path, []byte(tr.Status.Token), 0o600)).To(Succeed())
-	return path, p
+	ExpectWithOffset(2, os.WriteFile(path, []byte(tr.Status.Token), 0o600)).To(Succeed())
+	return path
 }
 
 // countingConfig is cfg with the agent's non-read requests counted. The

@@ -9,14 +9,10 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
-	"github.com/log-capturer/log-capturer/agent/identity"
 	"github.com/log-capturer/log-capturer/capture"
 	"github.com/log-capturer/log-capturer/test/lokireceiver"
 )
@@ -42,16 +38,8 @@ func ownedAgentToken(dir string, ds *appsv1.DaemonSet) (string, *corev1.Pod) {
 		Labels:          ds.Spec.Template.Labels,
 		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ds, appsv1.SchemeGroupVersion.WithKind("DaemonSet"))}},
 		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: agentSA, Containers: []corev1.Container{{Name: "agent", Image: "x"}}}}
-	ExpectWithOffset(1, c.Create(ctx, p)).To(Succeed())
+	path := podToken(dir, p)
 	DeferCleanup(func() { _ = c.Delete(ctx, p) })
-	cs, err := kubernetes.NewForConfig(cfg)
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	tr, err := cs.CoreV1().ServiceAccounts(agentNS).CreateToken(ctx, agentSA, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600),
-		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: p.Name, UID: p.UID}}}, metav1.CreateOptions{})
-	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	path := filepath.Join(dir, "token")
-	ExpectWithOffset(1, os.WriteFile(path, []byte(tr.Status.Token), 0o600)).To(Succeed())
 	return path, p
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -300,6 +301,44 @@ func readLog(path string) []string {
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
 
+// gapMessage is the latest gap in a LogsUnrecoverable message.
+var gapMessage = regexp.MustCompile(`the latest: ([^/\s]+)/([^/\s]+)/[^,\s]+, between (\S+) and (\S+) \(`)
+
+// gapAtRotation checks that the latest gap of a LogsUnrecoverable message
+// began at the last line of a file the kubelet rotated: the position was the
+// end of that file, so nothing was lost there.
+func gapAtRotation(message string) error {
+	m := gapMessage.FindStringSubmatch(message)
+	if m == nil {
+		return fmt.Errorf("no gap in %q", message)
+	}
+	from, err := time.Parse(time.RFC3339Nano, m[3])
+	if err != nil {
+		return fmt.Errorf("gap start %q: %w", m[3], err)
+	}
+	var ends []string
+	for f, content := range rotated.all() {
+		if !strings.Contains(f, "/"+m[1]+"_"+m[2]+"_") || len(content) == 0 {
+			continue
+		}
+		last := strings.Fields(content[len(content)-1])
+		if len(last) == 0 {
+			continue
+		}
+		ts, err := time.Parse(time.RFC3339Nano, last[0])
+		if err != nil {
+			continue
+		}
+		if ts.Equal(from) {
+			GinkgoWriter.Printf("the gap began at the last line of %s, which the kubelet rotated: nothing was lost\n", filepath.Base(f))
+			return nil
+		}
+		ends = append(ends, filepath.Base(f)+" ends "+last[0])
+	}
+	slices.Sort(ends)
+	return fmt.Errorf("the gap from %s in pod %s is not at the end of a rotated file (%s)", m[3], m[2], strings.Join(ends, "; "))
+}
+
 // reported keeps accounting() from printing the same excuse at every poll.
 var reported = map[string]bool{}
 
@@ -542,10 +581,16 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 		// above, from its files) and the operator saw it, FlowHealthy says
 		// LogsUnrecoverable for the health window (1 minute here), then
 		// healthy again; anything else is a failure at once.
+		// Through the API a reopen cannot read a file the kubelet rotated
+		// while no stream was open, so a rotation right at a reopen counts a
+		// gap even when the position was the file's last line and nothing
+		// was lost; the rotated copies prove which it was.
 		flow := condition(logsv1alpha1.ConditionFlowHealthy)
 		if flow.Reason == logsv1alpha1.ReasonLogsUnrecoverable {
 			GinkgoWriter.Printf("FlowHealthy: %s: %s\n", flow.Reason, flow.Message)
-			Expect(reported).NotTo(BeEmpty(), "a loss reported while the accounting excused none")
+			if len(reported) == 0 {
+				Expect(gapAtRotation(flow.Message)).To(Succeed(), "a loss reported while the accounting excused none")
+			}
 			Eventually(func() string { return condition(logsv1alpha1.ConditionFlowHealthy).Reason }, 2*time.Minute, 2*time.Second).
 				Should(BeElementOf(logsv1alpha1.ReasonHealthy, logsv1alpha1.ReasonIdle))
 		}
@@ -592,4 +637,6 @@ var _ = Describe("log-capturer on a real node", Ordered, func() {
 	It("delivers every line once from the kubelet's files through the agent, across rotations, a deleted agent pod and a rolling update, with no pods/log request", agentCapture)
 
 	It("reads the node through the API from the agent's last positions once the agents are removed (auto capture)", agentRemoved)
+
+	It("upgrades from the previous release's dist/install.yaml to this chart with helm under load, every line once, and helm uninstall leaves only what the docs keep", upgradeWithHelm)
 })
