@@ -148,6 +148,12 @@ func upgradeWithHelm() {
 	GinkgoWriter.Printf("upgrade: 64000 lines once across the upgrade (%d delivered when helm began, %d when it was done); rotated files %d; fileContainers=%d\n",
 		atUpgrade, afterUpgrade, agentRotatedFiles(), ws.FileContainers)
 
+	// The writers' containers stay running after their last line; gone,
+	// the fresh install below has no old log to start over on.
+	for _, namespace := range []string{ns, agentLogs} {
+		run("-n", namespace, "delete", "deployment", "--all", "--wait", "--timeout=120s")
+	}
+
 	By("helm uninstall")
 	helmRun("uninstall", "log-capturer", "--namespace", operatorNS, "--wait", "--timeout", "3m")
 	Eventually(func() bool {
@@ -190,4 +196,47 @@ func upgradeWithHelm() {
 	Expect(append(left, dots...)).To(BeEmpty(), "the agent's journal removed from the node")
 	GinkgoWriter.Printf("after helm uninstall: CRDs and LogPipelines kept, %d ConfigMaps and %d Secrets of the operator's in %s, no journal file on the node\n",
 		len(cms.Items), len(secrets.Items), operatorNS)
+
+	By("helm install into the kept namespace, then helm upgrade with new values")
+	helmRun("install", "log-capturer", os.Getenv("E2E_CHART"), "--namespace", operatorNS, "--set", "image.tag=dev")
+	// The agents reach the operator's new Service through hostAliases:
+	// its address is known only now.
+	Eventually(func() error {
+		return k8sClient.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "log-capturer-agents"}, &corev1.Service{})
+	}, time.Minute, time.Second).Should(Succeed())
+	helmRun("upgrade", "log-capturer", os.Getenv("E2E_CHART"), "--namespace", operatorNS, "--reuse-values",
+		"--set", "agent.memoryBudget=64Mi", "--set-json", "agent.hostAliases="+agentHostAliases(), "--wait", "--timeout", "5m")
+	run("-n", agentNS, "rollout", "status", "daemonset/log-capturer-agent", "--timeout=180s")
+	ds := &appsv1.DaemonSet{}
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: agentNS, Name: "log-capturer-agent"}, ds)).To(Succeed())
+	Expect(ds.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--memory-budget=64Mi"))
+	fresh := writer("fresh", 1, 3000, 300)
+	fresh.Namespace = agentLogs
+	Expect(k8sClient.Create(ctx, fresh)).To(Succeed())
+	freshOnly := func() []string {
+		out := map[string]*instance{}
+		for id, in := range receivedIn(agentLogs) {
+			if strings.HasPrefix(in.pod, "fresh") {
+				out[id] = in
+			}
+		}
+		if len(out) != 1 {
+			return []string{fmt.Sprintf("%d instances of the fresh writer", len(out))}
+		}
+		return problems(out, 1000, nil)
+	}
+	Eventually(podsDoneIn(agentLogs, map[string]string{"writer": "fresh"}), 3*time.Minute, 2*time.Second).Should(Equal(1))
+	Eventually(freshOnly, time.Minute, 2*time.Second).Should(BeEmpty())
+	Eventually(func() int32 {
+		if w := agentPipeline().Status.Workers; w != nil {
+			return w.FileContainers
+		}
+		return -1
+	}, 2*time.Minute, 2*time.Second).Should(Equal(int32(1)), "the agent of the fresh install reads the new writer, and only it")
+	Eventually(func() string { return string(agentCondition(logsv1alpha1.ConditionReady).Status) }, 2*time.Minute, 2*time.Second).Should(Equal("True"))
+	helmRun("uninstall", "log-capturer", "--namespace", operatorNS, "--wait", "--timeout", "3m")
+	Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Name: agentNS}, &corev1.Namespace{}))
+	}, 3*time.Minute, 2*time.Second).Should(BeTrue(), "the agents' namespace is gone again")
+	GinkgoWriter.Println("fresh helm install and helm upgrade --reuse-values: 3000 lines of a new writer once, Ready; uninstalled again")
 }
