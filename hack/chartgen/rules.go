@@ -149,9 +149,7 @@ var rules = map[string]func(object) error{
 		c := append(pod, "containers", 0)
 		return all(
 			set(o, []any{"spec", "replicas"}, value("operatorReplicas")),
-			set(o, at(c, "image"), value("image")),
-			set(o, at(c, "imagePullPolicy"), value("pullPolicy")),
-			set(o, at(c, "resources"), block("operatorResources")),
+			imageAndResources(o, c, "operatorResources"),
 			replaceIn(o, at(c, "args"), "--capture=auto", "--capture="+value("mode")),
 			appendTo(o, at(c, "args"), block("operatorArgs")),
 			appendTo(o, at(c, "volumeMounts"), block("operatorVolumeMounts")),
@@ -166,9 +164,7 @@ var rules = map[string]func(object) error{
 		pod := []any{"spec", "template", "spec"}
 		c := append(pod, "containers", 0)
 		return all(
-			set(o, at(c, "image"), value("image")),
-			set(o, at(c, "imagePullPolicy"), value("pullPolicy")),
-			set(o, at(c, "resources"), block("agentResources")),
+			imageAndResources(o, c, "agentResources"),
 			replaceIn(o, at(c, "args"), "--memory-budget=96Mi", "--memory-budget="+value("agentBudget")),
 			appendTo(o, at(c, "args"), block("agentArgs")),
 			setEnv(o, at(c, "env"), "GOMEMLIMIT", value("agentGoMemLimit")),
@@ -196,6 +192,16 @@ var rules = map[string]func(object) error{
 	"PrometheusRule/log-capturer": func(o object) error {
 		return add(o, []any{"metadata", "labels", "zz-extra"}, block("prometheusRuleLabels"))
 	},
+}
+
+// imageAndResources templates what the operator's and the agents'
+// containers (at path c) share: the image, its pull policy, the resources.
+func imageAndResources(o object, c []any, resources string) error {
+	return all(
+		set(o, at(c, "image"), value("image")),
+		set(o, at(c, "imagePullPolicy"), value("pullPolicy")),
+		set(o, at(c, "resources"), block(resources)),
+	)
 }
 
 // at is path with more elements, never sharing path's array.
