@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -102,7 +103,7 @@ func generate(auto, api, monitoring []object) (map[string][]byte, error) {
 	}
 	delete(apiByKey, "Namespace/<nil>/"+releaseNamespace)
 	if len(apiByKey) > 0 {
-		return nil, fmt.Errorf("objects of config/default missing from config/agent: %v", slices.Sorted(mapKeys(apiByKey)))
+		return nil, fmt.Errorf("objects of config/default missing from config/agent: %v", slices.Sorted(maps.Keys(apiByKey)))
 	}
 	for _, o := range monitoring {
 		k := key(o)
@@ -152,8 +153,8 @@ func mergeVariants(auto, api any) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("a map against %T", api)
 		}
-		if !slices.Equal(slices.Sorted(mapKeys(a)), slices.Sorted(mapKeys(b))) {
-			return nil, fmt.Errorf("keys %v against %v", slices.Sorted(mapKeys(a)), slices.Sorted(mapKeys(b)))
+		if ka, kb := slices.Sorted(maps.Keys(a)), slices.Sorted(maps.Keys(b)); !slices.Equal(ka, kb) {
+			return nil, fmt.Errorf("keys %v against %v", ka, kb)
 		}
 		out := map[string]any{}
 		for k, v := range a {
@@ -272,7 +273,7 @@ func replaceLine(line string) (string, error) {
 
 // write replaces the generated files under dir.
 func write(dir string, files map[string][]byte) error {
-	for _, p := range slices.Sorted(mapKeys(files)) {
+	for _, p := range slices.Sorted(maps.Keys(files)) {
 		path := filepath.Join(dir, p)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
@@ -282,15 +283,4 @@ func write(dir string, files map[string][]byte) error {
 		}
 	}
 	return nil
-}
-
-// mapKeys is the keys of m.
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

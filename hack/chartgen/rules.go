@@ -121,32 +121,27 @@ func templatize(o object) error {
 
 // replaceNamespace puts the release's namespace wherever config/ says
 // log-capturer-system.
-func replaceNamespace(v any) {
+func replaceNamespace(v any) any {
 	switch t := v.(type) {
+	case string:
+		return strings.ReplaceAll(t, releaseNamespace, value("namespace"))
 	case map[string]any:
 		for k, e := range t {
-			if s, ok := e.(string); ok {
-				t[k] = strings.ReplaceAll(s, releaseNamespace, value("namespace"))
-				continue
-			}
-			replaceNamespace(e)
+			t[k] = replaceNamespace(e)
 		}
 	case []any:
 		for i, e := range t {
-			if s, ok := e.(string); ok {
-				t[i] = strings.ReplaceAll(s, releaseNamespace, value("namespace"))
-				continue
-			}
-			replaceNamespace(e)
+			t[i] = replaceNamespace(e)
 		}
 	}
+	return v
 }
 
 // rules template the fields of one object, by kind/name.
 var rules = map[string]func(object) error{
 	"Deployment/log-capturer": func(o object) error {
 		pod := []any{"spec", "template", "spec"}
-		c := append(pod, "containers", 0)
+		c := at(pod, "containers", 0)
 		return all(
 			set(o, []any{"spec", "replicas"}, value("operatorReplicas")),
 			imageAndResources(o, c, "operatorResources"),
@@ -162,7 +157,7 @@ var rules = map[string]func(object) error{
 	},
 	"DaemonSet/log-capturer-agent": func(o object) error {
 		pod := []any{"spec", "template", "spec"}
-		c := append(pod, "containers", 0)
+		c := at(pod, "containers", 0)
 		return all(
 			imageAndResources(o, c, "agentResources"),
 			replaceIn(o, at(c, "args"), "--memory-budget=96Mi", "--memory-budget="+value("agentBudget")),
@@ -177,21 +172,20 @@ var rules = map[string]func(object) error{
 			add(o, at(pod, "imagePullSecrets"), block("imagePullSecrets")),
 		)
 	},
-	"ServiceMonitor/log-capturer": func(o object) error {
-		return all(
-			set(o, []any{"spec", "endpoints", 0, "scheme"}, value("metricsScheme")),
-			add(o, []any{"metadata", "labels", "zz-extra"}, block("serviceMonitorLabels")),
-		)
-	},
-	"ServiceMonitor/log-capturer-agents": func(o object) error {
-		return all(
-			set(o, []any{"spec", "endpoints", 0, "scheme"}, value("metricsScheme")),
-			add(o, []any{"metadata", "labels", "zz-extra"}, block("serviceMonitorLabels")),
-		)
-	},
+	"ServiceMonitor/log-capturer":        serviceMonitor,
+	"ServiceMonitor/log-capturer-agents": serviceMonitor,
 	"PrometheusRule/log-capturer": func(o object) error {
 		return add(o, []any{"metadata", "labels", "zz-extra"}, block("prometheusRuleLabels"))
 	},
+}
+
+// serviceMonitor templates the operator's and the agents' ServiceMonitors:
+// the scheme follows metrics.insecure, the labels Prometheus selects by.
+func serviceMonitor(o object) error {
+	return all(
+		set(o, []any{"spec", "endpoints", 0, "scheme"}, value("metricsScheme")),
+		add(o, []any{"metadata", "labels", "zz-extra"}, block("serviceMonitorLabels")),
+	)
 }
 
 // imageAndResources templates what the operator's and the agents'
