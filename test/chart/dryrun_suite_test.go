@@ -53,8 +53,8 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 })
 
-// dryRun applies every object server-side, as a dry run, after creating the
-// namespaces they go into (a dry run cannot).
+// dryRun dry-runs objs after creating the namespaces they go into besides
+// their own Namespaces.
 func dryRun(objs []*unstructured.Unstructured, namespaces ...string) map[string]int {
 	for _, ns := range namespaces {
 		u := &unstructured.Unstructured{}
@@ -63,17 +63,8 @@ func dryRun(objs []*unstructured.Unstructured, namespaces ...string) map[string]
 		u.SetName(ns)
 		Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, u))).To(Succeed())
 	}
-	for _, u := range objs {
-		if u.GetKind() == "Namespace" {
-			Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, u.DeepCopy()))).To(Succeed())
-		}
-	}
-	kinds := map[string]int{}
-	for _, u := range objs {
-		kinds[u.GetKind()]++
-		Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("chart-test"), client.ForceOwnership, client.DryRunAll)).
-			To(Succeed(), "%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
-	}
+	kinds, err := envtestutil.DryRunApply(ctx, k8sClient, "chart-test", objs)
+	Expect(err).NotTo(HaveOccurred())
 	return kinds
 }
 

@@ -7,9 +7,8 @@ package chart_test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/log-capturer/log-capturer/test/envtestutil"
 )
@@ -80,29 +78,11 @@ func render(t testing.TB, args ...string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := decode(strings.NewReader(out))
+	objs, err := envtestutil.DecodeObjects(strings.NewReader(out))
 	if err != nil {
 		t.Fatalf("helm template printed what is not YAML objects: %v", err)
 	}
 	return objs
-}
-
-// decode reads the objects of a multi-document YAML stream.
-func decode(r io.Reader) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
-	var out []*unstructured.Unstructured
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
-			return out, nil
-		} else if err != nil {
-			return nil, fmt.Errorf("decoding: %w", err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		out = append(out, &unstructured.Unstructured{Object: m})
-	}
 }
 
 // readObjects reads a file of YAML objects.
@@ -113,7 +93,7 @@ func readObjects(t testing.TB, path string) []*unstructured.Unstructured {
 		t.Fatalf("%v (make build-installer writes dist/; make test runs it)", err)
 	}
 	defer f.Close()
-	objs, err := decode(f)
+	objs, err := envtestutil.DecodeObjects(f)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -186,7 +166,7 @@ func sameObjects(t *testing.T, chart, installer []*unstructured.Unstructured) {
 			t.Errorf("%s lacks Helm's labels", key(o))
 		}
 	}
-	for _, k := range slices.Sorted(keys(want)) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		g, ok := got[k]
 		if !ok {
 			t.Errorf("the chart does not render %s", k)
@@ -196,7 +176,7 @@ func sameObjects(t *testing.T, chart, installer []*unstructured.Unstructured) {
 			t.Errorf("%s differs from the installer's:\n%s", k, diff(want[k].Object, g.Object, ""))
 		}
 	}
-	for _, k := range slices.Sorted(keys(got)) {
+	for _, k := range slices.Sorted(maps.Keys(got)) {
 		if _, ok := want[k]; !ok {
 			t.Errorf("the chart renders %s, which the installer has not", k)
 		}
@@ -213,7 +193,7 @@ func diff(want, got any, path string) string {
 			return fmt.Sprintf("  %s: %v, want %v\n", path, got, want)
 		}
 		var b strings.Builder
-		for _, k := range slices.Sorted(keys(union(w, g))) {
+		for _, k := range slices.Sorted(maps.Keys(union(w, g))) {
 			b.WriteString(diff(w[k], g[k], path+"."+k))
 		}
 		return b.String()
@@ -237,25 +217,9 @@ func diff(want, got any, path string) string {
 
 // union is a map with the keys of both.
 func union(a, b map[string]any) map[string]any {
-	out := map[string]any{}
-	for k := range a {
-		out[k] = nil
-	}
-	for k := range b {
-		out[k] = nil
-	}
+	out := maps.Clone(a)
+	maps.Copy(out, b)
 	return out
-}
-
-// keys iterates a map's keys.
-func keys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func TestDefaultValuesRenderTheInstaller(t *testing.T) {

@@ -5,7 +5,6 @@ package e2e_test
 import (
 	"bufio"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -107,10 +106,7 @@ func switchToAgents() {
 	// This node has no cluster DNS: the agents resolve the operator
 	// Service's name through hostAliases, so that the URL and the name in
 	// the operator's certificate stay those of the install.
-	svc := &corev1.Service{}
-	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: "log-capturer-agents"}, svc)).To(Succeed())
-	run("-n", agentNS, "patch", "daemonset/log-capturer-agent", "--type=strategic", "-p",
-		fmt.Sprintf(`{"spec":{"template":{"spec":{"hostAliases":[{"ip":%q,"hostnames":["log-capturer-agents.%s.svc"]}]}}}}`, svc.Spec.ClusterIP, operatorNS))
+	patchAgentHostAliases()
 	run("-n", operatorNS, "rollout", "status", "deployment/log-capturer", "--timeout=120s")
 	run("-n", agentNS, "rollout", "status", "daemonset/log-capturer-agent", "--timeout=180s")
 	// The API-mode operator is gone with its streams.

@@ -70,6 +70,13 @@ func agentHostAliases() string {
 	return string(b)
 }
 
+// patchAgentHostAliases gives the running DaemonSet the agentHostAliases
+// that an install from dist/ lacks.
+func patchAgentHostAliases() {
+	run("-n", agentNS, "patch", "daemonset/log-capturer-agent", "--type=strategic", "-p",
+		fmt.Sprintf(`{"spec":{"template":{"spec":{"hostAliases":%s}}}}`, agentHostAliases()))
+}
+
 // upgradeWithHelm installs the previous release (its dist/install.yaml and
 // image) over the running install, starts writers fast enough that the
 // kubelet rotates their logs, and while they write upgrades to this tree's
@@ -79,8 +86,7 @@ func agentHostAliases() string {
 func upgradeWithHelm() {
 	By("installing the previous release from its dist/install.yaml")
 	run("apply", "--server-side", "--force-conflicts", "-f", os.Getenv("E2E_PREVIOUS_INSTALL"))
-	run("-n", agentNS, "patch", "daemonset/log-capturer-agent", "--type=strategic", "-p",
-		fmt.Sprintf(`{"spec":{"template":{"spec":{"hostAliases":%s}}}}`, agentHostAliases()))
+	patchAgentHostAliases()
 	run("-n", operatorNS, "rollout", "status", "deployment/log-capturer", "--timeout=180s")
 	run("-n", agentNS, "rollout", "status", "daemonset/log-capturer-agent", "--timeout=180s")
 	op, ag := images()

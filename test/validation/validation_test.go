@@ -2,8 +2,6 @@ package validation_test
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -366,19 +363,15 @@ var _ = Describe("Samples", func() {
 func readManifests(path string) []*unstructured.Unstructured {
 	b, err := os.ReadFile(path)
 	ExpectWithOffset(1, err).NotTo(HaveOccurred())
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	objs, err := envtestutil.DecodeObjects(bytes.NewReader(b))
+	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "decoding %s", path)
 	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		err := dec.Decode(&u.Object)
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		ExpectWithOffset(1, err).NotTo(HaveOccurred(), "decoding %s", path)
-		if len(u.Object) > 0 && strings.TrimSpace(u.GetKind()) != "" {
+	for _, u := range objs {
+		if strings.TrimSpace(u.GetKind()) != "" {
 			out = append(out, u)
 		}
 	}
+	return out
 }
 
 var _ = Describe("dist/install-api.yaml", func() {
@@ -389,19 +382,8 @@ var _ = Describe("dist/install-api.yaml", func() {
 		_, err = os.Stat(path)
 		Expect(err).NotTo(HaveOccurred(), "run 'make build-installer' (make test does) to write %s", path)
 		objs := readManifests(path)
-		kinds := map[string]int{}
-		for _, u := range objs {
-			kinds[u.GetKind()]++
-			if u.GetKind() == "Namespace" {
-				// Namespaced objects can only be dry-run into an existing namespace.
-				Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, u.DeepCopy()))).To(Succeed())
-			}
-		}
-		for _, u := range objs {
-			u.SetManagedFields(nil)
-			Expect(k8sClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("install-test"), client.ForceOwnership, client.DryRunAll)).
-				To(Succeed(), "%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
-		}
+		kinds, err := envtestutil.DryRunApply(ctx, k8sClient, "install-test", objs)
+		Expect(err).NotTo(HaveOccurred())
 		Expect(kinds).To(HaveKeyWithValue("CustomResourceDefinition", 3))
 		Expect(kinds).To(HaveKeyWithValue("Deployment", 1))
 		Expect(kinds).To(HaveKey("ClusterRole"))
