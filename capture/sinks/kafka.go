@@ -258,6 +258,11 @@ func (d *kafkaDeliverer) deliver(ctx context.Context, batch []*capture.Record) e
 	pe := &partialError{rejected: rejected, retry: retry, unknown: unknown, message: why}
 	if retried != nil {
 		pe.retryMessage = retried.Error()
+		if errors.Is(retried, context.DeadlineExceeded) {
+			// franz-go was still retrying (a missing topic, a leader
+			// election) when the send's time was up: say how long it had.
+			pe.retryMessage = fmt.Sprintf("not stored within %s: %v", d.timeout, retried)
+		}
 		if last := d.conns.lastError(); last != "" {
 			pe.retryMessage += "; " + last
 		}

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -44,8 +45,14 @@ func kafkaConfig(brokers []string) capture.SinkConfig {
 // out a leader change within one attempt.
 func kafkaEnv(t *testing.T) *env {
 	t.Helper()
+	return kafkaEnvTimeout(t, 10*time.Second)
+}
+
+// kafkaEnvTimeout is kafkaEnv with sends given timeout each.
+func kafkaEnvTimeout(t *testing.T, timeout time.Duration) *env {
+	t.Helper()
 	e := &env{reg: prometheus.NewRegistry(), root: t.TempDir(), stdout: &bytes.Buffer{}}
-	e.factory = sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: 10 * time.Second,
+	e.factory = sinks.NewFactory(sinks.Options{AllowLoopbackEgress: true, RequestTimeout: timeout,
 		OnReject: func(_, sink, msg string) {
 			e.mu.Lock()
 			e.rejected = append(e.rejected, sink+": "+msg)
@@ -428,22 +435,22 @@ func TestKafkaRetriesOnlyTheRecordsThatFailed(t *testing.T) {
 	acked := acks(recs)
 	write(t, s, recs)
 	eventually(t, "the lines of the existing topics acknowledged", func() bool { return acked() == 200 })
-	st := s.Sink.(capture.StatsReporter).Stats()
+	// franz-go gives the missing topic's records up after its own
+	// retries; on a loaded machine a send's 10 s can end first ("not
+	// stored within 10s"), and the next send reports the broker's reason.
+	var st capture.SinkStats
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st = s.Sink.(capture.StatsReporter).Stats()
+		if strings.Contains(st.LastError, "UNKNOWN_TOPIC_OR_PARTITION") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if st.SentLines != 200 || st.FailedBatches == 0 || !strings.Contains(st.LastError, "UNKNOWN_TOPIC_OR_PARTITION") {
 		t.Fatalf("before the topic exists: stats %+v", st)
 	}
-	admin, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "logs-web-1", 3, 1
-	req.Topics = append(req.Topics, rt)
-	if _, err := req.RequestWith(context.Background(), admin); err != nil {
-		t.Fatal(err)
-	}
+	createTopic(t, kc.ListenAddrs(), "logs-web-1", 3)
 	eventually(t, "every line acknowledged", func() bool { return acked() == 300 })
 	s.stop(t)
 	var got []kafkaMessage
@@ -453,6 +460,56 @@ func TestKafkaRetriesOnlyTheRecordsThatFailed(t *testing.T) {
 	kafkaExactlyOnce(t, recs, got)
 	if st := s.Sink.(capture.StatsReporter).Stats(); st.SentLines != 300 || st.Retries == 0 || st.DroppedLines != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestKafkaSaysHowLongASendHad: the pipeline's topic does not exist yet and
+// each send has 1s, less than franz-go's own retries for a missing topic
+// take (about 3s): the sink's error says the records were not stored
+// within 1s, and once the topic exists every line arrives once.
+func TestKafkaSaysHowLongASendHad(t *testing.T) {
+	kc := newKafka(t, 1)
+	e := kafkaEnvTimeout(t, time.Second)
+	c := kafkaConfig(kc.ListenAddrs())
+	c.Kafka.Topic = "logs-late"
+	c.MinBackoff, c.MaxBackoff = 100*time.Millisecond, 200*time.Millisecond
+	s := e.start(t, c)
+	recs := records(500)
+	acked := acks(recs)
+	write(t, s, recs)
+	const want = "500 records failed, to be sent again: not stored within 1s: context deadline exceeded"
+	eventually(t, "a send given up at its deadline", func() bool {
+		return strings.Contains(s.Sink.(capture.StatsReporter).Stats().LastError, want)
+	})
+	if n := acked(); n != 0 {
+		t.Fatalf("%d lines acknowledged before their topic existed", n)
+	}
+	createTopic(t, kc.ListenAddrs(), "logs-late", 3)
+	eventually(t, "every line acknowledged", func() bool { return acked() == len(recs) })
+	s.stop(t)
+	kafkaExactlyOnce(t, recs, consume(t, kc.ListenAddrs(), "logs-late", len(recs)))
+}
+
+// createTopic creates topic with partitions on the cluster of brokers.
+func createTopic(t *testing.T, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, 1
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range resp.Topics {
+		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+			t.Fatalf("creating topic %s: %v", rt.Topic, err)
+		}
 	}
 }
 
