@@ -229,10 +229,13 @@ func readChildOutput(work string) map[string]int {
 
 // appendSink is the children's sink: it appends one line per record to a
 // file, in batches written with one write each, and acknowledges a batch
-// only after the write, as a destination does after it answered.
+// only after the write, as a destination does after it answered. before,
+// when set, runs ahead of each write: the child reports its counts there,
+// so a count is never older than the records in the file.
 type appendSink struct {
-	f  *os.File
-	mu sync.Mutex
+	f      *os.File
+	before func()
+	mu     sync.Mutex
 	// batch are the records not yet written, buf their lines.
 	batch []*capture.Record
 	buf   []byte
@@ -256,6 +259,9 @@ func (s *appendSink) flush() {
 		return
 	}
 	capture.Sending(batch)
+	if s.before != nil {
+		s.before()
+	}
 	if _, err := s.f.Write(buf); err != nil {
 		panic(err)
 	}
@@ -329,14 +335,28 @@ func TestFileReaderChild(t *testing.T) {
 	key := types.NamespacedName{Namespace: ns, Name: name}
 	pc := filePipeline(ns, name, 3, time.Second)
 	pc.UID = uid
+	sink.before = reportTo(filepath.Join(work, "status-"+strconv.Itoa(os.Getpid())), mgr, key)
 	if err := mgr.Apply(c, key, pc); err != nil {
 		t.Fatal(err)
 	}
-	status := filepath.Join(work, "status-"+strconv.Itoa(os.Getpid()))
-	for {
-		if s, ok := mgr.Snapshot(key); ok {
-			_ = os.WriteFile(status, []byte(strconv.FormatInt(s.ResumeDuplicates, 10)), 0o600)
+	select {} // until killed
+}
+
+// reportTo returns the child's report of its resume duplicates to path: the
+// count of key's snapshot, written whole (a temporary file renamed), so a
+// kill leaves the previous report or this one, never a torn one.
+func reportTo(path string, mgr *workers.Manager, key types.NamespacedName) func() {
+	return func() {
+		s, ok := mgr.Snapshot(key)
+		if !ok {
+			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(strconv.FormatInt(s.ResumeDuplicates, 10)), 0o600); err != nil {
+			panic(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			panic(err)
+		}
 	}
 }
