@@ -170,11 +170,7 @@ var _ = Describe("Resuming the kubelet's files from the journal", func() {
 		var got map[string]int
 		Eventually(func() int {
 			got = readChildOutput(work)
-			n := 0
-			for range got {
-				n++
-			}
-			return n
+			return len(got)
 		}, 60*time.Second, 250*time.Millisecond).Should(Equal(generated), "every record arrived at least once")
 		dups, reported := 0, int64(0)
 		for _, c := range got {
